@@ -1,0 +1,39 @@
+"""cnnjax: convolutional neural networks in JAX, built from one lecture outward.
+
+The lecture's operations are pure functions, the single source of truth that the
+Flax modules and models are built on:
+
+- :func:`conv` -- "Convolution: trying every possible match" (:mod:`cnnjax.conv`)
+- :func:`maxpool` -- "Pooling: shrinking the image" (:mod:`cnnjax.pool`)
+- :func:`relu` -- "ReLU: no negative values" (:mod:`cnnjax.activations`)
+- :func:`flatten`, :func:`dense` -- "Flattening and fully connected layers"
+  (:mod:`cnnjax.dense`)
+- :mod:`cnnjax.losses` -- cross-entropy and accuracy, on optax
+
+Arrays are channels-last: images ``(N, H, W, C)``, kernels ``(H, W, C_in, C_out)``.
+"""
+
+from . import lecture, losses, lowering
+from .activations import relu, softmax
+from .conv import conv
+from .dense import dense, flatten
+from .losses import accuracy, categorical_crossentropy, sparse_categorical_crossentropy
+from .pool import maxpool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "accuracy",
+    "categorical_crossentropy",
+    "conv",
+    "dense",
+    "flatten",
+    "lecture",
+    "losses",
+    "lowering",
+    "maxpool",
+    "relu",
+    "softmax",
+    "sparse_categorical_crossentropy",
+]

@@ -1,0 +1,50 @@
+"""ReLU: no negative values.
+
+The lecture's "normalization" step: keep the maths from breaking by changing every
+negative value to zero. A stack of response maps becomes a stack of maps with no
+negative values. :func:`softmax` turns a network's final scores into class
+probabilities (the losses in :mod:`cnnjax.losses` apply it for you).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from . import _checks
+
+
+def relu(x: Any):
+    """Rectified linear unit, ``max(x, 0)`` elementwise.
+
+    Args:
+      x: array of any shape and real dtype.
+
+    Returns:
+      Array of the same shape and dtype with every negative entry set to zero. The
+      gradient at exactly zero is zero, as in every framework.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import cnnjax
+      >>> cnnjax.relu(jnp.array([0.77, -0.11, 0.11, -0.33]))
+      Array([0.77, 0.  , 0.11, 0.  ], dtype=float32)
+    """
+    return jax.nn.relu(_checks.as_array(x, "x"))
+
+
+def softmax(logits: Any, axis: int = -1):
+    """Class probabilities from scores: ``exp(logits)`` normalised along ``axis``.
+
+    Args:
+      logits: array of shape ``(..., num_classes)`` (with the default ``axis``).
+      axis: the class axis.
+
+    Returns:
+      Array of the same shape and dtype whose entries along ``axis`` are positive and
+      sum to one.
+    """
+    logits = _checks.as_array(logits, "logits")
+    _checks.check_floating(logits, "logits")
+    return jax.nn.softmax(logits, axis=axis)

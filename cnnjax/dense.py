@@ -1,0 +1,87 @@
+"""Flattening and fully connected layers.
+
+Flattening converts the stack of pooled maps into a 1D array per example; a fully
+connected (dense) layer then gives every output a weighted vote from every input. In
+the lecture's functional CNN a ``(3, 3, 128)`` stack flattens to 1152 values, and a
+dense layer with 10 outputs holds ``1152 * 10 + 10`` parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from jax import lax
+
+from . import _checks
+
+
+def flatten(x: Any):
+    """Flattens every axis but the first, row-major: ``(N, *dims) -> (N, prod(dims))``.
+
+    The order is C order over the spatial and channel axes, identical to Keras'
+    ``Flatten`` with ``channels_last``, so Keras dense weights load unchanged.
+
+    Args:
+      x: array of shape ``(N, *dims)`` with rank >= 1.
+
+    Returns:
+      Array of shape ``(N, prod(dims))`` (``(N, 1)`` for rank 1) and the dtype of
+      ``x``. A batch of zero examples is allowed.
+
+    Example: the lecture's sequential CNN flattens ``(3, 3, 64)`` to 576 values.
+
+    >>> import jax.numpy as jnp
+    >>> import cnnjax
+    >>> cnnjax.flatten(jnp.zeros((2, 3, 3, 64))).shape
+    (2, 576)
+    """
+    x = _checks.as_array(x, "x")
+    if x.ndim < 1:
+        raise ValueError(f"`x` must have a batch axis (rank >= 1), got a scalar of shape {x.shape}.")
+    return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+def dense(x: Any, kernel: Any, bias: Any = None):
+    """Fully connected layer: ``x @ kernel + bias``.
+
+    Args:
+      x: input of shape ``(..., in_features)``, floating point.
+      kernel: weights of shape ``(in_features, out_features)`` (Keras and Flax order).
+      bias: optional ``(out_features,)``.
+
+    Returns:
+      Array of shape ``(..., out_features)``; dtype of ``x`` and ``kernel`` promoted.
+
+    Raises:
+      TypeError: if an argument is not floating point.
+      ValueError: on a kernel that is not 2D, mismatched features, or a bias of the
+        wrong shape.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import cnnjax
+      >>> cnnjax.dense(jnp.ones((2, 3)), jnp.ones((3, 4)), jnp.arange(4.0))
+      Array([[3., 4., 5., 6.],
+             [3., 4., 5., 6.]], dtype=float32)
+    """
+    x = _checks.as_array(x, "x")
+    kernel = _checks.as_array(kernel, "kernel")
+    _checks.check_floating(kernel, "kernel")
+    _checks.check_ndim(kernel, "kernel", 2, "(in_features, out_features)")
+    _checks.check_floating(x, "x")
+    if x.ndim < 1 or x.shape[-1] != kernel.shape[0]:
+        raise ValueError(
+            f"`x` must have shape (..., {kernel.shape[0]}) to match `kernel` of shape "
+            f"{tuple(kernel.shape)}, got {tuple(x.shape)}."
+        )
+    out_features = kernel.shape[1]
+    if bias is not None:
+        bias = _checks.check_bias(bias, "bias", out_features, f"out_features={out_features} of `kernel`")
+    dtype = _checks.result_dtype(x, kernel)
+    y = lax.dot_general(
+        x.astype(dtype), kernel.astype(dtype), (((x.ndim - 1,), (0,)), ((), ()))
+    )
+    if bias is not None:
+        y = y + bias.astype(dtype)
+    return y

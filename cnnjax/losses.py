@@ -1,0 +1,121 @@
+"""Losses and metrics: how wrong the network is, in a number backpropagation can use.
+
+The lecture's error is "predicted answer minus right answer"; a classifier trained by
+gradient descent measures it with the cross-entropy between the softmax of its scores
+(logits) and the right class. These are thin, checked wrappers over optax.
+
+Keras names are kept so the lecture's ``loss='sparse_categorical_crossentropy'`` (integer
+labels) and ``loss='categorical_crossentropy'`` (one-hot labels) map one to one. Both
+take *logits*: the softmax is applied inside, in a numerically stable way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import optax
+
+from . import _checks
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce(values, reduction: str):
+    if reduction == "mean":
+        return jnp.mean(values)
+    if reduction == "sum":
+        return jnp.sum(values)
+    return values
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"`reduction` must be one of {_REDUCTIONS}, got {reduction!r}.")
+
+
+def _check_logits_labels(logits, labels):
+    logits = _checks.as_array(logits, "logits")
+    labels = _checks.as_array(labels, "labels")
+    _checks.check_floating(logits, "logits")
+    if logits.ndim < 1:
+        raise ValueError(f"`logits` must have shape (..., num_classes), got a scalar.")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise TypeError(
+            f"`labels` must be integer class indices, got dtype {labels.dtype}; for one-hot "
+            "targets use `categorical_crossentropy`."
+        )
+    if labels.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"`labels` must have shape {tuple(logits.shape[:-1])} to match `logits` of shape "
+            f"{tuple(logits.shape)}, got {tuple(labels.shape)}."
+        )
+    return logits, labels
+
+
+def sparse_categorical_crossentropy(logits: Any, labels: Any, *, reduction: str = "mean"):
+    """Softmax cross-entropy with integer labels (Keras' ``sparse_categorical_crossentropy``).
+
+    Args:
+      logits: scores of shape ``(..., num_classes)``.
+      labels: integer classes of shape ``(...)``, each in ``[0, num_classes)``.
+      reduction: ``"mean"`` (default, as Keras), ``"sum"``, or ``"none"`` for the
+        per-example losses of shape ``(...)``.
+
+    Returns:
+      The loss, a scalar unless ``reduction="none"``.
+
+    Example: perfect confidence in the right class costs nothing.
+
+    >>> import jax.numpy as jnp
+    >>> from cnnjax import losses
+    >>> float(losses.sparse_categorical_crossentropy(jnp.array([[0.0, 0.0]]), jnp.array([1])))
+    0.693...
+    """
+    _check_reduction(reduction)
+    logits, labels = _check_logits_labels(logits, labels)
+    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return _reduce(per_example, reduction)
+
+
+def categorical_crossentropy(logits: Any, targets: Any, *, reduction: str = "mean"):
+    """Softmax cross-entropy with one-hot or soft targets (Keras' ``categorical_crossentropy``).
+
+    Args:
+      logits: scores of shape ``(..., num_classes)``.
+      targets: class probabilities of the same shape (e.g. one-hot rows).
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      The loss, a scalar unless ``reduction="none"``.
+    """
+    _check_reduction(reduction)
+    logits = _checks.as_array(logits, "logits")
+    targets = _checks.as_array(targets, "targets")
+    _checks.check_floating(logits, "logits")
+    _checks.check_floating(targets, "targets")
+    if logits.ndim < 1 or targets.shape != logits.shape:
+        raise ValueError(
+            f"`targets` must have the shape of `logits` {tuple(logits.shape)}, got "
+            f"{tuple(targets.shape)}."
+        )
+    per_example = optax.softmax_cross_entropy(logits, targets)
+    return _reduce(per_example, reduction)
+
+
+def accuracy(logits: Any, labels: Any, *, reduction: str = "mean"):
+    """Fraction of examples whose highest score is the right class.
+
+    Args:
+      logits: scores of shape ``(..., num_classes)``.
+      labels: integer classes of shape ``(...)``.
+      reduction: ``"mean"`` (fraction correct), ``"sum"`` (count correct) or ``"none"``
+        (a 0/1 float per example).
+
+    Returns:
+      float32 scalar unless ``reduction="none"``.
+    """
+    _check_reduction(reduction)
+    logits, labels = _check_logits_labels(logits, labels)
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    return _reduce(correct, reduction)

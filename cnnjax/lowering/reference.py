@@ -1,0 +1,66 @@
+"""The reference lowering: XLA's own convolution and windowed reduction.
+
+These are the definitions every other lowering is tested against. Arguments arrive
+already normalised by the public operations (explicit padding pairs, tuples of
+positive ints, matching dtypes), so nothing here validates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+from jax import lax
+
+
+def channels_last_dimension_numbers(n: int) -> lax.ConvDimensionNumbers:
+    """Dimension numbers for ``x: (N, *spatial, C)``, ``kernel: (*window, C_in, C_out)``."""
+    spatial = tuple(range(1, n + 1))
+    return lax.ConvDimensionNumbers(
+        lhs_spec=(0, n + 1, *spatial),
+        rhs_spec=(n + 1, n, *range(n)),
+        out_spec=(0, n + 1, *spatial),
+    )
+
+
+def conv(
+    x,
+    kernel,
+    stride: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+    dilation: Sequence[int],
+):
+    """Cross-correlation of ``x (N, *spatial, C_in)`` with ``kernel (*window, C_in, C_out)``."""
+    n = kernel.ndim - 2
+    return lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=tuple(stride),
+        padding=tuple(padding),
+        rhs_dilation=tuple(dilation),
+        dimension_numbers=channels_last_dimension_numbers(n),
+    )
+
+
+def max_identity(dtype):
+    """The identity of ``max`` for ``dtype``: -inf for floats, the minimum for integers."""
+    if jnp.issubdtype(dtype, jnp.floating):
+        return jnp.array(-jnp.inf, dtype)
+    return jnp.array(jnp.iinfo(dtype).min, dtype)
+
+
+def maxpool(
+    x,
+    window: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+):
+    """Max over windows of ``x (N, *spatial, C)``; padded cells never win."""
+    return lax.reduce_window(
+        x,
+        max_identity(x.dtype),
+        lax.max,
+        window_dimensions=(1, *window, 1),
+        window_strides=(1, *stride, 1),
+        padding=((0, 0), *padding, (0, 0)),
+    )

@@ -1,0 +1,73 @@
+"""Plain NumPy loop implementations of convolution and max pooling, for the tests.
+
+Written from the definitions, independently of cnnjax and of jax.lax: explicit loops
+over output positions and window taps, float64 accumulation. Padding sizes are
+computed here from their definitions too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+
+def same_pads(size, window, stride, dilation=1):
+    """XLA/TensorFlow 'SAME': output ceil(size / stride), odd pixel of padding on the high side."""
+    eff = (window - 1) * dilation + 1
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + eff - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv(x, kernel, stride, pads, dilation):
+    """Cross-correlation; x (N, *S, Cin), kernel (*K, Cin, Cout); per-dim tuples."""
+    x = np.asarray(x, np.float64)
+    kernel = np.asarray(kernel, np.float64)
+    n = kernel.ndim - 2
+    window = kernel.shape[:n]
+    xp = np.pad(x, [(0, 0), *pads, (0, 0)])
+    out_sizes = [
+        (xp.shape[1 + i] - ((window[i] - 1) * dilation[i] + 1)) // stride[i] + 1 for i in range(n)
+    ]
+    out = np.zeros((x.shape[0], *out_sizes, kernel.shape[-1]))
+    for pos in itertools.product(*(range(s) for s in out_sizes)):
+        acc = np.zeros((x.shape[0], kernel.shape[-1]))
+        for tap in itertools.product(*(range(w) for w in window)):
+            idx = tuple(p * s + t * d for p, s, t, d in zip(pos, stride, tap, dilation))
+            acc += xp[(slice(None), *idx, slice(None))] @ kernel[tap]
+        out[(slice(None), *pos, slice(None))] = acc
+    return out
+
+
+def pool_out_size(size, window, stride, lo, hi, ceil_mode):
+    """PyTorch's rule: ceil mode keeps a last partial window unless it starts in the high padding."""
+    padded = size + lo + hi
+    if not ceil_mode:
+        return (padded - window) // stride + 1
+    out = math.ceil((padded - window) / stride) + 1
+    if (out - 1) * stride >= size + lo:
+        out -= 1
+    return out
+
+
+def maxpool(x, window, stride, pads, ceil_mode):
+    """Max over each window of the unpadded cells it covers (-inf if none)."""
+    x = np.asarray(x, np.float64)
+    n = x.ndim - 2
+    spatial = x.shape[1:-1]
+    out_sizes = [
+        pool_out_size(spatial[i], window[i], stride[i], *pads[i], ceil_mode) for i in range(n)
+    ]
+    out = np.full((x.shape[0], *out_sizes, x.shape[-1]), -np.inf)
+    for pos in itertools.product(*(range(s) for s in out_sizes)):
+        ranges = []
+        for i, p in enumerate(pos):
+            start = p * stride[i] - pads[i][0]
+            lo, hi = max(start, 0), min(start + window[i], spatial[i])
+            ranges.append(slice(lo, hi))
+        block = x[(slice(None), *ranges, slice(None))]
+        if block.size:
+            out[(slice(None), *pos, slice(None))] = block.max(axis=tuple(range(1, n + 1)))
+    return out

@@ -1,0 +1,170 @@
+"""cnnjax.conv against a NumPy loop reference, gradients, dtypes, transforms and errors."""
+
+import re
+
+import chex
+import jax
+import jax.numpy as jnp
+import jax.test_util as jtu
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cnnjax
+import numpy_reference as ref
+
+
+@st.composite
+def conv_configs(draw):
+    n = draw(st.integers(1, 3))
+    max_size = {1: 9, 2: 7, 3: 5}[n]
+    window = tuple(draw(st.integers(1, 3)) for _ in range(n))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(n))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(n))
+    style = draw(st.sampled_from(["valid", "same", "int", "pairs"]))
+    sizes, pads = [], []
+    for i in range(n):
+        eff = (window[i] - 1) * dilation[i] + 1
+        if style == "pairs":
+            pad = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+        elif style == "int":
+            pad = (draw(st.integers(0, 2)),) * 2
+        else:
+            pad = (0, 0)
+        lo_size = max(1, eff - pad[0] - pad[1])
+        sizes.append(draw(st.integers(lo_size, max(lo_size, max_size))))
+        pads.append(pad)
+    if style == "same":
+        padding = draw(st.sampled_from(["SAME", "same"]))
+        pads = [ref.same_pads(s, w, st_, d) for s, w, st_, d in zip(sizes, window, stride, dilation)]
+    elif style == "valid":
+        padding = draw(st.sampled_from(["VALID", "valid", "Valid"]))
+    elif style == "int":
+        padding = pads[0][0] if len(set(pads)) == 1 else [p[0] for p in pads]
+    else:
+        padding = [tuple(p) for p in pads]
+    c_in, c_out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    batch = draw(st.integers(1, 2))
+    seed = draw(st.integers(0, 2**16))
+    return dict(n=n, sizes=tuple(sizes), window=window, stride=stride, dilation=dilation,
+                padding=padding, pads=tuple(pads), c_in=c_in, c_out=c_out, batch=batch, seed=seed)
+
+
+def make(cfg, dtype=np.float32):
+    rng = np.random.default_rng(cfg["seed"])
+    x = rng.standard_normal((cfg["batch"], *cfg["sizes"], cfg["c_in"])).astype(dtype)
+    k = rng.standard_normal((*cfg["window"], cfg["c_in"], cfg["c_out"])).astype(dtype)
+    b = rng.standard_normal((cfg["c_out"],)).astype(dtype)
+    return x, k, b
+
+
+@settings(max_examples=60, deadline=None)
+@given(cfg=conv_configs(), normalize=st.booleans())
+def test_matches_numpy_reference(cfg, normalize):
+    x, k, b = make(cfg)
+    got = cnnjax.conv(x, k, b, stride=cfg["stride"], padding=cfg["padding"],
+                      dilation=cfg["dilation"], normalize=normalize)
+    want = ref.conv(x, k, cfg["stride"], cfg["pads"], cfg["dilation"])
+    if normalize:
+        want = want / (np.prod(cfg["window"]) * cfg["c_in"])
+    want = want + b
+    chex.assert_shape(got, want.shape)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+
+
+def test_same_gives_ceil_of_size_over_stride():
+    x = jnp.zeros((1, 7, 8, 10, 1))
+    k = jnp.zeros((3, 2, 4, 1, 2))
+    chex.assert_shape(cnnjax.conv(x, k, padding="SAME", stride=(2, 3, 4)), (1, 4, 3, 3, 2))
+
+
+def test_no_kernel_flip():
+    """Cross-correlation, as every framework: a one-hot kernel shifts, it does not mirror."""
+    x = jnp.arange(5.0).reshape(1, 5, 1)
+    k = jnp.array([1.0, 0.0, 0.0]).reshape(3, 1, 1)
+    np.testing.assert_array_equal(cnnjax.conv(x, k)[0, :, 0], [0.0, 1.0, 2.0])
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_gradients(normalize):
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.standard_normal((2, 6, 5, 2)))
+        k = jnp.asarray(rng.standard_normal((3, 2, 2, 3)))
+        b = jnp.asarray(rng.standard_normal((3,)))
+        f = lambda x, k, b: cnnjax.conv(x, k, b, stride=(2, 1), padding=[(1, 0), (0, 2)],
+                                        dilation=(1, 2), normalize=normalize)
+        jtu.check_grads(f, (x, k, b), order=2, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize("transform", [lambda f: f, jax.jit], ids=["eager", "jit"])
+def test_jit_and_eager_agree(transform):
+    x, k, b = make(dict(batch=2, sizes=(6, 6), c_in=2, window=(3, 3), c_out=4, seed=1))
+    conv = transform(lambda x, k, b: cnnjax.conv(x, k, b, padding="same", stride=2))
+    want = ref.conv(x, k, (2, 2), ((0, 1), (0, 1)), (1, 1)) + b
+    np.testing.assert_allclose(np.asarray(conv(x, k, b)), want, rtol=1e-5, atol=1e-5)
+
+
+def test_vmap_over_a_leading_axis():
+    x, k, _ = make(dict(batch=3, sizes=(5, 5), c_in=1, window=(2, 2), c_out=2, seed=2))
+    xs = np.stack([x, x * 2])
+    got = jax.vmap(lambda x: cnnjax.conv(x, k))(xs)
+    np.testing.assert_allclose(np.asarray(got[1]), 2 * np.asarray(cnnjax.conv(x, k)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
+def test_keeps_dtype(dtype):
+    x = jnp.ones((1, 4, 4, 2), dtype)
+    k = jnp.ones((3, 3, 2, 1), dtype)
+    y = cnnjax.conv(x, k, jnp.ones((1,), dtype), normalize=True)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(np.asarray(y, np.float32), 2.0)
+
+
+def test_empty_batch():
+    chex.assert_shape(cnnjax.conv(jnp.zeros((0, 5, 5, 1)), jnp.zeros((3, 3, 1, 4))), (0, 3, 3, 4))
+
+
+X = np.zeros((1, 5, 5, 2), np.float32)
+K = np.zeros((3, 3, 2, 4), np.float32)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(x=X[0]), ValueError, "`x` must have rank 4 with layout (N, S0, S1, C_in)"),
+        (dict(kernel=K[0]), ValueError, "`x` must have rank 3"),
+        (dict(kernel=K[..., 0]), ValueError, "`x` must have rank 3"),
+        (dict(kernel=np.zeros((3, 4))), ValueError, "`kernel` must have rank >= 3"),
+        (dict(kernel=np.zeros((3, 3, 3, 4), np.float32)), ValueError, "`x` has 2 input channels"),
+        (dict(bias=np.zeros(3, np.float32)), ValueError, "`bias` must have shape (4,) to match C_out=4"),
+        (dict(stride=0), ValueError, "`stride` must be positive, got 0"),
+        (dict(stride=(1, -1)), ValueError, "`stride` must be positive, got (1, -1)"),
+        (dict(stride=(1, 1, 1)), ValueError, "`stride` must be an int or a sequence of 2 ints"),
+        (dict(stride=1.5), TypeError, "`stride` must be an int or a sequence of 2 ints, got 1.5"),
+        (dict(dilation=0), ValueError, "`dilation` must be positive, got 0"),
+        (dict(padding="full"), ValueError, "`padding` must be 'VALID', 'SAME', an int, or 2 (low, high) pairs, got 'full'"),
+        (dict(padding=-1), ValueError, "`padding` must be non-negative, got -1"),
+        (dict(padding=[(1, 1)]), ValueError, "`padding` must give one entry per spatial dimension (2)"),
+        (dict(padding=[(1, 1, 1), (0, 0)]), TypeError, "`padding` entries must be ints or (low, high) pairs"),
+        (dict(kernel=np.zeros((6, 3, 2, 4), np.float32)), ValueError, "output size would be zero or negative: spatial dim 0 has size 5"),
+        (dict(dilation=3), ValueError, "output size would be zero or negative"),
+        (dict(kernel=K.astype(np.int32)), TypeError, "`kernel` must have a floating-point dtype"),
+        (dict(x=X.astype(np.uint8)), TypeError, "`x` must have a floating-point dtype"),
+        (dict(bias=np.zeros(4, np.int32)), TypeError, "`bias` must have a floating-point dtype"),
+        (dict(normalize=1), TypeError, "`normalize` must be a bool, got 1"),
+        (dict(x="image"), TypeError, "`x` must be an array, got str"),
+    ],
+)
+def test_errors_name_the_argument(kwargs, error, message):
+    args = dict(x=X, kernel=K, bias=None)
+    args.update(kwargs)
+    x, kernel, bias = args.pop("x"), args.pop("kernel"), args.pop("bias")
+    with pytest.raises(error, match=re.escape(message)):
+        cnnjax.conv(x, kernel, bias, **args)
+
+
+def test_padding_pads_more_than_a_zero_size_window():
+    """A window that fits only because of padding is accepted (size 2 + 1 + 1 >= 3)."""
+    chex.assert_shape(cnnjax.conv(jnp.ones((1, 2, 1)), jnp.ones((3, 1, 1)), padding=1), (1, 2, 1))

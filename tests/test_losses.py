@@ -1,0 +1,80 @@
+"""Losses and accuracy against hand-written formulas."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import jax.test_util as jtu
+import numpy as np
+import pytest
+
+import cnnjax
+from cnnjax import losses
+
+
+def np_cross_entropy(logits, labels):
+    logits = np.asarray(logits, np.float64)
+    log_z = np.log(np.exp(logits).sum(-1))
+    return log_z - np.take_along_axis(logits, labels[..., None], -1)[..., 0]
+
+
+def test_sparse_matches_formula():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((6, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 6)
+    per = np_cross_entropy(logits, labels)
+    np.testing.assert_allclose(losses.sparse_categorical_crossentropy(logits, labels), per.mean(), rtol=1e-5)
+    np.testing.assert_allclose(losses.sparse_categorical_crossentropy(logits, labels, reduction="sum"), per.sum(), rtol=1e-5)
+    np.testing.assert_allclose(losses.sparse_categorical_crossentropy(logits, labels, reduction="none"), per, rtol=1e-5)
+
+
+def test_categorical_equals_sparse_on_one_hot():
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((4, 3)).astype(np.float32)
+    labels = np.array([0, 2, 1, 2])
+    one_hot = np.eye(3, dtype=np.float32)[labels]
+    np.testing.assert_allclose(cnnjax.categorical_crossentropy(logits, one_hot),
+                               cnnjax.sparse_categorical_crossentropy(logits, labels), rtol=1e-6)
+
+
+def test_lecture_backprop_example():
+    """The lecture's X column: right answer 1, actual answer 0.92 -> error -0.08, and the
+    cross-entropy gradient with respect to the logits is exactly that error."""
+    p_x = 0.92
+    logits = jnp.log(jnp.array([p_x, 1 - p_x]))
+    g = jax.grad(lambda z: losses.sparse_categorical_crossentropy(z[None], jnp.array([0])))(logits)
+    np.testing.assert_allclose(g[0], p_x - 1.0, atol=1e-6)
+
+
+def test_loss_gradients():
+    with jax.enable_x64(True):
+        logits = jnp.asarray(np.random.default_rng(2).standard_normal((3, 4)))
+        labels = jnp.array([0, 3, 1])
+        jtu.check_grads(lambda z: losses.sparse_categorical_crossentropy(z, labels), (logits,), order=2)
+
+
+def test_accuracy():
+    logits = jnp.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    labels = jnp.array([1, 0, 0, 0])
+    assert float(cnnjax.accuracy(logits, labels)) == 0.75
+    assert float(cnnjax.accuracy(logits, labels, reduction="sum")) == 3.0
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: losses.sparse_categorical_crossentropy(jnp.ones((2, 3)), jnp.array([0.0, 1.0])),
+         TypeError, "`labels` must be integer class indices, got dtype float32"),
+        (lambda: losses.sparse_categorical_crossentropy(jnp.ones((2, 3)), jnp.array([0, 1, 2])),
+         ValueError, "`labels` must have shape (2,) to match `logits` of shape (2, 3), got (3,)"),
+        (lambda: losses.sparse_categorical_crossentropy(jnp.ones((2, 3)), jnp.array([0, 1]), reduction="avg"),
+         ValueError, "`reduction` must be one of ('mean', 'sum', 'none'), got 'avg'"),
+        (lambda: losses.categorical_crossentropy(jnp.ones((2, 3)), jnp.ones((2, 2))),
+         ValueError, "`targets` must have the shape of `logits` (2, 3), got (2, 2)"),
+        (lambda: losses.accuracy(jnp.ones((2, 3), jnp.int32), jnp.array([0, 1])),
+         TypeError, "`logits` must have a floating-point dtype"),
+    ],
+)
+def test_errors(call, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        call()

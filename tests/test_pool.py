@@ -1,0 +1,154 @@
+"""cnnjax.maxpool against a NumPy loop reference (floor, ceil, SAME), gradients and errors."""
+
+import re
+
+import chex
+import jax
+import jax.numpy as jnp
+import jax.test_util as jtu
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cnnjax
+import numpy_reference as ref
+
+
+@st.composite
+def pool_configs(draw):
+    n = draw(st.integers(1, 3))
+    max_size = {1: 11, 2: 9, 3: 6}[n]
+    window = tuple(draw(st.integers(1, 3)) for _ in range(n))
+    stride = draw(st.one_of(st.none(), st.tuples(*(st.integers(1, 3) for _ in range(n)))))
+    strides = window if stride is None else stride
+    style = draw(st.sampled_from(["valid", "same", "pairs"]))
+    ceil_mode = draw(st.booleans())
+    sizes, pads = [], []
+    for w in window:
+        # As in PyTorch, padding at most half the window: no window lies wholly in padding.
+        pad = (draw(st.integers(0, w // 2)), draw(st.integers(0, w // 2))) if style == "pairs" else (0, 0)
+        lo_size = max(1, w - pad[0] - pad[1])
+        sizes.append(draw(st.integers(lo_size, max_size)))
+        pads.append(pad)
+    if style == "same":
+        padding = "same"
+        pads = [ref.same_pads(s, w, st_) for s, w, st_ in zip(sizes, window, strides)]
+    elif style == "valid":
+        padding = "VALID"
+    else:
+        padding = pads
+    return dict(sizes=tuple(sizes), window=window, stride=stride, strides=strides,
+                padding=padding, pads=tuple(pads), ceil_mode=ceil_mode,
+                channels=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**16)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(cfg=pool_configs())
+def test_matches_numpy_reference(cfg):
+    x = np.random.default_rng(cfg["seed"]).standard_normal((2, *cfg["sizes"], cfg["channels"]))
+    x = x.astype(np.float32)
+    got = cnnjax.maxpool(x, cfg["window"], cfg["stride"], padding=cfg["padding"],
+                         ceil_mode=cfg["ceil_mode"])
+    want = ref.maxpool(x, cfg["window"], cfg["strides"], cfg["pads"], cfg["ceil_mode"])
+    chex.assert_shape(got, want.shape)
+    np.testing.assert_array_equal(np.asarray(got), want.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "size, window, stride, ceil_mode, expected",
+    [
+        (7, 2, None, True, 4),   # the lecture: ceiling of 7/2
+        (7, 2, None, False, 3),  # Keras MaxPooling2D 'valid'
+        (11, 2, None, False, 5),  # the lecture's Keras table: 11 -> 5
+        (26, 2, None, False, 13),
+        (6, 2, None, True, 3),   # nothing hangs over: ceil == floor
+        (5, 3, 2, True, 2),
+        (6, 3, 2, True, 3),      # last window starts at 4 < 6, covers 4..5
+    ],
+)
+def test_output_sizes(size, window, stride, ceil_mode, expected):
+    y = cnnjax.maxpool(jnp.zeros((1, size, size, 1)), window, stride, ceil_mode=ceil_mode)
+    chex.assert_shape(y, (1, expected, expected, 1))
+
+
+def test_ceil_mode_drops_a_window_starting_in_the_padding():
+    """PyTorch's rule: size 5, window 2, stride 2, pad 1 -> ceil((7-2)/2)+1 = 4, but the 4th
+    window would start at padded index 6 = size + low, wholly in the high padding: 3."""
+    y = cnnjax.maxpool(jnp.zeros((1, 5, 1)), 2, 2, padding=1, ceil_mode=True)
+    chex.assert_shape(y, (1, 3, 1))
+
+
+def test_same_gives_ceil_of_size_over_stride():
+    chex.assert_shape(cnnjax.maxpool(jnp.zeros((1, 7, 9, 2)), 3, 2, padding="SAME"), (1, 4, 5, 2))
+
+
+def test_stride_defaults_to_window():
+    x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    np.testing.assert_array_equal(cnnjax.maxpool(x)[0, :, :, 0], [[5.0, 7.0], [13.0, 15.0]])
+    np.testing.assert_array_equal(cnnjax.maxpool(x, 2, 1)[0, 0, :, 0], [5.0, 6.0, 7.0])
+
+
+def test_gradients():
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.permutation(7 * 6 * 2).reshape(1, 7, 6, 2) / 10.0)  # no ties
+        f = lambda x: cnnjax.maxpool(x, (2, 3), (2, 2), padding=[(1, 0), (0, 1)], ceil_mode=True)
+        jtu.check_grads(f, (x,), order=1, modes=("fwd", "rev"), eps=1e-3)
+
+
+def test_gradient_goes_to_the_maximum():
+    x = jnp.array([[0.1, 0.9], [0.3, 0.2]]).reshape(1, 2, 2, 1)
+    g = jax.grad(lambda x: cnnjax.maxpool(x).sum())(x)
+    np.testing.assert_array_equal(g[0, :, :, 0], [[0.0, 1.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("transform", [lambda f: f, jax.jit], ids=["eager", "jit"])
+def test_jit_and_eager_agree(transform):
+    x = np.random.default_rng(3).standard_normal((2, 7, 7, 3)).astype(np.float32)
+    got = transform(lambda x: cnnjax.maxpool(x, 2, ceil_mode=True))(x)
+    np.testing.assert_array_equal(np.asarray(got), ref.maxpool(x, (2, 2), (2, 2), ((0, 0),) * 2, True))
+
+
+def test_vmap():
+    x = jnp.arange(2 * 16.0).reshape(2, 1, 4, 4, 1)
+    got = jax.vmap(cnnjax.maxpool)(x)
+    np.testing.assert_array_equal(got[1, 0, :, :, 0], [[21.0, 23.0], [29.0, 31.0]])
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32, jnp.int32, jnp.uint8])
+def test_keeps_dtype_and_padding_never_wins(dtype):
+    x = jnp.array([[3, 1, 2]], dtype).reshape(1, 3, 1) - (0 if dtype == jnp.uint8 else 5)
+    y = cnnjax.maxpool(x, 2, padding="SAME")
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(np.asarray(y[0, :, 0]), np.asarray(x[0, [0, 2], 0]))
+
+
+def test_empty_batch():
+    chex.assert_shape(cnnjax.maxpool(jnp.zeros((0, 7, 7, 3)), 2, ceil_mode=True), (0, 4, 4, 3))
+
+
+X = np.zeros((1, 7, 7, 2), np.float32)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(x=X[0, 0]), ValueError, "`x` must have rank >= 3 with layout (N, *spatial, C), got shape (7, 2)"),
+        (dict(window=0), ValueError, "`window` must be positive, got 0"),
+        (dict(window=(2, 2, 2)), ValueError, "`window` must be an int or a sequence of 2 ints"),
+        (dict(stride=-2), ValueError, "`stride` must be positive, got -2"),
+        (dict(stride="2"), TypeError, "`stride` must be an int or a sequence of 2 ints, got '2'"),
+        (dict(padding="ceil"), ValueError, "`padding` must be 'VALID', 'SAME', an int, or 2 (low, high) pairs, got 'ceil'"),
+        (dict(window=8), ValueError, "output size would be zero or negative: spatial dim 0 has size 7 (padded 7) but the pooling window spans 8"),
+        (dict(window=8, ceil_mode=True), ValueError, "output size would be zero or negative"),
+        (dict(ceil_mode="yes"), TypeError, "`ceil_mode` must be a bool, got 'yes'"),
+        (dict(x=X.astype(bool)), TypeError, "`x` must have a real numeric dtype, got bool"),
+    ],
+)
+def test_errors_name_the_argument(kwargs, error, message):
+    args = dict(x=X, window=2, stride=None)
+    args.update(kwargs)
+    x, window, stride = args.pop("x"), args.pop("window"), args.pop("stride")
+    with pytest.raises(error, match=re.escape(message)):
+        cnnjax.maxpool(x, window, stride, **args)
