@@ -13,12 +13,13 @@ Flax modules and models are built on:
 Arrays are channels-last: images ``(N, H, W, C)``, kernels ``(H, W, C_in, C_out)``.
 """
 
-from . import lecture, losses, lowering
+from . import lecture, losses, lowering, models, nn
 from .activations import relu, softmax
 from .conv import conv
 from .dense import dense, flatten
 from .losses import accuracy, categorical_crossentropy, sparse_categorical_crossentropy
 from .pool import maxpool
+from .summary import print_summary, summary
 
 __version__ = "0.1.0"
 
@@ -33,7 +34,11 @@ __all__ = [
     "losses",
     "lowering",
     "maxpool",
+    "models",
+    "nn",
+    "print_summary",
     "relu",
     "softmax",
     "sparse_categorical_crossentropy",
+    "summary",
 ]

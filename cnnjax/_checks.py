@@ -51,6 +51,24 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+def positive_int(value: Any, name: str) -> int:
+    """Returns ``value`` as a positive int, or raises ``TypeError``/``ValueError``."""
+    if not _is_int(value):
+        raise TypeError(f"`{name}` must be an int, got {value!r}.")
+    if value <= 0:
+        raise ValueError(f"`{name}` must be positive, got {value!r}.")
+    return int(value)
+
+
+def window_rank(value: Any, name: str, default: int) -> int:
+    """Spatial dims of a window argument: ``default`` for an int, else the sequence's length."""
+    if _is_int(value):
+        return default
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0:
+        return len(value)
+    raise TypeError(f"`{name}` must be an int or a sequence of ints, got {value!r}.")
+
+
 def positive_tuple(value: Any, n: int, name: str) -> tuple[int, ...]:
     """Normalises an int or a length-``n`` sequence of ints to a tuple of positive ints.
 

@@ -1,24 +1,30 @@
-"""The README's Python examples run, and the printed map is what they print."""
+"""The README's Python examples run, and print exactly the output the README shows."""
 
 import contextlib
 import io
 import re
 from pathlib import Path
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+EXAMPLES = re.findall(r"```python\n(.*?)```\s*```text\n(.*?)```", README, flags=re.S)
 
 
-def test_lecture_snippet_runs_and_prints_what_the_readme_shows():
-    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
-    assert blocks, "README has no python example"
+def test_readme_has_examples():
+    assert len(EXAMPLES) >= 2
+
+
+@pytest.mark.parametrize("code, shown", EXAMPLES, ids=lambda v: v.splitlines()[0][:40])
+def test_example_prints_what_the_readme_shows(code, shown):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(blocks[0], {})
-    shown = re.search(r"```text\n(\[\[.*?\]\])\n```", README, flags=re.S).group(1)
+        exec(code, {})
     assert out.getvalue().strip() == shown.strip()
 
 
 def test_ci_runs_the_readme_test_command():
     command = re.search(r"&& (python -m pytest[^\n`]*)", README).group(1).strip()
-    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
     assert command in ci.splitlines()

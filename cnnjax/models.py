@@ -1,0 +1,243 @@
+"""The lecture's networks, built from :mod:`cnnjax.nn` layers. All return logits.
+
+- :func:`mnist_sequential` -- "To classify MNIST digits using Sequential CNN":
+  93,322 parameters.
+- :func:`mnist_functional` -- "New CNN for MNIST using Functional API": 104,202
+  parameters, written in the functional style (each layer's output is the next
+  layer's input, named as in the lecture's code).
+- :func:`xo_net` -- the X's-and-O's network of the first half: three 3x3 features,
+  ReLU, pooling twice ("deep stacking"), a fully connected vote over two classes.
+
+Input shape and number of classes are keywords, so the same models serve MNIST,
+Fashion-MNIST, KMNIST (28x28x1) or 32x32x3 colour images. Softmax is not part of the
+models: it lives in the loss (:mod:`cnnjax.losses`) and in ``predict``-style helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from . import _checks, lecture
+from .nn import Conv, Dense, Flatten, MaxPool, ReLU, Sequential, capture
+
+
+def _input_shape(input_shape: Any) -> tuple[int, ...]:
+    if not (isinstance(input_shape, Sequence) and len(input_shape) >= 2):
+        raise ValueError(
+            f"`input_shape` must be (*spatial, channels) without the batch axis, e.g. "
+            f"(28, 28, 1), got {input_shape!r}."
+        )
+    return _checks.positive_tuple(tuple(input_shape), len(input_shape), "input_shape")
+
+
+def _flat_features(stack, input_shape: tuple[int, ...]) -> int:
+    """Features after ``stack`` (ending in Flatten) for one example, by shape inference."""
+    try:
+        out = jax.eval_shape(stack, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
+    except ValueError as e:
+        raise ValueError(f"`input_shape` {input_shape} is too small for this model: {e}") from e
+    return out.shape[-1]
+
+
+def mnist_sequential(
+    *,
+    input_shape: Sequence[int] = (28, 28, 1),
+    num_classes: int = 10,
+    dtype: Any = None,
+    rngs: nnx.Rngs,
+) -> Sequential:
+    """The lecture's Sequential CNN (93,322 parameters at 28x28x1, 10 classes).
+
+    Conv(32, 3x3, relu) -> MaxPool(2) -> Conv(64, 3x3, relu) -> MaxPool(2) ->
+    Conv(64, 3x3, relu) -> Flatten -> Dense(64, relu) -> Dense(num_classes).
+
+    Args:
+      input_shape: ``(H, W, C)`` of one example.
+      num_classes: number of output logits.
+      dtype: compute dtype of every layer (``None``: float32 params decide).
+      rngs: ``nnx.Rngs`` for the initialisers.
+
+    Returns:
+      A :class:`cnnjax.nn.Sequential` mapping ``(N, H, W, C)`` to ``(N, num_classes)``
+      logits.
+    """
+    shape = _input_shape(input_shape)
+    num_classes = _checks.positive_int(num_classes, "num_classes")
+    common = dict(activation="relu", dtype=dtype, rngs=rngs)
+    features = [
+        Conv(shape[-1], 32, (3, 3), **common),
+        MaxPool((2, 2)),
+        Conv(32, 64, (3, 3), **common),
+        MaxPool((2, 2)),
+        Conv(64, 64, (3, 3), **common),
+        Flatten(),
+    ]
+    flat = _flat_features(Sequential(*features), shape)
+    model = Sequential(
+        *features,
+        Dense(flat, 64, **common),
+        Dense(64, num_classes, dtype=dtype, rngs=rngs),
+    )
+    model.input_shape = shape
+    return model
+
+
+class MnistFunctional(nnx.Module):
+    """The lecture's Functional-API CNN; build it with :func:`mnist_functional`.
+
+    The ``__call__`` reads like the lecture's Keras code: ``x = layer(x)`` line by line.
+    """
+
+    def __init__(self, input_shape, num_classes, dtype, rngs):
+        channels = input_shape[-1]
+        self.input_shape = input_shape
+        self.conv1 = Conv(channels, 32, 3, activation="relu", dtype=dtype, rngs=rngs)
+        self.pool1 = MaxPool(2)
+        self.conv2 = Conv(32, 64, 3, activation="relu", dtype=dtype, rngs=rngs)
+        self.pool2 = MaxPool(2)
+        self.conv3 = Conv(64, 128, 3, activation="relu", dtype=dtype, rngs=rngs)
+        self.flatten = Flatten()
+        flat = _flat_features(self._features, input_shape)
+        self.dense = Dense(flat, num_classes, dtype=dtype, rngs=rngs)
+
+    def _features(self, inputs):
+        x = self.conv1(inputs)
+        x = self.pool1(x)
+        x = self.conv2(x)
+        x = self.pool2(x)
+        x = self.conv3(x)
+        return self.flatten(x)
+
+    def __call__(self, inputs):
+        return self.dense(self._features(inputs))
+
+
+def mnist_functional(
+    *,
+    input_shape: Sequence[int] = (28, 28, 1),
+    num_classes: int = 10,
+    dtype: Any = None,
+    rngs: nnx.Rngs,
+) -> MnistFunctional:
+    """The lecture's Functional-API CNN (104,202 parameters at 28x28x1, 10 classes).
+
+    Conv(32, 3, relu) -> MaxPool(2) -> Conv(64, 3, relu) -> MaxPool(2) ->
+    Conv(128, 3, relu) -> Flatten -> Dense(num_classes). Arguments as
+    :func:`mnist_sequential`; returns ``(N, num_classes)`` logits.
+    """
+    shape = _input_shape(input_shape)
+    return MnistFunctional(shape, _checks.positive_int(num_classes, "num_classes"), dtype, rngs)
+
+
+def xo_net(
+    *,
+    input_shape: Sequence[int] = (9, 9, 1),
+    num_classes: int = 2,
+    lecture_features: bool = False,
+    dtype: Any = None,
+    rngs: nnx.Rngs,
+) -> Sequential:
+    """A small CNN for the lecture's 9x9 X's and O's.
+
+    Conv(3 features, 3x3, ``normalize=True``) -> ReLU -> MaxPool(2, ceil) ->
+    MaxPool(2, ceil) -> Flatten -> Dense(num_classes): the lecture's conv / ReLU /
+    pool / deep-stacking pipeline (9x9 -> 7x7 -> 4x4 -> 2x2 x 3) and a vote.
+
+    Args:
+      input_shape: ``(H, W, C)``; with ``lecture_features`` C must be 1.
+      num_classes: number of logits (X and O: 2).
+      lecture_features: if True, the first layer's filters are the lecture's
+        backslash, X and slash features with zero bias, so its response maps equal
+        the lecture's tables; otherwise Glorot-uniform random filters to be learned.
+      dtype, rngs: as :func:`mnist_sequential`.
+    """
+    shape = _input_shape(input_shape)
+    first = Conv(shape[-1], 3, (3, 3), normalize=True, dtype=dtype, rngs=rngs)
+    if lecture_features:
+        if shape[-1] != 1:
+            raise ValueError(
+                f"`lecture_features=True` needs a single input channel, got input_shape {shape}."
+            )
+        first.kernel[...] = jnp.asarray(lecture.features(), first.kernel[...].dtype)
+    features = [first, ReLU(), MaxPool(2, ceil_mode=True), MaxPool(2, ceil_mode=True), Flatten()]
+    flat = _flat_features(Sequential(*features), shape)
+    model = Sequential(*features, Dense(flat, _checks.positive_int(num_classes, "num_classes"), dtype=dtype, rngs=rngs))
+    model.input_shape = shape
+    return model
+
+
+def weighted_layers(model, input_shape: Sequence[int] | None = None) -> list:
+    """The layers holding parameters, in call order (the order of Keras' ``get_weights``)."""
+    shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+    if shape is None:
+        raise ValueError("`input_shape` is needed: the model does not record one.")
+    x = jax.ShapeDtypeStruct((1, *_input_shape(shape)), jnp.float32)
+    layers = []
+
+    def run(x):
+        _, calls = capture(model, x)
+        layers.extend(layer for _, layer, _, _ in calls if isinstance(layer, (Conv, Dense)))
+
+    jax.eval_shape(run, x)
+    return layers
+
+
+def load_keras_weights(model, weights: Sequence[Any], input_shape: Sequence[int] | None = None):
+    """Fills ``model`` in place with weights in Keras' order, as ``model.get_weights()`` gives.
+
+    Keras lists, for each layer with weights in call order, its kernel then its bias.
+    Conv kernels are HWIO and dense kernels ``(in, out)`` in both frameworks, and
+    :func:`cnnjax.flatten` uses Keras' order, so the arrays load unchanged and give
+    the same logits.
+
+    Args:
+      model: a cnnjax model (e.g. from :func:`mnist_functional`).
+      weights: the list of arrays.
+      input_shape: ``(H, W, C)``; defaults to the model's recorded ``input_shape``.
+
+    Returns:
+      ``model``, for chaining.
+
+    Raises:
+      ValueError: if the number of arrays or any shape does not match, naming the
+        layer and the array's index.
+    """
+    targets = []
+    for layer in weighted_layers(model, input_shape):
+        targets.append((layer, "kernel"))
+        if layer.bias is not None:
+            targets.append((layer, "bias"))
+    if len(weights) != len(targets):
+        raise ValueError(
+            f"`weights` must hold {len(targets)} arrays (kernel and bias of each layer with "
+            f"weights, in call order), got {len(weights)}."
+        )
+    arrays = []
+    for i, ((layer, attr), w) in enumerate(zip(targets, weights)):
+        w = np.asarray(w)
+        param = getattr(layer, attr)
+        if w.shape != param.shape:
+            raise ValueError(
+                f"`weights[{i}]` has shape {w.shape} but the {type(layer).__name__} layer's "
+                f"{attr} has shape {tuple(param.shape)}."
+            )
+        arrays.append(jnp.asarray(w, param.dtype))
+    for (layer, attr), w in zip(targets, arrays):
+        getattr(layer, attr)[...] = w
+    return model
+
+
+__all__ = [
+    "MnistFunctional",
+    "load_keras_weights",
+    "mnist_functional",
+    "mnist_sequential",
+    "weighted_layers",
+    "xo_net",
+]

@@ -1,0 +1,332 @@
+"""Flax (``flax.nnx``) layers that hold parameters and call cnnjax's pure functions.
+
+Every layer's maths is one call to :mod:`cnnjax.conv`, :mod:`cnnjax.pool`,
+:mod:`cnnjax.activations` or :mod:`cnnjax.dense`; nothing here computes on its own.
+Defaults follow Keras so the lecture's code ports line by line::
+
+    layers.Conv2D(32, (3, 3), activation='relu', input_shape=(28, 28, 1))
+    nn.Conv(1, 32, (3, 3), activation="relu", rngs=rngs)
+
+``padding="VALID"``, Glorot-uniform kernels, zero biases, pooling stride = window. As in
+Flax, a layer is told its input features when it is built (``Conv(in, out, ...)``).
+
+:func:`capture` runs a model and returns every layer's output in call order; the
+summary table and the response-map figures are built on it, and it works for
+:class:`Sequential` models and for modules written in the functional style alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from . import _checks
+from .activations import relu, softmax
+from .conv import conv
+from .dense import dense, flatten
+from .pool import maxpool
+
+Initializer = Callable[..., jax.Array]
+
+default_kernel_init: Initializer = jax.nn.initializers.glorot_uniform()
+"""Keras' default: Glorot (Xavier) uniform, fans from the receptive field and channels."""
+
+default_bias_init: Initializer = jax.nn.initializers.zeros
+
+_ACTIVATIONS: dict[str, Callable | None] = {"relu": relu, "softmax": softmax, "linear": None}
+
+_recorder: contextvars.ContextVar[list | None] = contextvars.ContextVar("cnnjax_nn_recorder", default=None)
+
+
+def _activation(activation: str | Callable | None) -> Callable | None:
+    if activation is None or callable(activation):
+        return activation
+    if isinstance(activation, str) and activation in _ACTIVATIONS:
+        return _ACTIVATIONS[activation]
+    raise ValueError(
+        f"`activation` must be None, a callable, or one of {sorted(_ACTIVATIONS)}, got "
+        f"{activation!r}."
+    )
+
+
+def _static_padding(padding, n, window, stride):
+    """Checks the form of ``padding`` and returns it hashable: a string or explicit pairs."""
+    pairs = _checks.padding_pairs(padding, n, window, window, stride)
+    return padding.upper() if isinstance(padding, str) else pairs
+
+
+class Layer(nnx.Module):
+    """Base of cnnjax's layers: ``__call__`` runs :meth:`forward` and reports to :func:`capture`.
+
+    Subclasses implement ``forward(x)`` (a call to a pure function) and may override
+    :meth:`flops` (forward FLOPs per example, counted as 2 x multiply-adds).
+    """
+
+    def forward(self, x):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __call__(self, x):
+        y = self.forward(x)
+        record = _recorder.get()
+        if record is not None:
+            record.append((self, x, y))
+        return y
+
+    def flops(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> int:
+        """Forward FLOPs for one example (2 x multiply-adds); 0 for layers without any."""
+        return 0
+
+    def _cast(self, *arrays):
+        dtype = getattr(self, "dtype", None)
+        if dtype is None:
+            return arrays
+        return tuple(None if a is None else jnp.asarray(a).astype(dtype) for a in arrays)
+
+
+class Conv(Layer):
+    """Convolution layer: a bank of learned filters, each giving a response map.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: number of filters ``C_out`` (Keras' ``filters``).
+      kernel_size: window, an int (a square 2D window, Keras' ``Conv2D``) or one int
+        per spatial dimension (its length sets 1D, 2D or 3D).
+      stride, padding, dilation, normalize: as :func:`cnnjax.conv`.
+      activation: ``None``, ``"relu"``, ``"linear"``, ``"softmax"`` or a callable,
+        applied after the bias (Keras' ``activation=``).
+      use_bias: whether to add a learned bias per filter.
+      kernel_init, bias_init: ``jax.nn.initializers`` (Glorot uniform and zeros).
+      dtype: compute dtype (e.g. ``jnp.bfloat16``); ``None`` promotes input and params.
+      param_dtype: dtype the parameters are stored in.
+      rngs: ``nnx.Rngs`` for the initialisers.
+
+    Shapes: ``(N, *spatial, C_in) -> (N, *out_spatial, C_out)``; kernel
+    ``(*kernel_size, C_in, C_out)``, bias ``(C_out,)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | Sequence[int],
+        *,
+        stride: int | Sequence[int] = 1,
+        padding: str | int | Sequence = "VALID",
+        dilation: int | Sequence[int] = 1,
+        normalize: bool = False,
+        activation: str | Callable | None = None,
+        use_bias: bool = True,
+        kernel_init: Initializer = default_kernel_init,
+        bias_init: Initializer = default_bias_init,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.in_features = _checks.positive_int(in_features, "in_features")
+        self.out_features = _checks.positive_int(out_features, "out_features")
+        n = _checks.window_rank(kernel_size, "kernel_size", default=2)
+        self.kernel_size = _checks.positive_tuple(kernel_size, n, "kernel_size")
+        self.stride = _checks.positive_tuple(stride, n, "stride")
+        self.dilation = _checks.positive_tuple(dilation, n, "dilation")
+        self.padding = _static_padding(padding, n, self.kernel_size, self.stride)
+        if not isinstance(normalize, bool):
+            raise TypeError(f"`normalize` must be a bool, got {normalize!r}.")
+        self.normalize = normalize
+        self.activation = _activation(activation)
+        self.dtype = dtype
+        shape = (*self.kernel_size, self.in_features, self.out_features)
+        self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
+        self.bias = nnx.Param(bias_init(rngs.params(), (self.out_features,), param_dtype)) if use_bias else None
+
+    def forward(self, x):
+        bias = None if self.bias is None else self.bias[...]
+        x, kernel, bias = self._cast(x, self.kernel[...], bias)
+        y = conv(x, kernel, bias, stride=self.stride, padding=self.padding,
+                 dilation=self.dilation, normalize=self.normalize)
+        return y if self.activation is None else self.activation(y)
+
+    def flops(self, x_shape, y_shape):
+        macs = _checks.prod(y_shape[1:]) * _checks.prod(self.kernel_size) * self.in_features
+        return 2 * macs
+
+
+class Dense(Layer):
+    """Fully connected layer: every output a weighted vote of every input.
+
+    Args:
+      in_features: input features.
+      out_features: output features (Keras' ``units``).
+      activation, use_bias, kernel_init, bias_init, dtype, param_dtype, rngs: as
+        :class:`Conv`.
+
+    Shapes: ``(..., in_features) -> (..., out_features)``; kernel ``(in, out)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        activation: str | Callable | None = None,
+        use_bias: bool = True,
+        kernel_init: Initializer = default_kernel_init,
+        bias_init: Initializer = default_bias_init,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.in_features = _checks.positive_int(in_features, "in_features")
+        self.out_features = _checks.positive_int(out_features, "out_features")
+        self.activation = _activation(activation)
+        self.dtype = dtype
+        self.kernel = nnx.Param(kernel_init(rngs.params(), (self.in_features, self.out_features), param_dtype))
+        self.bias = nnx.Param(bias_init(rngs.params(), (self.out_features,), param_dtype)) if use_bias else None
+
+    def forward(self, x):
+        bias = None if self.bias is None else self.bias[...]
+        x, kernel, bias = self._cast(x, self.kernel[...], bias)
+        y = dense(x, kernel, bias)
+        return y if self.activation is None else self.activation(y)
+
+    def flops(self, x_shape, y_shape):
+        return 2 * _checks.prod(y_shape[1:-1]) * self.in_features * self.out_features
+
+
+class MaxPool(Layer):
+    """Max pooling layer; arguments as :func:`cnnjax.maxpool` (stride defaults to window)."""
+
+    def __init__(
+        self,
+        window: int | Sequence[int] = 2,
+        stride: int | Sequence[int] | None = None,
+        *,
+        padding: str | int | Sequence = "VALID",
+        ceil_mode: bool = False,
+    ):
+        n = _checks.window_rank(window, "window", default=1)
+        _checks.positive_tuple(window, n, "window")
+        if stride is not None:
+            _checks.positive_tuple(stride, _checks.window_rank(stride, "stride", default=1), "stride")
+        if not isinstance(ceil_mode, bool):
+            raise TypeError(f"`ceil_mode` must be a bool, got {ceil_mode!r}.")
+        self.window = window if n == 1 and _checks._is_int(window) else tuple(window)
+        self.stride = stride if stride is None or _checks._is_int(stride) else tuple(stride)
+        if not isinstance(padding, str) and not _checks._is_int(padding):
+            padding = tuple(tuple(p) if isinstance(p, Sequence) else p for p in padding)
+        self.padding, self.ceil_mode = padding, ceil_mode
+
+    def forward(self, x):
+        return maxpool(x, self.window, self.stride, padding=self.padding, ceil_mode=self.ceil_mode)
+
+
+class ReLU(Layer):
+    """ReLU layer: :func:`cnnjax.relu`."""
+
+    def forward(self, x):
+        return relu(x)
+
+
+class Flatten(Layer):
+    """Flatten layer: :func:`cnnjax.flatten`, ``(N, *dims) -> (N, prod(dims))``."""
+
+    def forward(self, x):
+        return flatten(x)
+
+
+class Sequential(nnx.Module):
+    """Layers applied in order, the output of one the input of the next.
+
+    Example:
+      >>> from flax import nnx
+      >>> from cnnjax import nn
+      >>> rngs = nnx.Rngs(0)
+      >>> model = nn.Sequential(nn.Conv(1, 4, 3, activation="relu", rngs=rngs),
+      ...                       nn.MaxPool(2), nn.Flatten(), nn.Dense(36, 2, rngs=rngs))
+      >>> model(jnp.ones((5, 8, 8, 1))).shape
+      (5, 2)
+    """
+
+    def __init__(self, *layers: Callable):
+        for i, layer in enumerate(layers):
+            if not callable(layer):
+                raise TypeError(f"`layers[{i}]` must be callable, got {layer!r}.")
+        self.layers = nnx.List(layers)
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+
+@contextlib.contextmanager
+def _recording() -> Iterator[list]:
+    record: list = []
+    token = _recorder.set(record)
+    try:
+        yield record
+    finally:
+        _recorder.reset(token)
+
+
+def capture(model: Callable, x) -> tuple[Any, list[tuple[str, Layer, Any, Any]]]:
+    """Runs ``model(x)`` and returns its output and every cnnjax layer call, in order.
+
+    Args:
+      model: any callable built from :mod:`cnnjax.nn` layers (a :class:`Sequential`, a
+        module written in the functional style, a plain function).
+      x: the input batch (arrays, or ``jax.ShapeDtypeStruct`` under ``jax.eval_shape``).
+
+    Returns:
+      ``(y, calls)`` where ``calls`` is a list of ``(name, layer, input, output)`` in
+      call order; names are Keras-style (``conv``, ``conv_1``, ``max_pool``, ...).
+
+    Example: the response maps of every conv layer are
+    ``[out for name, layer, _, out in calls if isinstance(layer, nn.Conv)]``.
+    """
+    with _recording() as record:
+        y = model(x)
+    counts: dict[str, int] = {}
+    calls = []
+    for layer, inp, out in record:
+        base = snake_case(type(layer).__name__)
+        k = counts.get(base, 0)
+        counts[base] = k + 1
+        calls.append((base if k == 0 else f"{base}_{k}", layer, inp, out))
+    return y, calls
+
+
+def snake_case(name: str) -> str:
+    """Keras-style snake-case name of a class name: ``MaxPool`` -> ``max_pool``."""
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i > 0 and not name[i - 1].isupper():
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+__all__ = [
+    "Conv",
+    "Dense",
+    "Flatten",
+    "Layer",
+    "MaxPool",
+    "ReLU",
+    "Sequential",
+    "capture",
+    "default_bias_init",
+    "default_kernel_init",
+    "snake_case",
+]

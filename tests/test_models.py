@@ -1,0 +1,149 @@
+"""The lecture's networks: parameter counts, maps, hand-written forwards, Keras weights."""
+
+import re
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import cnnjax
+import lecture_tables as T
+import numpy_reference as ref
+from cnnjax import models, nn
+
+
+def n_params(model):
+    return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def test_parameter_counts_are_the_lectures():
+    assert n_params(models.mnist_sequential(rngs=nnx.Rngs(0))) == 93_322
+    assert n_params(models.mnist_functional(rngs=nnx.Rngs(0))) == 104_202
+
+
+def test_xo_net_with_lecture_features_gives_the_lecture_maps():
+    net = models.xo_net(lecture_features=True, rngs=nnx.Rngs(0))
+    x = jnp.asarray(T.X_IMAGE)[None, :, :, None]
+    logits, calls = nn.capture(net, x)
+    chex.assert_shape(logits, (1, 2))
+    by_name = {name: out for name, _, _, out in calls}
+    for c in range(3):
+        np.testing.assert_array_equal(T.cut_to_hundredths(by_name["conv"][0, :, :, c]), T.RESPONSES[c])
+        np.testing.assert_array_equal(T.cut_to_hundredths(by_name["re_lu"][0, :, :, c]), T.RELUS[c])
+        np.testing.assert_array_equal(T.cut_to_hundredths(by_name["max_pool"][0, :, :, c]), T.POOLED[c])
+        np.testing.assert_array_equal(T.cut_to_hundredths(by_name["max_pool_1"][0, :, :, c]), T.DEEP[c])
+
+
+def test_xo_net_random_features_are_learnable_params():
+    net = models.xo_net(rngs=nnx.Rngs(0))
+    assert not np.array_equal(np.asarray(net[0].kernel[...]), cnnjax.lecture.features())
+    assert n_params(net) == 3 * 9 + 3 + 12 * 2 + 2
+
+
+def by_hand_functional(m, x):
+    """The functional CNN written with the pure functions only."""
+    p = lambda layer: (layer.kernel[...], layer.bias[...])
+    x = cnnjax.maxpool(cnnjax.relu(cnnjax.conv(x, *p(m.conv1))), 2)
+    x = cnnjax.maxpool(cnnjax.relu(cnnjax.conv(x, *p(m.conv2))), 2)
+    x = cnnjax.relu(cnnjax.conv(x, *p(m.conv3)))
+    return cnnjax.dense(cnnjax.flatten(x), *p(m.dense))
+
+
+def by_hand_sequential(m, x):
+    c1, _, c2, _, c3, _, d1, d2 = m.layers
+    p = lambda layer: (layer.kernel[...], layer.bias[...])
+    x = cnnjax.maxpool(cnnjax.relu(cnnjax.conv(x, *p(c1))), 2)
+    x = cnnjax.maxpool(cnnjax.relu(cnnjax.conv(x, *p(c2))), 2)
+    x = cnnjax.flatten(cnnjax.relu(cnnjax.conv(x, *p(c3))))
+    return cnnjax.dense(cnnjax.relu(cnnjax.dense(x, *p(d1))), *p(d2))
+
+
+@pytest.mark.parametrize("make, by_hand", [(models.mnist_functional, by_hand_functional),
+                                           (models.mnist_sequential, by_hand_sequential)],
+                         ids=["functional", "sequential"])
+def test_forward_equals_the_composition_by_hand(make, by_hand):
+    m = make(rngs=nnx.Rngs(0))
+    x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
+    np.testing.assert_array_equal(m(x), by_hand(m, x))
+
+
+@pytest.mark.parametrize("make", [models.mnist_functional, models.mnist_sequential], ids=["functional", "sequential"])
+def test_jit_bfloat16_and_batch_sizes(make):
+    m = make(rngs=nnx.Rngs(0))
+    x = jax.random.uniform(jax.random.key(1), (3, 28, 28, 1))
+    graphdef, state = nnx.split(m)
+    jitted = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+    np.testing.assert_allclose(jitted(state, x), m(x), rtol=1e-5, atol=1e-5)
+    chex.assert_shape(m(x[:1]), (1, 10))
+    chex.assert_shape(m(x[:0]), (0, 10))
+    m16 = make(dtype=jnp.bfloat16, rngs=nnx.Rngs(0))  # same seed: same float32 params
+    y16 = m16(x.astype(jnp.bfloat16))
+    assert y16.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(y16, np.float32), m(x), rtol=0.1, atol=0.05)
+
+
+# 32x32x3: 32 - 2 = 30, // 2 = 15, - 2 = 13, // 2 = 6, - 2 = 4, then 4 x 4 x channels.
+@pytest.mark.parametrize("make, flat", [(models.mnist_functional, 4 * 4 * 128), (models.mnist_sequential, 4 * 4 * 64)])
+def test_other_input_shapes_and_classes(make, flat):
+    m = make(input_shape=(32, 32, 3), num_classes=7, rngs=nnx.Rngs(0))
+    chex.assert_shape(m(jnp.ones((2, 32, 32, 3))), (2, 7))
+    dense = [layer for layer in models.weighted_layers(m) if isinstance(layer, nn.Dense)][0]
+    assert dense.in_features == flat
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: models.mnist_functional(input_shape=(8, 8, 1), rngs=nnx.Rngs(0)), ValueError,
+     "`input_shape` (8, 8, 1) is too small for this model: output size would be zero or negative"),
+    (lambda: models.mnist_sequential(input_shape=(28, 28), rngs=nnx.Rngs(0)), ValueError, None),
+    (lambda: models.mnist_sequential(input_shape=28, rngs=nnx.Rngs(0)), ValueError,
+     "`input_shape` must be (*spatial, channels) without the batch axis"),
+    (lambda: models.mnist_functional(num_classes=0, rngs=nnx.Rngs(0)), ValueError, "`num_classes` must be positive, got 0"),
+    (lambda: models.xo_net(input_shape=(9, 9, 3), lecture_features=True, rngs=nnx.Rngs(0)), ValueError,
+     "`lecture_features=True` needs a single input channel"),
+])
+def test_model_errors(call, error, message):
+    with pytest.raises(error, match=re.escape(message) if message else None):
+        call()
+
+
+def numpy_functional(weights, x):
+    """The functional CNN in NumPy, from Keras-ordered weights (independent of cnnjax)."""
+    k1, b1, k2, b2, k3, b3, kd, bd = weights
+    one = ((1, 1), (1, 1))
+    valid = ((0, 0), (0, 0))
+    relu = lambda v: np.maximum(v, 0)
+    x = relu(ref.conv(x, k1, (1, 1), valid, (1, 1)) + b1)
+    x = ref.maxpool(x, (2, 2), (2, 2), valid, False)
+    x = relu(ref.conv(x, k2, (1, 1), valid, (1, 1)) + b2)
+    x = ref.maxpool(x, (2, 2), (2, 2), valid, False)
+    x = relu(ref.conv(x, k3, (1, 1), valid, (1, 1)) + b3)
+    return x.reshape(x.shape[0], -1) @ kd + bd
+
+
+def keras_weights(rng):
+    shapes = [(3, 3, 1, 32), (32,), (3, 3, 32, 64), (64,), (3, 3, 64, 128), (128,), (1152, 10), (10,)]
+    return [(rng.standard_normal(s) * 0.1).astype(np.float32) for s in shapes]
+
+
+def test_keras_weights_give_the_same_logits():
+    rng = np.random.default_rng(0)
+    weights = keras_weights(rng)
+    m = models.load_keras_weights(models.mnist_functional(rngs=nnx.Rngs(0)), weights)
+    x = rng.uniform(size=(2, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(m(x)), numpy_functional(weights, x), rtol=1e-4, atol=1e-4)
+
+
+def test_keras_weights_errors():
+    rng = np.random.default_rng(0)
+    m = models.mnist_functional(rngs=nnx.Rngs(0))
+    weights = keras_weights(rng)
+    with pytest.raises(ValueError, match=re.escape("`weights` must hold 8 arrays")):
+        models.load_keras_weights(m, weights[:-1])
+    weights[2] = weights[2][:, :, :16]
+    with pytest.raises(ValueError, match=re.escape("`weights[2]` has shape (3, 3, 16, 64) but the Conv layer's kernel has shape (3, 3, 32, 64)")):
+        models.load_keras_weights(m, weights)
+    before = np.asarray(m.conv1.kernel[...])
+    np.testing.assert_array_equal(before, m.conv1.kernel[...])  # nothing half-loaded
