@@ -1,0 +1,17 @@
+"""Shared test fixtures: where the real data lives on this kind of machine."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_DIR = Path(os.environ.get("CNNJAX_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
+
+
+@pytest.fixture
+def mnist_dir():
+    """The real MNIST t10k pair (../shared/data/mnist beside the checkout); skips if absent."""
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real MNIST test split not found in {MNIST_DIR}")
+    return MNIST_DIR

@@ -1,0 +1,229 @@
+"""cnnjax.data: IDX files written here (good and corrupt), mocked tfds, real MNIST t10k, batching."""
+
+import gzip
+import os
+import re
+import socket
+import struct
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from cnnjax import data
+
+
+def idx_bytes(array, type_code=0x08):
+    """The IDX format from its definition: 0, 0, type code, ndim, big-endian uint32 dims, data."""
+    array = np.asarray(array)
+    header = struct.pack(">BBBB", 0, 0, type_code, array.ndim)
+    header += b"".join(struct.pack(">I", d) for d in array.shape)
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write(path, payload, gz):
+    path.write_bytes(gzip.compress(payload) if gz else payload)
+    return path
+
+
+def write_pair(directory, prefix, images, labels, gz=True):
+    ext = ".gz" if gz else ""
+    write(directory / f"{prefix}-images-idx3-ubyte{ext}", idx_bytes(images), gz)
+    write(directory / f"{prefix}-labels-idx1-ubyte{ext}", idx_bytes(labels), gz)
+
+
+@pytest.fixture
+def small(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 5, 4), dtype=np.uint8)
+    labels = rng.integers(0, 10, 12, dtype=np.uint8)
+    return tmp_path, images, labels
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzipped", "plain"])
+def test_idx_roundtrip(small, gz):
+    directory, images, labels = small
+    write_pair(directory, "train", images, labels, gz)
+    write_pair(directory, "t10k", images[:3], labels[:3], gz)
+    x, y = data.load("anything", "train", data_dir=directory)
+    assert x.shape == (12, 5, 4, 1) and x.dtype == np.float32 and y.dtype == np.int32
+    np.testing.assert_array_equal(x[..., 0], images.astype(np.float32) / 255)
+    np.testing.assert_array_equal(y, labels)
+    x, y = data.load(str(directory), "test")  # a directory given as the name
+    np.testing.assert_array_equal(y, labels[:3])
+    x, y = data.load(str(directory), "train", limit=5)
+    assert len(x) == len(y) == 5
+
+
+def test_prefixed_and_dotted_names(tmp_path, small):
+    _, images, labels = small
+    write(tmp_path / "emnist-digits-t10k-images-idx3-ubyte.gz", idx_bytes(images), True)
+    write(tmp_path / "emnist-digits-t10k-labels.idx1-ubyte", idx_bytes(labels), False)
+    np.testing.assert_array_equal(data.load(str(tmp_path), "test")[1], labels)
+
+
+def test_only_the_test_pair_serves_test_and_explains_train(small):
+    directory, images, labels = small
+    write_pair(directory, "t10k", images, labels)
+    assert len(data.load("mnist", "test", data_dir=directory)[0]) == 12
+    with pytest.raises(data.DatasetNotFoundError, match=re.escape("has no train-images or labels IDX file for split 'train' (it holds IDX files for: test (t10k))")):
+        data.load("mnist", "train", data_dir=directory)
+
+
+def test_unknown_split_for_idx(small):
+    directory, images, labels = small
+    write_pair(directory, "train", images, labels)
+    with pytest.raises(ValueError, match=re.escape("`split` must be one of ['t10k', 'test', 'train'] for IDX files, got 'validation'")):
+        data.load("mnist", "validation", data_dir=directory)
+
+
+def corrupt_cases(images, labels):
+    good = idx_bytes(images)
+    return {
+        "truncated-gzip": (gzip.compress(good)[:-20], "corrupt or truncated gzip data"),
+        "wrong-magic": (b"\x08\x03" + good[2:], "not an IDX file: magic number 0x08030803"),
+        "unknown-type": (b"\x00\x00\x07\x03" + good[4:], "not an IDX file: magic number 0x00000703"),
+        "truncated-payload": (good[:-7], "(256 bytes in all) but the file holds 249 bytes: truncated"),  # 16 + 12*5*4 = 256
+        "trailing-data": (good + b"\x00", "holds 257 bytes: trailing data"),
+        "labels-as-images": (idx_bytes(labels), "IDX file has 1 dimensions (12,), expected 3"),
+        "empty": (b"", "not an IDX file: magic number 0xb''"),
+    }
+
+
+@pytest.mark.parametrize("case", ["truncated-gzip", "wrong-magic", "unknown-type", "truncated-payload",
+                                  "trailing-data", "labels-as-images", "empty"])
+def test_corrupt_image_files_name_the_file(small, case):
+    directory, images, labels = small
+    write_pair(directory, "train", images, labels)
+    payload, message = corrupt_cases(images, labels)[case]
+    bad = directory / "train-images-idx3-ubyte.gz"
+    bad.write_bytes(payload)
+    with pytest.raises(ValueError, match=re.escape(str(bad))) as info:
+        data.load("mnist", "train", data_dir=directory)
+    assert message in str(info.value)
+
+
+def test_images_and_labels_of_different_lengths(small):
+    directory, images, labels = small
+    write_pair(directory, "train", images, labels[:-1])
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz holds 12 images but .*train-labels-idx1-ubyte.gz holds 11 labels"):
+        data.load("mnist", "train", data_dir=directory)
+
+
+def test_two_files_for_one_role(small):
+    directory, images, labels = small
+    write_pair(directory, "train", images, labels, gz=True)
+    write_pair(directory, "train", images, labels, gz=False)
+    with pytest.raises(ValueError, match="holds two IDX files for train images"):
+        data.load("mnist", "train", data_dir=directory)
+
+
+def test_reads_are_cached_until_the_file_changes(small):
+    directory, images, labels = small
+    write_pair(directory, "train", images, labels)
+    path = directory / "train-images-idx3-ubyte.gz"
+    a, b = data.read_idx(path), data.read_idx(path)
+    assert a is b and not a.flags.writeable
+    write(path, idx_bytes(images[:2]), True)
+    os.utime(path, ns=(1, 1))
+    assert data.read_idx(path).shape == (2, 5, 4)
+
+
+def test_real_mnist_test_split(mnist_dir):
+    x, y = data.load("mnist", "test", data_dir=mnist_dir)
+    assert x.shape == (10000, 28, 28, 1) and x.dtype == np.float32 and y.dtype == np.int32
+    np.testing.assert_array_equal(y[:5], [7, 2, 1, 0, 4])
+    with gzip.open(mnist_dir / "t10k-labels-idx1-ubyte.gz") as f:
+        np.testing.assert_array_equal(y, np.frombuffer(f.read(), np.uint8, offset=8))
+    with gzip.open(mnist_dir / "t10k-images-idx3-ubyte.gz") as f:
+        raw = np.frombuffer(f.read(), np.uint8, offset=16).reshape(10000, 28, 28, 1)
+    np.testing.assert_array_equal(x, raw.astype(np.float32) / 255)
+    assert x.min() == 0.0 and x.max() == 1.0
+
+
+# ------------------------------------------------------------------ tensorflow-datasets
+
+
+@pytest.mark.parametrize("name, shape", [("mnist", (28, 28, 1)), ("fashion_mnist", (28, 28, 1)),
+                                         ("kmnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
+def test_tfds_under_mock_data(name, shape):
+    with tfds.testing.mock_data(num_examples=20):
+        x, y = data.load(name, "train", download=False)
+        x5, y5 = data.load(name, "train", limit=5, download=False)
+    assert x.shape == (20, *shape) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert y.shape == (20,) and y.dtype == np.int32 and 0 <= y.min() and y.max() < 10
+    np.testing.assert_array_equal(x5, x[:5])
+
+
+def test_tfds_not_prepared_says_where_it_looked(tmp_path):
+    with pytest.raises(data.DatasetNotFoundError) as info:
+        data.load("mnist", "train", data_dir=tmp_path, download=False)
+    message = str(info.value)
+    assert f"not prepared in the tensorflow-datasets data_dir {tmp_path}" in message
+    assert "download=True" in message and "IDX files" in message
+
+
+def test_tfds_download_without_network_fails_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
+    with pytest.raises(data.DatasetNotFoundError, match="cannot be reached from this machine"):
+        data.load("mnist", "train", data_dir=tmp_path, download=True)
+
+
+def test_unknown_dataset_name(tmp_path):
+    with pytest.raises(data.DatasetNotFoundError, match="'mnits' is neither a directory of IDX files nor a tensorflow-datasets name"):
+        data.load("mnits", "train", data_dir=tmp_path, download=False)
+
+
+def test_network_probe_is_bounded():
+    """A closed local port answers 'no' at once; nothing waits on a missing network."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert data._network_available(("127.0.0.1", port), timeout=1.0) is False
+
+
+# ------------------------------------------------------------------------------ batches
+
+
+def test_batches_are_seeded_per_epoch_and_cover_the_data():
+    x = np.arange(10)[:, None].astype(np.float32)
+    y = np.arange(10)
+    run = lambda **kw: [b[1].tolist() for b in data.batches(x, y, 4, **kw)]
+    first = run(seed=1, epoch=0)
+    assert first == run(seed=1, epoch=0)
+    assert first != run(seed=1, epoch=1) and first != run(seed=2, epoch=0)
+    assert [len(b) for b in first] == [4, 4, 2] and sorted(sum(first, [])) == list(range(10))
+    assert [len(b) for b in run(seed=1, drop_remainder=True)] == [4, 4]
+    assert run(shuffle=False) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_stacked_batches_are_the_epochs_full_batches():
+    x = np.arange(11 * 2, dtype=np.float32).reshape(11, 2)
+    y = np.arange(11)
+    xs, ys = data.stacked_batches(x, y, 3, seed=5, epoch=2)
+    assert xs.shape == (3, 3, 2) and ys.shape == (3, 3)
+    expected = list(data.batches(x, y, 3, seed=5, epoch=2, drop_remainder=True))
+    np.testing.assert_array_equal(ys, np.stack([b[1] for b in expected]))
+    np.testing.assert_array_equal(xs[:, :, 0], ys * 2)
+
+
+def test_split_validation():
+    x, y = np.arange(100, dtype=np.float32), np.arange(100)
+    (tx, ty), (vx, vy) = data.split_validation(x, y, fraction=0.2, seed=3)
+    assert len(vy) == 20 and len(ty) == 80 and not set(ty) & set(vy)
+    assert data.split_validation(x, y, size=20, seed=3)[1][1].tolist() == vy.tolist()
+    assert data.split_validation(x, y, size=20, seed=4)[1][1].tolist() != vy.tolist()
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: list(data.batches(np.ones(3), np.ones(2), 2)), ValueError, "`images` and `labels` must have the same length, got 3 and 2"),
+    (lambda: list(data.batches(np.ones(3), np.ones(3), 0)), ValueError, "`batch_size` must be positive, got 0"),
+    (lambda: data.stacked_batches(np.ones(3), np.ones(3), 4), ValueError, "`batch_size` 4 is larger than the 3 examples"),
+    (lambda: data.split_validation(np.ones(3), np.ones(3), fraction=1.5), ValueError, "`fraction` must be in (0, 1), got 1.5"),
+    (lambda: data.split_validation(np.ones(3), np.ones(3)), ValueError, "Give exactly one of `fraction` and `size`"),
+    (lambda: data.load("mnist", limit=0, data_dir="."), ValueError, "`limit` must be positive, got 0"),
+    (lambda: data.load(7), TypeError, "`name` must be a dataset name or a directory, got 7"),
+])
+def test_errors(call, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        call()
