@@ -15,3 +15,12 @@ def mnist_dir():
     if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(f"real MNIST test split not found in {MNIST_DIR}")
     return MNIST_DIR
+
+
+@pytest.fixture(params=["reference", "patches"])
+def each_lowering(request):
+    """Runs a test once per lowering of conv and maxpool: the same numbers on every path."""
+    from cnnjax import lowering
+
+    with lowering.use(conv=request.param, maxpool=request.param):
+        yield request.param

@@ -8,11 +8,13 @@ import jax.numpy as jnp
 import jax.test_util as jtu
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cnnjax
 import numpy_reference as ref
+
+pytestmark = pytest.mark.usefixtures("each_lowering")
 
 
 @st.composite
@@ -59,7 +61,7 @@ def make(cfg, dtype=np.float32):
     return x, k, b
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=conv_configs(), normalize=st.booleans())
 def test_matches_numpy_reference(cfg, normalize):
     x, k, b = make(cfg)

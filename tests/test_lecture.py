@@ -15,6 +15,8 @@ import lecture_tables as T
 
 NAMES = ("backslash", "x", "slash")
 
+pytestmark = pytest.mark.usefixtures("each_lowering")
+
 
 def x_batch(image=T.X_IMAGE):
     return jnp.asarray(image)[None, :, :, None]

@@ -1,37 +1,52 @@
-"""The one place that chooses how conv and maxpool lower to XLA."""
+"""The one place that chooses how conv and maxpool lower to XLA, and the paths' equivalence."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import nnx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cnnjax
-from cnnjax import lowering
+from cnnjax import lowering, models
+from test_conv import conv_configs, make
+from test_pool import pool_configs
+
+PATHS = [name for name in lowering.available("conv") if name != "reference"]
 
 
-def test_reference_is_registered_and_default():
+def test_registry_and_defaults():
     for op in ("conv", "maxpool"):
-        assert "reference" in lowering.available(op)
-        assert lowering.current(op) in lowering.available(op)
+        assert set(lowering.available(op)) == {"reference", "patches"}
+        assert lowering.default(op, "cpu") == "patches"
+        assert lowering.default(op, "gpu") == lowering.default(op, "tpu") == "reference"
+        assert lowering.current(op) == lowering.default(op)
 
 
-def test_override_is_scoped_and_used():
+def test_override_is_scoped_nested_and_keys_the_jit_cache():
+    f = jax.jit(lambda x: cnnjax.conv(x, jnp.ones((3, 3, 1, 1))))
+    x = jnp.ones((1, 5, 5, 1))
+    count = lambda: f.lower(x).as_text().count("convolution(")
+    with lowering.use(conv="reference"):
+        assert lowering.current("conv") == "reference" and count() == 1
+        with lowering.use(conv="patches"):
+            assert lowering.current("conv") == "patches" and count() == 0
+        assert lowering.current("conv") == "reference" and count() == 1
+    with lowering.use(conv="patches"):
+        assert count() == 0
+
+
+def test_lowerings_receive_normalised_arguments():
     calls = []
     original = lowering._IMPLEMENTATIONS["conv"]["reference"]
-
-    def spy(*args):
-        calls.append(args[2:])
-        return original(*args)
-
-    lowering._IMPLEMENTATIONS["conv"]["spy"] = spy
+    lowering._IMPLEMENTATIONS["conv"]["spy"] = lambda *a: calls.append(a[2:]) or original(*a)
     try:
         with lowering.use(conv="spy"):
-            assert lowering.current("conv") == "spy"
             cnnjax.conv(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1)), padding="same")
-        assert lowering.current("conv") != "spy"
     finally:
         del lowering._IMPLEMENTATIONS["conv"]["spy"]
-    # Padding arrives normalised to explicit pairs, stride and dilation to tuples.
     assert calls == [((1, 1), ((1, 1), (1, 1)), (1, 1))]
 
 
@@ -41,3 +56,62 @@ def test_unknown_names_are_rejected():
     with pytest.raises(ValueError, match="`conv` lowering must be one of"):
         with lowering.use(conv="cudnn-magic"):
             pass
+
+
+def on(path, fn, *args):
+    with lowering.use(conv=path, maxpool=path):
+        return jax.jit(fn)(*args)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@settings(max_examples=25, deadline=None)
+@given(cfg=conv_configs(), normalize=st.booleans())
+def test_conv_paths_agree_values_and_gradients(path, cfg, normalize):
+    x, k, b = make(cfg)
+    kw = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"], normalize=normalize)
+    w = np.random.default_rng(cfg["seed"] + 1).standard_normal(
+        jax.eval_shape(lambda: cnnjax.conv(x, k, b, **kw)).shape).astype(np.float32)
+    f = lambda x, k, b: cnnjax.conv(x, k, b, **kw)
+    loss = lambda x, k, b: jnp.sum(f(x, k, b) * w)
+    grads = lambda x, k, b: jax.grad(loss, argnums=(0, 1, 2))(x, k, b)
+    np.testing.assert_allclose(on(path, f, x, k, b), on("reference", f, x, k, b), rtol=1e-5, atol=1e-5)
+    for got, want in zip(on(path, grads, x, k, b), on("reference", grads, x, k, b)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@settings(max_examples=25, deadline=None)
+@given(cfg=pool_configs())
+def test_maxpool_paths_agree_values_and_gradients(path, cfg):
+    rng = np.random.default_rng(cfg["seed"])
+    x = rng.standard_normal((2, *cfg["sizes"], cfg["channels"])).astype(np.float32)
+    x = np.round(x, 1)  # many ties: the gradient must go to the same (first) maximum
+    kw = dict(padding=cfg["padding"], ceil_mode=cfg["ceil_mode"])
+    f = lambda x: cnnjax.maxpool(x, cfg["window"], cfg["stride"], **kw)
+    w = rng.standard_normal(jax.eval_shape(f, x).shape).astype(np.float32)
+    g = lambda x: jax.grad(lambda x: jnp.sum(f(x) * w))(x)
+    np.testing.assert_array_equal(on(path, f, x), on("reference", f, x))
+    np.testing.assert_array_equal(on(path, g, x), on("reference", g, x))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_training_step_agrees_across_paths(path):
+    """Three RMSprop steps of the lecture's functional CNN give the same parameters."""
+    model = models.mnist_functional(rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
+    tx = optax.rmsprop(1e-3, decay=0.9, eps=1e-7, eps_in_sqrt=False)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(3, 16, 28, 28, 1)).astype(np.float32)
+    y = rng.integers(0, 10, (3, 16)).astype(np.int32)
+
+    def train(params):
+        opt = tx.init(params)
+        for i in range(3):
+            grads = jax.grad(lambda p: cnnjax.sparse_categorical_crossentropy(nnx.merge(graphdef, p)(x[i]), y[i]))(params)
+            updates, opt = tx.update(grads, opt, params)
+            params = optax.apply_updates(params, updates)
+        return params
+
+    got, want = on(path, train, params), on("reference", train, params)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -9,36 +9,50 @@ The choice is made here and nowhere else: per operation and per platform
 (``jax.default_backend()`` at trace time), with a context manager to override it::
 
     with cnnjax.lowering.use(conv="reference"):
-        y = cnnjax.conv(x, k)
+        y = jax.jit(f)(x)
+
+The override is part of ``jax.jit``'s cache key (``jax.make_user_context``): a function
+jitted once and called under another choice is traced again, never served stale code.
+
+Defaults, chosen by measurement (training the lecture's functional CNN, batch 64, on a
+2-core CPU; ``benchmarks/train_throughput.py``):
+
+- CPU: ``"patches"`` for both operations. XLA:CPU's native convolution, its transpose
+  and ``select_and_scatter`` are several times slower than matmuls, and ~25x slower
+  inside ``lax.scan``.
+- GPU, TPU: ``"reference"``: cuDNN and the MXU run the native convolution.
 
 Example:
     >>> from cnnjax import lowering
     >>> lowering.available("conv")
-    ('reference',)
+    ('reference', 'patches')
+    >>> lowering.default("conv", "cpu"), lowering.default("conv", "gpu")
+    ('patches', 'reference')
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator
 
 import jax
 
-from . import reference
+from . import patches, reference
 
 _IMPLEMENTATIONS: dict[str, dict[str, Callable]] = {
-    "conv": {"reference": reference.conv},
-    "maxpool": {"reference": reference.maxpool},
+    "conv": {"reference": reference.conv, "patches": patches.conv},
+    "maxpool": {"reference": reference.maxpool, "patches": patches.maxpool},
 }
 
 # Default lowering per operation and platform; platforms not listed use "*".
 _DEFAULTS: dict[str, dict[str, str]] = {
-    "conv": {"*": "reference"},
-    "maxpool": {"*": "reference"},
+    "conv": {"cpu": "patches", "*": "reference"},
+    "maxpool": {"cpu": "patches", "*": "reference"},
 }
 
-_override = threading.local()
+# The active overrides, as a hashable tuple of (op, name) pairs, innermost last; a JAX
+# user context, so that jit caches key on it.
+_overrides = jax.make_user_context(default_value=())
 
 
 def available(op: str) -> tuple[str, ...]:
@@ -62,10 +76,10 @@ def default(op: str, platform: str | None = None) -> str:
 
 def current(op: str, platform: str | None = None) -> str:
     """The name of the lowering that ``op`` uses now: an active override, else the default."""
-    overrides = getattr(_override, "stack", [])
-    for frame in reversed(overrides):
-        if op in frame:
-            return frame[op]
+    _table(op)
+    for name_op, name in reversed(_overrides.value or ()):
+        if name_op == op:
+            return name
     return default(op, platform)
 
 
@@ -81,22 +95,16 @@ def use(**choices: str) -> Iterator[None]:
     Args:
       **choices: ``op=name`` pairs, e.g. ``conv="reference"``.
 
-    The choice applies when a function is traced: a function already compiled by
-    ``jax.jit`` keeps the lowering it was traced with.
+    The choice is part of ``jax.jit``'s cache key, so jitted functions are traced
+    again under a new choice.
     """
     for op, name in choices.items():
         if name not in _table(op):
             raise ValueError(
                 f"`{op}` lowering must be one of {available(op)}, got {name!r}."
             )
-    stack = getattr(_override, "stack", None)
-    if stack is None:
-        stack = _override.stack = []
-    stack.append(dict(choices))
-    try:
+    with _overrides((*(_overrides.value or ()), *sorted(choices.items()))):
         yield
-    finally:
-        stack.pop()
 
 
-__all__ = ["available", "current", "default", "get", "use", "reference"]
+__all__ = ["available", "current", "default", "get", "patches", "reference", "use"]

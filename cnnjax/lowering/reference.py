@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 
@@ -43,10 +44,14 @@ def conv(
 
 
 def max_identity(dtype):
-    """The identity of ``max`` for ``dtype``: -inf for floats, the minimum for integers."""
+    """The identity of ``max`` for ``dtype``: -inf for floats, the minimum for integers.
+
+    A NumPy constant, not a ``jnp`` one: under ``jit`` a ``jnp`` constant is a tracer,
+    and ``reduce_window`` then no longer recognises a max (whose gradient it knows).
+    """
     if jnp.issubdtype(dtype, jnp.floating):
-        return jnp.array(-jnp.inf, dtype)
-    return jnp.array(jnp.iinfo(dtype).min, dtype)
+        return np.array(-np.inf, dtype)
+    return np.array(jnp.iinfo(dtype).min, dtype)
 
 
 def maxpool(
