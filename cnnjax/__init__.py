@@ -13,7 +13,7 @@ Flax modules and models are built on:
 Arrays are channels-last: images ``(N, H, W, C)``, kernels ``(H, W, C_in, C_out)``.
 """
 
-from . import lecture, losses, lowering, models, nn
+from . import checkpoint, data, lecture, losses, lowering, models, nn, train
 from .activations import relu, softmax
 from .conv import conv
 from .dense import dense, flatten
@@ -27,7 +27,9 @@ __all__ = [
     "__version__",
     "accuracy",
     "categorical_crossentropy",
+    "checkpoint",
     "conv",
+    "data",
     "dense",
     "flatten",
     "lecture",
@@ -41,4 +43,5 @@ __all__ = [
     "softmax",
     "sparse_categorical_crossentropy",
     "summary",
+    "train",
 ]
