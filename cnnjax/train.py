@@ -287,6 +287,8 @@ class History:
     """
 
     epochs: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    compile_seconds: float = 0.0
+    """Seconds spent compiling the training program (0 when it was already compiled)."""
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -390,7 +392,8 @@ def fit(
       verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
       loop: ``"auto"``, ``"scan"`` (epochs on the device) or ``"python"``.
       steps_per_segment: steps between progress updates, NaN checks and (with
-        ``checkpoint_dir``) checkpoints; default about a twentieth of an epoch.
+        ``checkpoint_dir``) checkpoints; default a tenth of an epoch. Each segment is
+        one call of the compiled program, which costs a few milliseconds.
       checkpoint_dir: save checkpoints here (after every segment when
         ``steps_per_segment`` is given, and after every epoch).
       keep_checkpoints: how many recent checkpoints to keep.
@@ -437,7 +440,7 @@ def fit(
             f"split across (e.g. {placement.size * max(1, round(batch_size / placement.size))})."
         )
     steps_per_epoch = math.ceil(n / batch_size)
-    segment = steps_per_segment or max(1, math.ceil(steps_per_epoch / 20))
+    segment = steps_per_segment or max(1, math.ceil(steps_per_epoch / 10))
     segment = min(_checks.positive_int(segment, "steps_per_segment"), steps_per_epoch)
     if loop == "auto":
         loop = choose_loop(images.nbytes + labels.nbytes, placement.mesh.devices.flat[0])
@@ -472,6 +475,23 @@ def fit(
                       {"fingerprint": fingerprint, "history": history.epochs, "epoch": epoch_index,
                        "segment": next_segment, "acc": [float(a) for a in acc]})
 
+    def segment_args(idx, w, valid, s):
+        return (state, dev_images, dev_labels, placement.batched(idx[s], 1),
+                placement.batched(w[s], 1), placement.replicated(valid[s]))
+
+    def step_args(idx, w, s, j):
+        return (state, placement.batched(images[idx[s, j]]), placement.batched(labels[idx[s, j]]),
+                placement.batched(w[s, j]))
+
+    # Compile ahead of time to report its cost; the jit calls below then hit the cache.
+    _, idx0, w0, valid0 = _epoch_plan(n, batch_size, segment, seed=seed, epoch=start_epoch, shuffle=shuffle)
+    tc = time.perf_counter()
+    if loop == "scan":
+        _run_segment.lower(*segment_args(idx0, w0, valid0, 0)).compile()
+    else:
+        _run_step.lower(*step_args(idx0, w0, 0, 0)).compile()
+    history.compile_seconds = time.perf_counter() - tc
+
     last_good = state
     try:
         for epoch in range(start_epoch, epochs):
@@ -482,14 +502,12 @@ def fit(
             for s in range(start_segment, len(idx)):
                 ts = time.perf_counter()
                 if loop == "scan":
-                    state, sums = _run_segment(state, dev_images, dev_labels, placement.batched(idx[s], 1),
-                                               placement.batched(w[s], 1), placement.replicated(valid[s]))
+                    state, sums = _run_segment(*segment_args(idx, w, valid, s))
                     sums = np.asarray(sums)
                 else:
                     rows = []
                     for j in np.flatnonzero(valid[s]):
-                        state, row = _run_step(state, placement.batched(images[idx[s, j]]),
-                                               placement.batched(labels[idx[s, j]]), placement.batched(w[s, j]))
+                        state, row = _run_step(*step_args(idx, w, s, j))
                         rows.append(row)
                     sums = np.stack([np.asarray(r) for r in rows]) if rows else np.zeros((0, 3))
                 train_seconds += time.perf_counter() - ts

@@ -117,16 +117,18 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, monkeypatch):
     reference = small_model()
     history = train.fit(reference, (x, y), checkpoint_dir=tmp_path / "a", **kw)
 
-    calls = {"n": 0}
     original = train._run_segment
 
-    def killed_after_five_segments(*args):
-        calls["n"] += 1
-        if calls["n"] > 5:  # epoch 2, mid-epoch (4 segments per epoch)
-            raise KeyboardInterrupt("killed")
-        return original(*args)
+    class KilledAfterFiveSegments:
+        calls, lower = 0, original.lower
 
-    monkeypatch.setattr(train, "_run_segment", killed_after_five_segments)
+        def __call__(self, *args):
+            self.calls += 1
+            if self.calls > 5:  # in epoch 2 (4 segments an epoch)
+                raise KeyboardInterrupt("killed")
+            return original(*args)
+
+    monkeypatch.setattr(train, "_run_segment", KilledAfterFiveSegments())
     with pytest.raises(KeyboardInterrupt):
         train.fit(small_model(), (x, y), checkpoint_dir=tmp_path / "b", **kw)
     monkeypatch.setattr(train, "_run_segment", original)

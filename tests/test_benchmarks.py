@@ -1,0 +1,34 @@
+"""The benchmark scripts run end to end with tiny settings and report every figure."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name):
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_throughput_reports_every_figure(capsys):
+    (result,) = load("train_throughput").main(["--model", "sequential", "--steps", "3", "--repeats", "1"])
+    assert set(result) >= {"backend", "devices", "model", "batch_size", "dtype", "compile_s", "images_per_s",
+                           "s_per_60k_epoch", "peak_rss_mb", "train_gflops_per_s", "matmul_gflops_per_s",
+                           "pct_of_matmul_peak"}
+    assert result["images_per_s"] > 0 and result["matmul_gflops_per_s"] > 0
+    assert '"model": "sequential"' in capsys.readouterr().out
+
+
+def test_compare_runs_cnnjax_and_skips_missing_peers(capsys, monkeypatch):
+    compare = load("compare")
+    monkeypatch.setattr(compare.importlib.util, "find_spec", lambda name: None)
+    rows = compare.main(["--steps", "3", "--repeats", "1"])
+    assert len(rows) == 1 and rows[0]["framework"].startswith("cnnjax")
+    captured = capsys.readouterr()
+    assert "skipping pytorch" in captured.err and "skipping keras" in captured.err
+    assert "cnnjax/peer" in captured.out
