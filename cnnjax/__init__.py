@@ -13,7 +13,7 @@ Flax modules and models are built on:
 Arrays are channels-last: images ``(N, H, W, C)``, kernels ``(H, W, C_in, C_out)``.
 """
 
-from . import checkpoint, data, lecture, losses, lowering, models, nn, train
+from . import checkpoint, data, lecture, losses, lowering, models, nn, train, transforms, viz
 from .activations import relu, softmax
 from .conv import conv
 from .dense import dense, flatten
@@ -44,4 +44,6 @@ __all__ = [
     "sparse_categorical_crossentropy",
     "summary",
     "train",
+    "transforms",
+    "viz",
 ]

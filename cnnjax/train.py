@@ -561,6 +561,36 @@ def _finish(bar, verbose: int, record: dict, epoch: int, epochs: int) -> None:
         print(f"Epoch {epoch + 1}/{epochs} - {record['seconds']:.1f}s - {line} - {record['images_per_s']:.0f} images/s")
 
 
+def restore(model: nnx.Module, checkpoint_dir: str | os.PathLike, *, optimizer: optax.GradientTransformation | None = None,
+            step: int | None = None) -> dict[str, Any]:
+    """Loads a checkpoint written by :func:`fit` into ``model`` in place.
+
+    Args:
+      model: a model of the same architecture as the one trained.
+      checkpoint_dir: the ``checkpoint_dir`` given to :func:`fit`.
+      optimizer: the optimizer of that run, if not the default (its state's structure
+        must match; the learning rate does not matter).
+      step: which checkpoint (default: the newest).
+
+    Returns:
+      The checkpoint's record: ``epoch`` (epochs completed), ``history`` (per-epoch
+      metrics), and where in the data order the run stood.
+
+    Raises:
+      FileNotFoundError: if ``checkpoint_dir`` holds no checkpoint.
+      ValueError: if the checkpoint does not fit ``model`` and ``optimizer``.
+    """
+    state = create_state(model, optimizer)
+    ckpt = Checkpointer(checkpoint_dir)
+    try:
+        leaves, record = ckpt.restore(step, like=jax.tree.leaves(state))
+    finally:
+        ckpt.close()
+    state = jax.tree.unflatten(jax.tree.structure(state), leaves)
+    nnx.update(model, state.params, state.rest)
+    return record
+
+
 # ------------------------------------------------------------------- evaluate / predict
 
 
@@ -617,6 +647,7 @@ __all__ = [
     "evaluate",
     "fit",
     "predict",
+    "restore",
     "rmsprop",
     "train_step",
 ]

@@ -1,29 +1,153 @@
-"""The experiment scripts' mains, run with their default settings."""
+"""The experiment scripts' mains with tiny settings, the files they write, and the notebook."""
 
 import importlib.util
+import json
+import os
+import sys
+import types
 from pathlib import Path
 
+import nbformat
 import numpy as np
+import pytest
+import tensorflow_datasets as tfds
 
 import lecture_tables as T
+from cnnjax import data, lecture
+from test_data import write_pair
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+RUN_FILES = ["config.json", "metrics.json", "summary.txt", "results.json", "learning_curves.png", "filters.png",
+             "response_maps.png", "confusion_matrix.png", "saliency.png"]
 
 
 def load(name):
+    sys.path.insert(0, str(EXPERIMENTS))
     spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_xo_walkthrough_prints_the_lecture_maps(capsys):
-    xo = load("xo")
-    stages = xo.main([])
+def test_xo_walkthrough_training_and_cases(tmp_path, capsys):
+    result = load("xo").main(["--train-size", "200", "--test-size", "40", "--epochs", "3", "--workdir", str(tmp_path)])
     out = capsys.readouterr().out
-    pooled = stages["Max pooling 2x2, stride 2, ceiling of 7/2 (7x7 -> 4x4)"]
+    pooled = result["stages"]["Max pooling 2x2, stride 2, ceiling of 7/2 (7x7 -> 4x4)"]
     for channel in range(3):
         np.testing.assert_array_equal(T.cut_to_hundredths(pooled[:, :, channel]), T.POOLED[channel])
-    # The printed 4x4 backslash map, row by row, as the lecture prints it.
-    assert " 1.00   0.33   0.55   0.33\n 0.33   1.00   0.33   0.55" in out
+    assert " 1.00   0.33   0.55   0.33\n 0.33   1.00   0.33   0.55" in out  # as the lecture prints it
     assert " 0.77  -0.11   0.11   0.33   0.55  -0.11   0.33" in out
+    assert set(result["accuracy"]) == set(lecture.CASES)
+    assert all(0 <= a <= 1 for a in result["accuracy"].values())
+    for case in lecture.CASES:
+        assert case in out
+    for name in ["lecture_maps.png", "trickier_cases.png", "filters.png", "learning_curves.png", "metrics.json",
+                 "results.json"]:
+        assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_drawn_x_and_o_are_the_lectures_images():
+    np.testing.assert_array_equal(lecture.draw("x"), T.X_IMAGE)
+    o = lecture.draw("o")
+    assert set(np.unique(o)) == {-1.0, 1.0} and (o == lecture.O_IMAGE).all()
+    x, y = lecture.xo_dataset(10, "weight", seed=0)
+    assert x.shape == (10, 9, 9, 1) and sorted(y.tolist()) == [0] * 5 + [1] * 5
+    for image, label in zip(x, y):  # thicker strokes: more ink than the lecture's drawing
+        assert (image > 0).sum() > (lecture.draw(lecture.XO_CLASSES[label]) > 0).sum()
+
+
+@pytest.fixture
+def tiny_idx(tmp_path):
+    rng = np.random.default_rng(0)
+    directory = tmp_path / "idx"
+    directory.mkdir()
+    images = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8)
+    labels = (np.arange(96) % 10).astype(np.uint8)
+    write_pair(directory, "train", images[:64], labels[:64])
+    write_pair(directory, "t10k", images[64:], labels[64:])
+    return directory
+
+
+def test_mnist_writes_the_run_directory_and_resumes(tiny_idx, tmp_path, capsys):
+    mnist = load("mnist")
+    workdir = tmp_path / "run"
+    args = ["--data-dir", str(tiny_idx), "--batch-size", "16", "--workdir", str(workdir), "--verbose", "0"]
+    results = mnist.main(args + ["--epochs", "1"])
+    out = capsys.readouterr().out
+    for name in RUN_FILES:
+        assert (workdir / name).stat().st_size > 0, name
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert [set(m) for m in metrics] == [{"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds",
+                                          "images_per_s"}]
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["model"] == "functional" and config["batch_size"] == 16 and config["epochs"] == 1
+    assert "Total params: 104,202" in (workdir / "summary.txt").read_text()
+    assert "Total params: 104,202" in out and "test accuracy" in out and "images/s" in out
+    assert 0 <= results["test_accuracy"] <= 1 and results["test_images"] == 32
+    assert any((workdir / "checkpoints").iterdir())
+
+    mnist.main(args + ["--epochs", "2"])  # the same run directory: resumes after epoch 1
+    assert "(resuming)" in capsys.readouterr().out
+    assert [m["epoch"] for m in json.loads((workdir / "metrics.json").read_text())] == [1, 2]
+
+    with pytest.raises(SystemExit):
+        mnist.main(args + ["--epochs", "2", "--seed", "7"])
+    assert "holds a run with other settings (seed=0)" in capsys.readouterr().err
+
+
+def test_mnist_on_a_test_split_only_folder(tiny_idx, tmp_path, capsys):
+    (tiny_idx / "train-images-idx3-ubyte.gz").unlink()
+    (tiny_idx / "train-labels-idx1-ubyte.gz").unlink()
+    results = load("mnist").main(["--data-dir", str(tiny_idx), "--limit-train", "24", "--epochs", "1",
+                                  "--batch-size", "8", "--model", "sequential", "--workdir", str(tmp_path / "r"),
+                                  "--verbose", "0"])
+    assert "training on the first 24 test images, testing on the other 8" in capsys.readouterr().out
+    assert results["train_images"] == 24 and results["test_images"] == 8
+    with pytest.raises(SystemExit):
+        load("mnist").main(["--data-dir", str(tiny_idx), "--workdir", str(tmp_path / "s")])
+    assert "pass --limit-train N" in capsys.readouterr().err
+
+
+def test_mnist_without_any_data_stops_with_a_message(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as info:
+        load("mnist").main(["--data-dir", str(empty), "--workdir", str(tmp_path / "r")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "cannot be reached" in err and "Traceback" not in err
+
+
+def test_invariance_of_a_run(tiny_idx, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    load("mnist").main(["--data-dir", str(tiny_idx), "--epochs", "1", "--batch-size", "16", "--workdir",
+                        str(workdir), "--verbose", "0"])
+    results = load("invariance").main(["--workdir", str(workdir), "--limit", "16"])
+    assert set(results) == {"shift (pixels)", "rotation (degrees)", "scale", "stroke weight (pixels)"}
+    assert (workdir / "invariance.png").stat().st_size > 0
+    saved = json.loads((workdir / "invariance.json").read_text())
+    assert [r["value"] for r in saved["rotation (degrees)"]] == [-60, -45, -30, -15, 0, 15, 30, 45, 60]
+    unchanged = [a for v, a in results["shift (pixels)"] if v == 0][0]
+    assert [a for v, a in results["rotation (degrees)"] if v == 0][0] == unchanged
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_colab_notebook_runs_on_cpu_with_mock_data(monkeypatch):
+    notebook = nbformat.read(EXPERIMENTS / "colab.ipynb", as_version=4)
+    nbformat.validate(notebook)
+    monkeypatch.setenv("CNNJAX_NOTEBOOK_EPOCHS", "1")
+    monkeypatch.setenv("CNNJAX_NOTEBOOK_LIMIT", "128")
+    shown = []
+    ipython, display = types.ModuleType("IPython"), types.ModuleType("IPython.display")
+    display.display = lambda *objs: shown.extend(objs)
+    ipython.display = display
+    monkeypatch.setitem(sys.modules, "IPython", ipython)  # Jupyter's display, here a recorder
+    monkeypatch.setitem(sys.modules, "IPython.display", display)
+    namespace: dict = {}
+    with tfds.testing.mock_data(num_examples=128):
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                exec(compile(cell.source, "colab.ipynb", "exec"), namespace)
+    assert namespace["history"].epochs and 0 <= namespace["result"]["accuracy"] <= 1
+    assert len(shown) == 5

@@ -1,0 +1,89 @@
+"""How robust is a trained MNIST-style model to the lecture's trickier cases?
+
+Loads the run in ``--workdir`` (written by ``experiments/mnist.py``), transforms its
+test images — shift (pixels), rotation (degrees), scale, stroke weight (erosion and
+dilation, pixels) — and measures accuracy at each setting. Prints a table and writes
+``invariance.json`` and ``invariance.png`` to the run directory.
+
+Example::
+
+    python experiments/mnist.py --data-dir ../shared/data/mnist --limit-train 8000 --workdir runs/digits
+    python experiments/invariance.py --workdir runs/digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from cnnjax import train, transforms, viz  # noqa: E402
+from common import build_model, fail, load_train_test, num_classes_of, read_config, write_json  # noqa: E402
+
+SWEEPS = {
+    "shift (pixels)": ([-4, -3, -2, -1, 0, 1, 2, 3, 4], lambda x, v: transforms.shift(x, 0, v)),
+    "rotation (degrees)": ([-60, -45, -30, -15, 0, 15, 30, 45, 60], transforms.rotate),
+    "scale": ([0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4], transforms.scale),
+    "stroke weight (pixels)": ([-1, 0, 1, 2], transforms.stroke),
+}
+
+
+def sweep(model, images, labels, batch_size: int = 500) -> dict[str, list[tuple[float, float]]]:
+    results = {}
+    for name, (values, fn) in SWEEPS.items():
+        row = []
+        for v in values:
+            changed = np.concatenate([np.asarray(fn(images[i : i + batch_size], v))
+                                      for i in range(0, len(images), batch_size)])
+            row.append((v, train.evaluate(model, (changed, labels))["accuracy"]))
+        results[name] = row
+    return results
+
+
+def plot(results):
+    fig = viz._figure(10, 2.6)
+    axes = fig.subplots(1, len(results))
+    for ax, (name, row) in zip(axes, results.items()):
+        ax.plot([v for v, _ in row], [a for _, a in row], "o-")
+        ax.set_xlabel(name)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy")
+    fig.suptitle("Accuracy under the lecture's trickier cases", fontsize=9)
+    return fig
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", required=True, help="a run directory of experiments/mnist.py")
+    p.add_argument("--limit", type=int, default=2000, help="test images to use")
+    args = p.parse_args(argv)
+    workdir = Path(args.workdir)
+    config = read_config(workdir)
+    (x, y), (tx, ty), _ = load_train_test(config["dataset"], config["data_dir"], config["limit_train"])
+    model = build_model(config, tx.shape[1:], num_classes_of(y, ty))
+    try:
+        record = train.restore(model, workdir / "checkpoints")
+    except FileNotFoundError as e:
+        fail(str(e))
+    tx, ty = tx[: args.limit], ty[: args.limit]
+    print(f"{config['model']} model of {workdir} after {record['epoch']} epochs; {len(tx)} {config['dataset']} "
+          f"test images")
+    results = sweep(model, tx, ty)
+    for name, row in results.items():
+        print(f"\n{name:>24s}  " + "  ".join(f"{v:>6g}" for v, _ in row))
+        print(f"{'accuracy':>24s}  " + "  ".join(f"{a:6.3f}" for _, a in row))
+    write_json(workdir / "invariance.json", {k: [{"value": v, "accuracy": a} for v, a in row]
+                                             for k, row in results.items()})
+    viz.save(plot(results), workdir / "invariance.png")
+    print(f"\nwrote {workdir / 'invariance.json'} and {workdir / 'invariance.png'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
