@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -55,9 +56,28 @@ def _map_image(ax, values: np.ndarray, *, title: str | None = None, annotate: bo
 
 
 def layer_outputs(model, x) -> list[tuple[str, Any, np.ndarray]]:
-    """``(name, layer, output)`` for every cnnjax layer call of ``model(x)``, in order."""
-    _, calls = capture(model, jnp.asarray(x))
-    return [(name, layer, np.asarray(out)) for name, layer, _, out in calls]
+    """``(name, layer, output)`` for every cnnjax layer call of ``model(x)``, in order.
+
+    For an ``nnx.Module`` the forward pass is compiled once (``jax.jit``) instead of
+    running op by op.
+    """
+    x = jnp.asarray(x)
+    if not isinstance(model, nnx.Module):
+        _, calls = capture(model, x)
+        return [(name, layer, np.asarray(out)) for name, layer, _, out in calls]
+    graphdef, state = nnx.split(model)
+    paths: list = []
+
+    def outputs(state, x):
+        copy = nnx.merge(graphdef, state)
+        where = {id(node): path for path, node in nnx.iter_graph(copy)}
+        _, calls = capture(copy, x)
+        paths[:] = [(name, where[id(layer)]) for name, layer, _, _ in calls]
+        return [out for _, _, _, out in calls]
+
+    values = jax.jit(outputs)(state, x)
+    originals = dict(nnx.iter_graph(model))
+    return [(name, originals[path], np.asarray(v)) for (name, path), v in zip(paths, values)]
 
 
 def response_maps(model, x, *, layers: Sequence[str] | None = None, max_channels: int = 8,
@@ -147,7 +167,12 @@ def saliency(model, x, label: int | Sequence[int] | None = None) -> np.ndarray:
     if label is None:
         label = jnp.argmax(model(x), axis=-1)
     label = jnp.broadcast_to(jnp.asarray(label), (x.shape[0],))
-    grad = jax.grad(lambda x: jnp.sum(jnp.take_along_axis(model(x), label[:, None], axis=-1)))(x)
+    score = lambda f, x: jnp.sum(jnp.take_along_axis(f(x), label[:, None], axis=-1))
+    if isinstance(model, nnx.Module):
+        graphdef, state = nnx.split(model)
+        grad = jax.jit(jax.grad(lambda x, state: score(nnx.merge(graphdef, state), x)))(x, state)
+    else:
+        grad = jax.grad(lambda x: score(model, x))(x)
     return np.asarray(jnp.max(jnp.abs(grad), axis=-1))
 
 

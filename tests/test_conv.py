@@ -61,7 +61,7 @@ def make(cfg, dtype=np.float32):
     return x, k, b
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=conv_configs(), normalize=st.booleans())
 def test_matches_numpy_reference(cfg, normalize):
     x, k, b = make(cfg)
