@@ -13,7 +13,7 @@ Flax modules and models are built on:
 Arrays are channels-last: images ``(N, H, W, C)``, kernels ``(H, W, C_in, C_out)``.
 """
 
-from . import checkpoint, data, lecture, losses, lowering, models, nn, train, transforms, viz
+from . import data, lecture, losses, lowering, models, nn, train, transforms
 from .activations import relu, softmax
 from .conv import conv
 from .dense import dense, flatten
@@ -22,6 +22,19 @@ from .pool import maxpool
 from .summary import print_summary, summary
 
 __version__ = "0.1.0"
+
+# Imported on first use: orbax and matplotlib take ~0.75 s to import.
+_LAZY_SUBMODULES = ("checkpoint", "viz")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'cnnjax' has no attribute {name!r}")
 
 __all__ = [
     "__version__",

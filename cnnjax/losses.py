@@ -39,7 +39,7 @@ def _check_logits_labels(logits, labels):
     labels = _checks.as_array(labels, "labels")
     _checks.check_floating(logits, "logits")
     if logits.ndim < 1:
-        raise ValueError(f"`logits` must have shape (..., num_classes), got a scalar.")
+        raise ValueError("`logits` must have shape (..., num_classes), got a scalar.")
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(
             f"`labels` must be integer class indices, got dtype {labels.dtype}; for one-hot "

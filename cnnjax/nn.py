@@ -82,11 +82,22 @@ class Layer(nnx.Module):
         """Forward FLOPs for one example (2 x multiply-adds); 0 for layers without any."""
         return 0
 
-    def _cast(self, *arrays):
-        dtype = getattr(self, "dtype", None)
-        if dtype is None:
+    def _init_weights(self, shape, activation, use_bias, kernel_init, bias_init, dtype, param_dtype, rngs):
+        """Kernel of ``shape`` (last axis: outputs), optional bias, activation and compute dtype."""
+        self.activation = _activation(activation)
+        self.dtype = dtype
+        self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
+        self.bias = nnx.Param(bias_init(rngs.params(), shape[-1:], param_dtype)) if use_bias else None
+
+    def _weights(self, x):
+        """``x``, kernel and bias, cast to the compute dtype if one is set."""
+        arrays = (x, self.kernel[...], None if self.bias is None else self.bias[...])
+        if self.dtype is None:
             return arrays
-        return tuple(None if a is None else jnp.asarray(a).astype(dtype) for a in arrays)
+        return tuple(None if a is None else jnp.asarray(a).astype(self.dtype) for a in arrays)
+
+    def _activate(self, y):
+        return y if self.activation is None else self.activation(y)
 
 
 class Conv(Layer):
@@ -138,18 +149,13 @@ class Conv(Layer):
         if not isinstance(normalize, bool):
             raise TypeError(f"`normalize` must be a bool, got {normalize!r}.")
         self.normalize = normalize
-        self.activation = _activation(activation)
-        self.dtype = dtype
-        shape = (*self.kernel_size, self.in_features, self.out_features)
-        self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
-        self.bias = nnx.Param(bias_init(rngs.params(), (self.out_features,), param_dtype)) if use_bias else None
+        self._init_weights((*self.kernel_size, self.in_features, self.out_features), activation, use_bias,
+                           kernel_init, bias_init, dtype, param_dtype, rngs)
 
     def forward(self, x):
-        bias = None if self.bias is None else self.bias[...]
-        x, kernel, bias = self._cast(x, self.kernel[...], bias)
-        y = conv(x, kernel, bias, stride=self.stride, padding=self.padding,
-                 dilation=self.dilation, normalize=self.normalize)
-        return y if self.activation is None else self.activation(y)
+        x, kernel, bias = self._weights(x)
+        return self._activate(conv(x, kernel, bias, stride=self.stride, padding=self.padding,
+                                   dilation=self.dilation, normalize=self.normalize))
 
     def flops(self, x_shape, y_shape):
         macs = _checks.prod(y_shape[1:]) * _checks.prod(self.kernel_size) * self.in_features
@@ -183,16 +189,12 @@ class Dense(Layer):
     ):
         self.in_features = _checks.positive_int(in_features, "in_features")
         self.out_features = _checks.positive_int(out_features, "out_features")
-        self.activation = _activation(activation)
-        self.dtype = dtype
-        self.kernel = nnx.Param(kernel_init(rngs.params(), (self.in_features, self.out_features), param_dtype))
-        self.bias = nnx.Param(bias_init(rngs.params(), (self.out_features,), param_dtype)) if use_bias else None
+        self._init_weights((self.in_features, self.out_features), activation, use_bias, kernel_init, bias_init,
+                           dtype, param_dtype, rngs)
 
     def forward(self, x):
-        bias = None if self.bias is None else self.bias[...]
-        x, kernel, bias = self._cast(x, self.kernel[...], bias)
-        y = dense(x, kernel, bias)
-        return y if self.activation is None else self.activation(y)
+        x, kernel, bias = self._weights(x)
+        return self._activate(dense(x, kernel, bias))
 
     def flops(self, x_shape, y_shape):
         return 2 * _checks.prod(y_shape[1:-1]) * self.in_features * self.out_features

@@ -54,7 +54,6 @@ from jax.sharding import PartitionSpec as P
 
 from . import _checks, data, lowering
 from .activations import softmax
-from .checkpoint import Checkpointer
 from .losses import sparse_categorical_crossentropy
 
 
@@ -456,7 +455,12 @@ def fit(
 
     fingerprint = {"batch_size": batch_size, "seed": seed, "shuffle": shuffle, "n": n,
                    "segment": segment, "params": [list(np.shape(p)) for p in jax.tree.leaves(state.params)]}
-    ckpt = Checkpointer(checkpoint_dir, keep=keep_checkpoints) if checkpoint_dir is not None else None
+    if checkpoint_dir is not None:
+        from .checkpoint import Checkpointer  # orbax, imported only when checkpointing
+
+        ckpt = Checkpointer(checkpoint_dir, keep=keep_checkpoints)
+    else:
+        ckpt = None
     history, start_epoch, start_segment, acc = History(), 0, 0, np.zeros(3)
     if ckpt is not None and resume and ckpt.latest_step() is not None:
         leaves, record = ckpt.restore(like=jax.tree.leaves(state))
@@ -539,7 +543,9 @@ def fit(
             for callback in callbacks:
                 callback(dict(record))
     finally:
-        nnx.update(model, jax.device_get(last_good.params), jax.device_get(last_good.rest))
+        # back to the default device, off the mesh: the model is usable as before
+        nnx.update(model, jax.device_put(jax.device_get(last_good.params)),
+                   jax.device_put(jax.device_get(last_good.rest)))
         if ckpt is not None:
             ckpt.close()
     return history
@@ -580,6 +586,8 @@ def restore(model: nnx.Module, checkpoint_dir: str | os.PathLike, *, optimizer: 
       FileNotFoundError: if ``checkpoint_dir`` holds no checkpoint.
       ValueError: if the checkpoint does not fit ``model`` and ``optimizer``.
     """
+    from .checkpoint import Checkpointer
+
     state = create_state(model, optimizer)
     ckpt = Checkpointer(checkpoint_dir)
     try:

@@ -1,18 +1,10 @@
 """The benchmark scripts run end to end with tiny settings and report every figure."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+import scripts
 
 
 def load(name):
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return scripts.load("benchmarks", name)
 
 
 def test_train_throughput_reports_every_figure(capsys):

@@ -1,11 +1,8 @@
 """The experiment scripts' mains with tiny settings, the files they write, and the notebook."""
 
-import importlib.util
 import json
-import os
 import sys
 import types
-from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -13,20 +10,16 @@ import pytest
 import tensorflow_datasets as tfds
 
 import lecture_tables as T
+import scripts
 from cnnjax import data, lecture
 from test_data import write_pair
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 RUN_FILES = ["config.json", "metrics.json", "summary.txt", "results.json", "learning_curves.png", "filters.png",
              "response_maps.png", "confusion_matrix.png", "saliency.png"]
 
 
 def load(name):
-    sys.path.insert(0, str(EXPERIMENTS))
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return scripts.load("experiments", name)
 
 
 def test_xo_walkthrough_training_and_cases(tmp_path, capsys):
@@ -134,7 +127,7 @@ def test_invariance_of_a_run(tiny_idx, tmp_path, capsys):
 
 
 def test_colab_notebook_runs_on_cpu_with_mock_data(monkeypatch):
-    notebook = nbformat.read(EXPERIMENTS / "colab.ipynb", as_version=4)
+    notebook = nbformat.read(scripts.ROOT / "experiments" / "colab.ipynb", as_version=4)
     nbformat.validate(notebook)
     monkeypatch.setenv("CNNJAX_NOTEBOOK_EPOCHS", "1")
     monkeypatch.setenv("CNNJAX_NOTEBOOK_LIMIT", "128")

@@ -112,7 +112,6 @@ def test_model_errors(call, error, message):
 def numpy_functional(weights, x):
     """The functional CNN in NumPy, from Keras-ordered weights (independent of cnnjax)."""
     k1, b1, k2, b2, k3, b3, kd, bd = weights
-    one = ((1, 1), (1, 1))
     valid = ((0, 0), (0, 0))
     relu = lambda v: np.maximum(v, 0)
     x = relu(ref.conv(x, k1, (1, 1), valid, (1, 1)) + b1)
