@@ -52,7 +52,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from . import _checks, data, lowering
+from . import _checks, _memory, data, lowering
 from .activations import softmax
 from .losses import sparse_categorical_crossentropy
 
@@ -103,12 +103,27 @@ def create_state(model: nnx.Module, optimizer: optax.GradientTransformation | No
       compute_dtype: e.g. ``jnp.bfloat16`` to compute in bfloat16 while parameters and
         optimizer state stay float32 (for GPUs and TPUs).
     """
+    tune_cpu_memory()
     tx = DEFAULT_OPTIMIZER if optimizer is None else optimizer
     if not isinstance(tx, optax.GradientTransformation):
         raise TypeError(f"`optimizer` must be an optax.GradientTransformation, got {tx!r}.")
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     return TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32), graphdef, tx,
                       None if compute_dtype is None else jnp.dtype(compute_dtype))
+
+
+def tune_cpu_memory() -> bool:
+    """On a CPU backend with glibc, keeps freed memory for reuse (see ``cnnjax._memory``).
+
+    XLA:CPU frees a step's temporaries after every call; with glibc's defaults each call
+    then pays page faults on tens of MB, and a jitted training step runs at half speed.
+    :func:`create_state`, :func:`fit`, :func:`evaluate` and :func:`predict` call this;
+    custom loops around :func:`train_step` get it from :func:`create_state`. Set
+    ``CNNJAX_NO_MALLOC_TUNING=1`` to opt out. Returns whether the tuning is in effect.
+    """
+    if jax.default_backend() != "cpu":
+        return False
+    return _memory.keep_freed_memory()
 
 
 def _logits(graphdef, params, rest, compute_dtype, x):
@@ -606,6 +621,7 @@ def evaluate(model: nnx.Module, test: tuple[np.ndarray, np.ndarray], *, batch_si
              compute_dtype: Any = None, devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
     """Loss and accuracy of ``model`` on ``(images, labels)``: ``{"loss", "accuracy"}``."""
     batch_size = _checks.positive_int(batch_size, "batch_size")
+    tune_cpu_memory()
     images, labels = _check_data("test", test)
     _check_data("test", (images, labels), num_classes=_num_classes(model, images, "test"))
     placement = _Placement(_mesh(devices))
@@ -628,6 +644,7 @@ def predict(model: nnx.Module, images: np.ndarray, *, batch_size: int = 256, log
       ``float32`` array of shape ``(N, num_classes)``.
     """
     batch_size = _checks.positive_int(batch_size, "batch_size")
+    tune_cpu_memory()
     images = np.asarray(images)
     if not np.issubdtype(images.dtype, np.floating):
         raise TypeError(f"`images` must be floating point, got {images.dtype}.")
@@ -658,4 +675,5 @@ __all__ = [
     "restore",
     "rmsprop",
     "train_step",
+    "tune_cpu_memory",
 ]

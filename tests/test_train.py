@@ -258,3 +258,13 @@ def test_four_devices_give_the_same_parameters_as_one():
     result = subprocess.run([sys.executable, "-c", MULTI_DEVICE], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK"), result.stdout
+
+
+def test_cpu_memory_tuning_is_idempotent_and_can_be_disabled(monkeypatch):
+    from cnnjax import _memory
+
+    assert train.tune_cpu_memory() is True  # glibc on Linux: thresholds raised
+    assert train.tune_cpu_memory() is True
+    monkeypatch.setattr(_memory, "_done", None)
+    monkeypatch.setenv("CNNJAX_NO_MALLOC_TUNING", "1")
+    assert _memory.keep_freed_memory() is False
