@@ -38,7 +38,7 @@ def load_train_test(dataset: str, data_dir: str | None, limit_train: int | None)
     try:
         test = data.load(dataset, "test", data_dir=data_dir)
     except data.DatasetNotFoundError as e:
-        fail(str(e))
+        fail(f"{e} Here: --data-dir DIR.")
     try:
         train = data.load(dataset, "train", data_dir=data_dir, limit=limit_train)
         return train, test, None
