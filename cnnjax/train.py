@@ -517,7 +517,7 @@ def fit(
             steps, idx, w, valid = _epoch_plan(n, batch_size, segment, seed=seed, epoch=epoch, shuffle=shuffle)
             bar = _progress(verbose, steps, epoch, epochs)
             bar.update(min(start_segment * segment, steps))
-            t0, train_seconds = time.perf_counter(), 0.0
+            t0, train_seconds, trained = time.perf_counter(), 0.0, 0.0
             for s in range(start_segment, len(idx)):
                 ts = time.perf_counter()
                 if loop == "scan":
@@ -541,6 +541,7 @@ def fit(
                         + (f", and the last checkpoint in {ckpt.directory} is kept." if ckpt else ".")
                     )
                 acc = acc + sums.sum(axis=0)
+                trained += float(sums[:, 2].sum())  # examples, not padding; a resumed epoch counts its part
                 last_good = state
                 bar.update(int(valid[s].sum()))
                 bar.set_postfix(loss=f"{acc[0] / acc[2]:.4f}", accuracy=f"{acc[1] / acc[2]:.4f}", refresh=False)
@@ -550,7 +551,7 @@ def fit(
             if validation is not None:
                 vs = np.asarray(_eval_batches(state.graphdef, state.compute_dtype, state.params, state.rest, *dev_val))
                 record.update(val_loss=float(vs[0] / vs[2]), val_accuracy=float(vs[1] / vs[2]))
-            record.update(seconds=time.perf_counter() - t0, images_per_s=n / max(train_seconds, 1e-9))
+            record.update(seconds=time.perf_counter() - t0, images_per_s=trained / max(train_seconds, 1e-9))
             history.epochs.append(record)
             _finish(bar, verbose, record, epoch, epochs)
             start_segment, acc = 0, np.zeros(3)
