@@ -60,6 +60,18 @@ def features() -> np.ndarray:
     return np.stack([BACKSLASH, X_FEATURE, SLASH], axis=-1)[:, :, None, :]
 
 
+def as_printed(values) -> np.ndarray:
+    """Values as the lecture prints them: cut (truncated towards zero) to two decimals.
+
+    7/9 = 0.777... prints as 0.77 and 5/9 as 0.55; values are first rounded to four
+    decimals so that float noise (0.99999994 for 9/9) does not cut to 0.99.
+
+    >>> as_printed([7 / 9, -1 / 9, 0.99999994]).tolist()
+    [0.77, -0.11, 1.0]
+    """
+    return np.fix(np.round(np.asarray(values, np.float64) * 10_000) / 100) / 100
+
+
 def batch(image: np.ndarray) -> np.ndarray:
     """A single ``(H, W)`` image as a batch ``(1, H, W, 1)``."""
     return np.asarray(image, np.float32)[None, :, :, None]

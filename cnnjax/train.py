@@ -311,7 +311,7 @@ class History:
         return {k: [e[k] for e in self.epochs] for k in keys}
 
 
-def _check_data(name: str, pair: Any, *, num_classes: int | None = None):
+def _check_data(name: str, pair: Any):
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
         raise TypeError(f"`{name}` must be an (images, labels) pair of arrays, got {type(pair).__name__}.")
     images, labels = np.asarray(pair[0]), np.asarray(pair[1])
@@ -329,12 +329,15 @@ def _check_data(name: str, pair: Any, *, num_classes: int | None = None):
         )
     if len(labels) == 0:
         raise ValueError(f"`{name}` is empty.")
-    if num_classes is not None and (labels.min() < 0 or labels.max() >= num_classes):
+    return images, labels.astype(np.int32)
+
+
+def _check_label_range(name: str, labels: np.ndarray, num_classes: int) -> None:
+    if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(
             f"`{name}` labels must be in [0, {num_classes}) for a model with {num_classes} "
             f"outputs, got labels from {labels.min()} to {labels.max()}."
         )
-    return images, labels.astype(np.int32)
 
 
 def _num_classes(model, images: np.ndarray, name: str) -> int:
@@ -363,12 +366,10 @@ def _epoch_plan(n: int, batch_size: int, segment: int, *, seed: int, epoch: int,
 
 
 def _padded_batches(n: int, batch_size: int):
-    """Evaluation batches in order, the last padded with zero weights: (idx, w)."""
+    """Evaluation batches in order, the last padded with zero weights: (idx, w), each (steps, batch)."""
     steps = math.ceil(n / batch_size)
-    idx = np.zeros(steps * batch_size, np.int32)
-    idx[:n] = np.arange(n)
-    w = (np.arange(steps * batch_size) < n).astype(np.float32)
-    return idx.reshape(steps, batch_size), w.reshape(steps, batch_size)
+    _, idx, w, _ = _epoch_plan(n, batch_size, steps, seed=0, epoch=0, shuffle=False)
+    return idx[0], w[0]
 
 
 def fit(
@@ -435,7 +436,7 @@ def fit(
         raise ValueError("`resume=True` needs `checkpoint_dir`.")
     images, labels = _check_data("train", train)
     num_classes = _num_classes(model, images, "train")
-    images, labels = _check_data("train", (images, labels), num_classes=num_classes)
+    _check_label_range("train", labels, num_classes)
     if validation is not None:
         val_images, val_labels = _check_data("validation", validation)
         if val_images.shape[1:] != images.shape[1:]:
@@ -443,7 +444,7 @@ def fit(
                 f"`validation` images have shape {val_images.shape[1:]} per example but `train` "
                 f"images have {images.shape[1:]}."
             )
-        _check_data("validation", (val_images, val_labels), num_classes=num_classes)
+        _check_label_range("validation", val_labels, num_classes)
     n = len(images)
     if batch_size > n:
         raise ValueError(f"`batch_size` {batch_size} is larger than the {n} training examples.")
@@ -624,7 +625,7 @@ def evaluate(model: nnx.Module, test: tuple[np.ndarray, np.ndarray], *, batch_si
     batch_size = _checks.positive_int(batch_size, "batch_size")
     tune_cpu_memory()
     images, labels = _check_data("test", test)
-    _check_data("test", (images, labels), num_classes=_num_classes(model, images, "test"))
+    _check_label_range("test", labels, _num_classes(model, images, "test"))
     placement = _Placement(_mesh(devices))
     batch_size = math.ceil(batch_size / placement.size) * placement.size
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)

@@ -21,6 +21,7 @@ from flax import nnx
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .lecture import as_printed
 from .nn import Conv, capture
 
 
@@ -49,9 +50,9 @@ def _map_image(ax, values: np.ndarray, *, title: str | None = None, annotate: bo
     if title:
         ax.set_title(title, fontsize=8)
     if annotate:
+        printed = as_printed(values)
         for (i, j), v in np.ndenumerate(values):
-            cut = math.trunc(round(float(v) * 10_000) / 100) / 100  # the lecture prints values cut to 2 decimals
-            ax.text(j, i, f"{cut:.2f}".replace("0.", ".") if v else "0", ha="center", va="center", fontsize=5.5,
+            ax.text(j, i, f"{printed[i, j]:.2f}".replace("0.", ".") if v else "0", ha="center", va="center", fontsize=5.5,
                     color="white" if abs(v) > 0.6 * limit else "black")
 
 

@@ -32,8 +32,7 @@ from cnnjax import lecture, models, train, viz
 
 def format_map(values: np.ndarray) -> str:
     """A 2D map as the lecture prints it: each value truncated to two decimals."""
-    cut = np.fix(np.round(np.asarray(values, np.float64) * 10_000) / 100) / 100
-    return "\n".join("  ".join(f"{v:5.2f}" for v in row) for row in cut)
+    return "\n".join("  ".join(f"{v:5.2f}" for v in row) for row in lecture.as_printed(values))
 
 
 def walkthrough(image: np.ndarray = lecture.X_IMAGE) -> dict[str, np.ndarray]:
