@@ -12,6 +12,20 @@ derivative is written by hand (``jax.custom_jvp``) so that each window's gradien
 to its *first* maximum, exactly as ``lax.reduce_window``'s does, instead of
 ``jnp.max``'s splitting among ties; reverse mode is JAX's transpose of that rule.
 
+How the arrays are shaped matters as much as the arithmetic here, because XLA:CPU
+fuses some forms and not others (measured on the lecture's CNN, ``benchmarks/``):
+
+- The taps are stacked in nested groups of at most 8: XLA:CPU does not fuse a
+  concatenate of more than 8 operands, and a 3x3 window stacked flat (9 operands)
+  materialises every tap before copying them again (2x slower for ``conv_1``).
+- The patch matrix is 2-D ``(N * positions, taps * C_in)``, so that the forward matmul
+  and both of its transposes (``dW = patches^T g``, ``dpatches = g W^T``) are plain
+  2-D products, with no transposes of the batch-sized operands around them.
+- When pooling windows do not overlap (stride == window: the lecture's 2x2 pooling),
+  the tangent is taken on the input reshaped into whole windows, so that reverse mode
+  is one broadcast-and-select back into the input's shape, instead of one strided pad
+  per tap summed.
+
 Numerics equal :mod:`.reference` to float tolerance (the sums are reassociated);
 ``tests/test_lowering.py`` compares the two on random configurations.
 """
@@ -19,7 +33,7 @@ Numerics equal :mod:`.reference` to float tolerance (the sums are reassociated);
 from __future__ import annotations
 
 import functools
-import itertools
+import math
 from collections.abc import Sequence
 
 import jax
@@ -28,20 +42,55 @@ from jax import lax
 
 from .reference import max_identity
 
+# XLA:CPU fuses a concatenate only if it has at most this many operands.
+_MAX_FUSED_CONCAT = 8
+
+
+def _stack(arrays: list, axis: int):
+    """``jnp.stack(arrays, axis)`` built from concatenates of at most 8 operands each."""
+    return _concat([jnp.expand_dims(a, axis) for a in arrays], axis)
+
+
+def _concat(arrays: list, axis: int):
+    """``jnp.concatenate`` in a tree of concatenates of at most 8 operands each."""
+    while len(arrays) > _MAX_FUSED_CONCAT:
+        arrays = [
+            jnp.concatenate(arrays[i : i + _MAX_FUSED_CONCAT], axis)
+            for i in range(0, len(arrays), _MAX_FUSED_CONCAT)
+        ]
+    return jnp.concatenate(arrays, axis) if len(arrays) > 1 else arrays[0]
+
+
+def _out_sizes(shape, window, stride, padding, dilation):
+    return [
+        (shape[1 + i] + sum(padding[i]) - ((window[i] - 1) * dilation[i] + 1)) // stride[i] + 1
+        for i in range(len(window))
+    ]
+
 
 def _taps(x, window, stride, padding, dilation, fill):
-    """Strided views of padded ``x``, one per window tap: ``(N, *out, taps, C)``."""
+    """Strided views of padded ``x``, one per window tap: ``(N, *out, *window, C)``.
+
+    Taps run in row-major window order (the order of ``kernel.reshape(-1, C_in, C_out)``);
+    each window axis is one level of stacking, so no concatenate has more than 8 operands.
+    """
     n = len(window)
-    x = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=fill)
-    out = [(x.shape[1 + i] - ((window[i] - 1) * dilation[i] + 1)) // stride[i] + 1 for i in range(n)]
-    views = []
-    for tap in itertools.product(*(range(w) for w in window)):
+    out = _out_sizes(x.shape, window, stride, padding, dilation)
+    if any(sum(p) for p in padding):
+        x = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=fill)
+
+    def view(tap):
         start = [t * d for t, d in zip(tap, dilation)]
         limit = [s + (o - 1) * st + 1 for s, o, st in zip(start, out, stride)]
-        views.append(
-            lax.slice(x, (0, *start, 0), (x.shape[0], *limit, x.shape[-1]), (1, *stride, 1))
-        )
-    return jnp.stack(views, axis=-2)
+        return lax.slice(x, (0, *start, 0), (x.shape[0], *limit, x.shape[-1]), (1, *stride, 1))
+
+    def stacked(prefix: tuple):  # the taps whose first len(prefix) window indices are prefix
+        d = len(prefix)
+        if d == n:
+            return view(prefix)
+        return _stack([stacked((*prefix, t)) for t in range(window[d])], axis=1 + n)
+
+    return stacked(())
 
 
 def conv(
@@ -58,18 +107,27 @@ def conv(
     if all(w == 1 for w in window) and all(s == 1 for s in stride) and not any(sum(p) for p in padding):
         patches = x  # a 1x1 convolution is already a matmul over channels
     else:
-        patches = _taps(x, window, stride, padding, dilation, 0)
-        patches = patches.reshape(*patches.shape[:-2], patches.shape[-2] * patches.shape[-1])  # (N, *out, taps * C_in)
-    return lax.dot_general(
-        patches, kernel.reshape(patches.shape[-1], c_out), (((patches.ndim - 1,), (0,)), ((), ()))
-    )
+        patches = _taps(x, window, stride, padding, dilation, 0)  # (N, *out, *window, C_in)
+    out_shape = patches.shape[: n + 1]
+    k = kernel.size // c_out
+    matrix = patches.reshape(-1, k)  # (N * positions, taps * C_in)
+    y = lax.dot_general(matrix, kernel.reshape(k, c_out), (((1,), (0,)), ((), ())))
+    return y.reshape(*out_shape, c_out)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
 def maxpool(x, window: Sequence[int], stride: Sequence[int], padding: Sequence[tuple[int, int]]):
     """Max over stacked window taps; same contract as :func:`.reference.maxpool`."""
     window, stride, padding = tuple(window), tuple(stride), tuple(map(tuple, padding))
-    return jnp.max(_taps(x, window, stride, padding, (1,) * len(window), max_identity(x.dtype)), axis=-2)
+    return _max_and_first(x, window, stride, padding)[0]
+
+
+def _max_and_first(x, window, stride, padding):
+    """Each window's max and the row-major index of its first maximum: ``(N, *out, C)``."""
+    n = len(window)
+    taps = _taps(x, window, stride, padding, (1,) * n, max_identity(x.dtype))
+    taps = taps.reshape(*taps.shape[: n + 1], math.prod(window), taps.shape[-1])  # (N, *out, taps, C)
+    return jnp.max(taps, axis=-2), jnp.argmax(taps, axis=-2)
 
 
 @maxpool.defjvp
@@ -78,10 +136,27 @@ def _maxpool_jvp(window, stride, padding, primals, tangents):
     transposes it for reverse mode (the gradient routed to the first maximum only)."""
     (x,), (t,) = primals, tangents
     window, stride, padding = tuple(window), tuple(stride), tuple(map(tuple, padding))
-    ones = (1,) * len(window)
-    taps = _taps(x, window, stride, padding, ones, max_identity(x.dtype))
-    first = jnp.argmax(taps, axis=-2)  # argmax returns the first maximum
-    chosen = jnp.arange(taps.shape[-2])[:, None] == first[..., None, :]
-    y = jnp.max(taps, axis=-2)
-    t_taps = _taps(t, window, stride, padding, ones, 0)
-    return y, jnp.sum(jnp.where(chosen, t_taps, jnp.zeros((), t.dtype)), axis=-2)
+    n = len(window)
+    y, first = _max_and_first(x, window, stride, padding)
+    zero = jnp.zeros((), t.dtype)
+    if window == stride:
+        # Windows tile the (padded, cropped) input: reshape it into whole windows,
+        # (N, o_1, w_1, ..., o_n, w_n, C), and select each window's first maximum.
+        out = y.shape[1:-1]
+        if any(sum(p) for p in padding):
+            t = jnp.pad(t, ((0, 0), *padding, (0, 0)))
+        t = t[(slice(None), *(slice(0, o * w) for o, w in zip(out, window)), slice(None))]
+        blocks = [t.shape[0]]
+        for o, w in zip(out, window):
+            blocks += [o, w]
+        t = t.reshape(*blocks, t.shape[-1])
+        axes = tuple(2 + 2 * i for i in range(n))
+        tap = functools.reduce(
+            lambda acc, i: acc * window[i] + lax.broadcasted_iota(first.dtype, t.shape, axes[i]), range(n), 0
+        )
+        chosen = tap == jnp.expand_dims(first, axes)
+        return y, jnp.sum(jnp.where(chosen, t, zero), axis=axes)
+    t_taps = _taps(t, window, stride, padding, (1,) * n, 0)
+    t_taps = t_taps.reshape(*t_taps.shape[: n + 1], math.prod(window), t_taps.shape[-1])
+    chosen = jnp.arange(t_taps.shape[-2])[:, None] == first[..., None, :]
+    return y, jnp.sum(jnp.where(chosen, t_taps, zero), axis=-2)
