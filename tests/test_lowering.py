@@ -115,3 +115,42 @@ def test_a_training_step_agrees_across_paths(path):
     got, want = on(path, train, params), on("reference", train, params)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_patches_stacks_taps_in_concatenates_of_at_most_eight():
+    """XLA:CPU fuses no concatenate of more than 8 operands; a 3x3 window (9 taps) or a
+    window of 11 along one axis must still stack its taps in fusible groups."""
+    import re
+
+    for kernel_shape in [(3, 3, 2, 4), (11, 1, 2, 4), (2, 9, 1, 1)]:
+        x = jnp.ones((1, 16, 12, kernel_shape[2]))
+        k = jnp.ones(kernel_shape)
+        with lowering.use(conv="patches", maxpool="patches"):
+            text = jax.jit(lambda x, k: cnnjax.maxpool(cnnjax.conv(x, k), (3, 1))).lower(x, k).as_text()
+        concats = re.findall(r"stablehlo\.concatenate ([^:]*) :", text)
+        assert concats, kernel_shape
+        assert max(len(c.split(",")) - 1 for c in concats) <= 8, kernel_shape  # one "dim = d" part
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_long_windows_agree_across_paths(path):
+    """Windows with more than 8 taps along an axis (grouped stacking) agree with the reference."""
+    rng = np.random.default_rng(3)
+    x = np.round(rng.standard_normal((2, 13, 12, 2)), 1).astype(np.float32)
+    k = rng.standard_normal((11, 2, 2, 3)).astype(np.float32)
+    f = lambda x, k: jnp.sum(cnnjax.maxpool(cnnjax.conv(x, k, padding="SAME"), (9, 1)) ** 2)
+    g = jax.grad(f, argnums=(0, 1))
+    np.testing.assert_allclose(on(path, f, x, k), on("reference", f, x, k), rtol=1e-5)
+    for got, want in zip(on(path, g, x, k), on("reference", g, x, k)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_maxpool_nan_and_minus_infinity_windows_agree(path):
+    """A window holding a NaN pools to NaN; a window of -inf pools to -inf, on every path."""
+    x = np.zeros((1, 4, 4, 1), np.float32)
+    x[0, 0, 1, 0] = np.nan
+    x[0, 2:, 2:, 0] = -np.inf
+    f = lambda x: cnnjax.maxpool(x, 2)
+    np.testing.assert_array_equal(on(path, f, x), on("reference", f, x))
+    assert np.isnan(on(path, f, x)[0, 0, 0, 0]) and on(path, f, x)[0, 1, 1, 0] == -np.inf

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from .reference import max_identity
@@ -123,11 +124,28 @@ def maxpool(x, window: Sequence[int], stride: Sequence[int], padding: Sequence[t
 
 
 def _max_and_first(x, window, stride, padding):
-    """Each window's max and the row-major index of its first maximum: ``(N, *out, C)``."""
+    """Each window's max and the row-major index of its first maximum: ``(N, *out, C)``.
+
+    One variadic ``lax.reduce`` over the taps yields both (NaN counts as the maximum, as
+    in ``jnp.argmax``). Being a reduction, XLA keeps its result in memory for the next
+    layer to read, instead of recomputing the window max inside that layer's patches
+    (which ``jnp.max`` over stacked taps, simplified to elementwise maxima, invites).
+    """
     n = len(window)
     taps = _taps(x, window, stride, padding, (1,) * n, max_identity(x.dtype))
     taps = taps.reshape(*taps.shape[: n + 1], math.prod(window), taps.shape[-1])  # (N, *out, taps, C)
-    return jnp.max(taps, axis=-2), jnp.argmax(taps, axis=-2)
+    index = lax.broadcasted_iota(jnp.int32, taps.shape, n + 1)
+    init = (max_identity(x.dtype), np.int32(taps.shape[-2]))
+    return lax.reduce((taps, index), init, _first_max, (n + 1,))
+
+
+def _first_max(a, b):
+    """Reducer over (value, index) pairs: the larger value, NaN largest, ties to the lower index."""
+    (av, ai), (bv, bi) = a, b
+    a_nan, b_nan = jnp.isnan(av), jnp.isnan(bv)
+    tie = (av == bv) | (a_nan & b_nan)
+    take_a = (av > bv) | (a_nan & ~b_nan) | (tie & (ai < bi))
+    return lax.select(take_a, av, bv), lax.select(take_a, ai, bi)
 
 
 @maxpool.defjvp
