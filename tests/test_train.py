@@ -209,6 +209,61 @@ def test_choose_loop():
 X, Y = small_data(32)
 
 
+def test_microbatches_give_the_same_update_as_one_batch():
+    """Four parts of a batch, differentiated apart and summed, make the one-batch update."""
+    x, y = small_data(64)
+    w = np.where(np.arange(32) < 29, 1.0, 0.0).astype(np.float32)  # a padded last batch
+    out = {}
+    for k in (1, 4):
+        state = train.create_state(small_model(), microbatches=k)
+        for i in range(2):
+            state, metrics = train.train_step(state, (x[32 * i : 32 * (i + 1)], y[32 * i : 32 * (i + 1)], w))
+        out[k] = (jax.tree.leaves(state.params), metrics)
+    for a, b in zip(out[1][0], out[4][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[1][1]["loss"], out[4][1]["loss"], rtol=1e-6)
+
+
+def test_fit_picks_microbatches_on_one_cpu_and_they_change_only_rounding():
+    assert train.auto_microbatches(64) == 4 and train.auto_microbatches(32) == 4
+    assert train.auto_microbatches(16) == 1 and train.auto_microbatches(36) == 4 and train.auto_microbatches(30) == 1
+    cpu = jax.devices("cpu")[0]
+    assert train.auto_microbatches(64, [cpu, cpu]) == 1  # several devices already split the batch
+    x, y = small_data(96)
+    results = {}
+    for k in (None, 1):
+        model = small_model()
+        h = train.fit(model, (x, y), epochs=2, batch_size=32, microbatches=k, verbose=0)
+        results[k] = (params_of(model), h.history["loss"])
+    for a, b in zip(results[None][0], results[1][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results[None][1], results[1][1], rtol=1e-5)
+
+
+class _WithBatchStats(nnx.Module):
+    def __init__(self):
+        self.net = small_model()
+        self.seen = nnx.BatchStat(jnp.zeros(()))
+
+    def __call__(self, x):
+        return self.net(x)
+
+
+def test_microbatch_errors():
+    with pytest.raises(ValueError, match=re.escape("`microbatches`=4 needs a model whose only variables are parameters")):
+        train.create_state(_WithBatchStats(), microbatches=4)
+    with pytest.raises(ValueError, match=re.escape("`microbatches` must be positive, got 0")):
+        train.create_state(small_model(), microbatches=0)
+    state = train.create_state(small_model(), microbatches=4)
+    x, y = small_data(6)
+    with pytest.raises(ValueError, match=re.escape("The batch of 6 examples does not split into `microbatches`=4")):
+        train.train_step(state, (x, y))
+    with pytest.raises(ValueError, match=re.escape("`batch_size` 30 must be a multiple of `microbatches`=4")):
+        train.fit(small_model(), small_data(64), epochs=1, batch_size=30, microbatches=4, verbose=0)
+    # fit's default leaves a model with non-parameter variables whole (4 parts would raise)
+    train.fit(_WithBatchStats(), small_data(64), epochs=1, batch_size=32, verbose=0)
+
+
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(epochs=0), ValueError, "`epochs` must be positive, got 0"),
     (dict(batch_size=33), ValueError, "`batch_size` 33 is larger than the 32 training examples"),
