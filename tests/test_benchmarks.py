@@ -19,7 +19,7 @@ def test_train_throughput_reports_every_figure(capsys):
 def test_compare_runs_cnnjax_and_skips_missing_peers(capsys, monkeypatch):
     compare = load("compare")
     monkeypatch.setattr(compare.importlib.util, "find_spec", lambda name: None)
-    rows = compare.main(["--steps", "3", "--repeats", "1"])
+    rows = compare.main(["--steps", "3", "--repeats", "1", "--rounds", "1"])
     assert len(rows) == 1 and rows[0]["framework"].startswith("cnnjax")
     captured = capsys.readouterr()
     assert "skipping pytorch" in captured.err and "skipping keras" in captured.err

@@ -100,6 +100,21 @@ def test_scan_and_python_loops_agree():
     np.testing.assert_allclose(results["scan"][1], results["python"][1], rtol=1e-5)
 
 
+def test_full_and_padded_segments_agree():
+    """Segments that tile the epoch run without the skip logic; both forms train alike."""
+    assert train._default_segment(938) == 67 and train._default_segment(300) == 30
+    assert train._default_segment(97) == 10  # a prime: the last segment is padded
+    x, y = small_data(96)  # 6 steps of 16 an epoch
+    results = {}
+    for segment in (3, 4):  # 3 tiles the epoch; 4 leaves a padded segment
+        model = small_model()
+        h = train.fit(model, (x, y), epochs=2, batch_size=16, steps_per_segment=segment, verbose=0)
+        results[segment] = (params_of(model), h.history["loss"])
+    for a, b in zip(results[3][0], results[4][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(results[3][1], results[4][1], rtol=1e-6)
+
+
 def test_same_seed_same_run_other_seed_other_run():
     x, y = small_data(64)
     runs = []
