@@ -164,6 +164,7 @@ def _logits(graphdef, params, rest, compute_dtype, x):
     if compute_dtype is not None:
         cast = lambda a: a.astype(compute_dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
         params, x = jax.tree.map(cast, params), x.astype(compute_dtype)
+    rest = jax.tree.map(lambda a: a, rest)  # variables of this trace, so the model may update them
     model = nnx.merge(graphdef, params, rest)
     logits = model(x).astype(jnp.float32)
     return logits, nnx.state(model, nnx.Not(nnx.Param))
@@ -400,8 +401,9 @@ def _check_label_range(name: str, labels: np.ndarray, num_classes: int) -> None:
 
 def _num_classes(model, images: np.ndarray, name: str) -> int:
     example = jax.ShapeDtypeStruct((1, *images.shape[1:]), jnp.float32)
+    graphdef, variables = nnx.split(model)  # called functionally: a model may update its state
     try:
-        out = jax.eval_shape(model, example)
+        out = jax.eval_shape(lambda v, x: nnx.merge(graphdef, v)(x), variables, example)
     except (ValueError, TypeError) as e:
         raise ValueError(f"`{name}` images of shape {images.shape} do not fit the model: {e}") from e
     if len(out.shape) != 2:

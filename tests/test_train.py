@@ -279,6 +279,30 @@ def test_microbatch_errors():
     train.fit(_WithBatchStats(), small_data(64), epochs=1, batch_size=32, verbose=0)
 
 
+class _BatchNormNet(nnx.Module):
+    def __init__(self):
+        rngs = nnx.Rngs(0)
+        self.conv = nn.Conv(1, 4, 3, rngs=rngs)
+        self.norm = nnx.BatchNorm(4, rngs=rngs)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dense(8 * 8 * 4, 2, rngs=rngs))
+
+    def __call__(self, x):
+        return self.head(jax.nn.relu(self.norm(self.conv(x))))
+
+
+@pytest.mark.parametrize("loop", ["scan", "python"])
+def test_fit_trains_a_model_that_updates_batch_statistics(loop):
+    """Batch statistics are updated as the model runs; fit threads them through its steps."""
+    model = _BatchNormNet()
+    x, y = small_data(64)
+    h = train.fit(model, (x, y), epochs=2, batch_size=32, loop=loop, verbose=0)
+    assert np.all(np.isfinite(h.history["loss"]))
+    mean = np.asarray(model.norm.mean[...])
+    assert np.all(mean != 0)  # started at zeros; momentum 0.99 moves it towards the batch means
+    conv_mean = np.asarray(model.conv(jnp.asarray(x)).mean(axis=(0, 1, 2)))
+    assert np.all(np.sign(mean) == np.sign(conv_mean))
+
+
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(epochs=0), ValueError, "`epochs` must be positive, got 0"),
     (dict(batch_size=33), ValueError, "`batch_size` 33 is larger than the 32 training examples"),
