@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .. import _checks
 from .reference import max_identity
 
 # XLA:CPU fuses a concatenate only if it has at most this many operands.
@@ -62,13 +63,6 @@ def _concat(arrays: list, axis: int):
     return jnp.concatenate(arrays, axis) if len(arrays) > 1 else arrays[0]
 
 
-def _out_sizes(shape, window, stride, padding, dilation):
-    return [
-        (shape[1 + i] + sum(padding[i]) - ((window[i] - 1) * dilation[i] + 1)) // stride[i] + 1
-        for i in range(len(window))
-    ]
-
-
 def _taps(x, window, stride, padding, dilation, fill):
     """Strided views of padded ``x``, one per window tap: ``(N, *out, *window, C)``.
 
@@ -76,7 +70,7 @@ def _taps(x, window, stride, padding, dilation, fill):
     each window axis is one level of stacking, so no concatenate has more than 8 operands.
     """
     n = len(window)
-    out = _out_sizes(x.shape, window, stride, padding, dilation)
+    out = _checks.output_sizes(x.shape[1:-1], window, stride, padding, dilation)
     if any(sum(p) for p in padding):
         x = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=fill)
 
