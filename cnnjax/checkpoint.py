@@ -1,10 +1,13 @@
-"""Checkpoints with orbax: atomic saves of a training run, the last K kept, resumable.
+"""Checkpoints with orbax: atomic saves of named state trees, the last K kept, resumable.
 
-A checkpoint holds the arrays of a training state (parameters, other model variables,
-optimizer state, step counter) and a JSON record of where the run stands (epoch,
-position in the epoch, data-order seed, metrics so far). Orbax writes each checkpoint
-to a temporary directory and renames it into place when complete, so a run killed
-mid-save leaves the previous checkpoints intact and never a half-written one.
+A checkpoint holds a tree of arrays (for :func:`cnnjax.train.fit`: the parameters and
+model variables by their paths in the model, the optimizer state, the step counter) and
+a JSON record of where the run stands (epoch, position in the epoch, data-order seed,
+metrics so far). Orbax writes each checkpoint to a temporary directory and renames it
+into place when complete, so a run killed mid-save leaves the previous checkpoints
+intact and never a half-written one. A checkpoint damaged later (a truncated file, a
+full disk) is caught when read: :meth:`Checkpointer.restore_newest` warns, naming it,
+and falls back to the newest one that reads.
 
 :func:`cnnjax.train.fit` uses this through ``checkpoint_dir=`` and ``resume=True``;
 the class is public for custom loops.
@@ -12,12 +15,19 @@ the class is public for custom loops.
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+
+class CheckpointError(ValueError):
+    """No checkpoint in the directory could be read; the message lists each one's failure."""
 
 
 class Checkpointer:
@@ -30,8 +40,8 @@ class Checkpointer:
     Example::
 
         ckpt = Checkpointer("runs/demo/checkpoints", keep=3)
-        ckpt.save(step, jax.tree.leaves(state), {"epoch": 2})
-        leaves, record = ckpt.restore(like=jax.tree.leaves(state))
+        ckpt.save(step, {"params": params, "step": step}, {"epoch": 2})
+        tree, record = ckpt.restore(like={"params": params, "step": step})
     """
 
     def __init__(self, directory: str | os.PathLike, *, keep: int = 3):
@@ -43,7 +53,7 @@ class Checkpointer:
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep, create=True, enable_async_checkpointing=False
             ),
-            item_names=("arrays", "record"),
+            item_names=("state", "record"),
         )
 
     def steps(self) -> list[int]:
@@ -54,59 +64,125 @@ class Checkpointer:
         """The newest complete checkpoint's step, or None."""
         return self._manager.latest_step()
 
-    def save(self, step: int, arrays: list[Any], record: dict[str, Any]) -> None:
-        """Writes ``arrays`` (a list of arrays) and the JSON-able ``record`` at ``step``, atomically."""
+    def save(self, step: int, tree: Any, record: dict[str, Any]) -> None:
+        """Writes ``tree`` (a pytree of arrays: dicts by name) and the JSON-able ``record``
+        at ``step``, atomically."""
         self._manager.save(
             int(step),
-            args=ocp.args.Composite(
-                arrays=ocp.args.StandardSave(list(arrays)), record=ocp.args.JsonSave(record)
-            ),
+            args=ocp.args.Composite(state=ocp.args.StandardSave(tree), record=ocp.args.JsonSave(record)),
             force=True,
         )
         self._manager.wait_until_finished()
 
-    def restore(self, step: int | None = None, *, like: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    def path(self, step: int) -> str:
+        """The directory of the checkpoint at ``step``."""
+        return os.path.join(self.directory, str(int(step)))
+
+    def record(self, step: int | None = None) -> dict[str, Any]:
+        """The JSON record of the checkpoint at ``step`` (default: the newest)."""
+        step = self._step(step)
+        out = self._manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))
+        return dict(out["record"])
+
+    def _step(self, step: int | None) -> int:
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"No checkpoint in {self.directory}.")
+        return step
+
+    def restore(self, step: int | None = None, *, like: Any) -> tuple[Any, dict[str, Any]]:
         """Reads the checkpoint at ``step`` (default: the newest).
 
         Args:
           step: which checkpoint.
-          like: arrays (or ``jax.ShapeDtypeStruct``) of the expected shapes, dtypes and
-            shardings; the restored arrays take their shardings.
+          like: a tree of arrays (or ``jax.ShapeDtypeStruct``) of the expected structure,
+            shapes, dtypes and shardings; the restored arrays take their shardings.
 
         Raises:
           FileNotFoundError: if there is no checkpoint.
-          ValueError: if the stored arrays do not match ``like``.
+          ValueError: if the stored tree does not match ``like``.
+          Exception: what orbax raises for a damaged checkpoint.
         """
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"No checkpoint in {self.directory}.")
-        target = [
-            jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=getattr(a, "sharding", None)) for a in like
-        ]
+        step = self._step(step)
+        target = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=getattr(a, "sharding", None)), like)
         try:
             out = self._manager.restore(
                 step,
-                args=ocp.args.Composite(
-                    arrays=ocp.args.StandardRestore(target), record=ocp.args.JsonRestore()
-                ),
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(target), record=ocp.args.JsonRestore()),
             )
+        except json.JSONDecodeError as e:  # damaged metadata, not a mismatch
+            raise OSError(f"damaged metadata in {self.path(step)}: {e}") from e
         except (ValueError, KeyError) as e:
             raise ValueError(
-                f"The checkpoint at step {step} in {self.directory} does not match this model "
-                f"and optimizer: {e}"
+                f"The checkpoint at step {step} in {self.directory} does not match this model and optimizer: {e}"
             ) from e
-        arrays = list(out["arrays"])
-        for i, (got, want) in enumerate(zip(arrays, target)):
-            if tuple(got.shape) != tuple(want.shape):
+        got = jax.tree_util.tree_flatten_with_path(out["state"])[0]
+        for (path, a), b in zip(got, jax.tree.leaves(target)):
+            if tuple(np.shape(a)) != tuple(b.shape):
                 raise ValueError(
-                    f"The checkpoint at step {step} in {self.directory} does not match this "
-                    f"model and optimizer: array {i} has shape {tuple(got.shape)}, expected "
-                    f"{tuple(want.shape)}."
+                    f"The checkpoint at step {step} in {self.directory} does not match this model and "
+                    f"optimizer: {jax.tree_util.keystr(path)} has shape {tuple(np.shape(a))}, expected {tuple(b.shape)}."
                 )
-        return arrays, dict(out["record"])
+        return out["state"], dict(out["record"])
+
+    def restore_newest(self, *, like: Any, accept: Callable[[dict[str, Any]], None] | None = None
+                       ) -> tuple[int, Any, dict[str, Any]] | None:
+        """The newest checkpoint that reads: ``(step, tree, record)``, or None if there is none.
+
+        A damaged checkpoint is skipped with a warning naming its directory, and the one
+        before it is tried.
+
+        Args:
+          like: as :meth:`restore`.
+          accept: called with each record before its arrays are read; it raises (e.g.
+            ValueError for a checkpoint of another run) to stop the search.
+
+        Raises:
+          CheckpointError: if checkpoints exist but none of them reads.
+          ValueError: from ``accept``, or if the arrays do not match ``like``.
+        """
+        failures = []
+        for step in reversed(self.steps()):
+            try:
+                record = self.record(step)
+            except Exception as e:  # noqa: BLE001 -- orbax and TensorStore raise many kinds
+                failures.append(self._skip(step, e))
+                continue
+            if accept is not None:
+                accept(record)
+            try:
+                tree, record = self.restore(step, like=like)
+            except ValueError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                failures.append(self._skip(step, e))
+                continue
+            return step, tree, record
+        if failures:
+            raise CheckpointError(f"No checkpoint in {self.directory} could be read: " + "; ".join(failures))
+        return None
+
+    def set_aside(self, step: int) -> str:
+        """Renames the checkpoint at ``step`` to ``<step>.unreadable`` (kept for inspection,
+        no longer a step), so that the step can be written again; returns the new path."""
+        target, n = f"{self.path(step)}.unreadable", 1
+        while os.path.exists(target):
+            n += 1
+            target = f"{self.path(step)}.unreadable-{n}"
+        os.rename(self.path(step), target)
+        self._manager.reload()
+        return target
+
+    def _skip(self, step: int, error: Exception) -> str:
+        reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''}"
+        warnings.warn(f"Skipping the checkpoint {self.path(step)}, which cannot be read ({reason}); "
+                      "trying the one before it.", stacklevel=3)
+        return f"{self.path(step)} ({reason})"
 
     def close(self) -> None:
         self._manager.close()
 
 
-__all__ = ["Checkpointer"]
+__all__ = ["CheckpointError", "Checkpointer"]
+

@@ -365,6 +365,27 @@ def batches(
         yield images[idx], labels[idx]
 
 
+def batch_plan(
+    n: int, batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0, drop_remainder: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's batches as a padded index matrix: ``(indices, weights)``, each ``(steps, batch_size)``.
+
+    Row ``i`` holds the indices of :func:`batch_indices`' batch ``i``; a last, partial
+    batch is padded with index 0 and weight 0 (real examples have weight 1), so every
+    row has the same shape and a compiled loop can run them all.
+
+    >>> idx, w = batch_plan(5, 2, shuffle=False)
+    >>> idx.tolist(), w.tolist()
+    ([[0, 1], [2, 3], [4, 0]], [[1.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+    """
+    batches = batch_indices(n, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_remainder=drop_remainder)
+    idx = np.zeros((len(batches), batch_size), np.int32)
+    w = np.zeros((len(batches), batch_size), np.float32)
+    for i, b in enumerate(batches):
+        idx[i, : len(b)], w[i, : len(b)] = b, 1.0
+    return idx, w
+
+
 def stacked_batches(
     images: np.ndarray, labels: np.ndarray, batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -380,7 +401,7 @@ def stacked_batches(
     batch_size = _checks.positive_int(batch_size, "batch_size")
     if n < batch_size:
         raise ValueError(f"`batch_size` {batch_size} is larger than the {n} examples.")
-    idx = np.stack(batch_indices(n, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_remainder=True))
+    idx, _ = batch_plan(n, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_remainder=True)
     return images[idx], labels[idx]
 
 
@@ -409,6 +430,7 @@ def split_validation(
 __all__ = [
     "DatasetNotFoundError",
     "batch_indices",
+    "batch_plan",
     "batches",
     "idx_files",
     "load",

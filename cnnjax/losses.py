@@ -4,6 +4,9 @@ The lecture's error is "predicted answer minus right answer"; a classifier train
 gradient descent measures it with the cross-entropy between the softmax of its scores
 (logits) and the right class. These are thin, checked wrappers over optax.
 
+Regression has :func:`mean_squared_error` and :func:`mean_absolute_error`, which average
+over the last axis as Keras does (one value per example for targets of shape ``(N, D)``).
+
 Keras names are kept so the lecture's ``loss='sparse_categorical_crossentropy'`` (integer
 labels) and ``loss='categorical_crossentropy'`` (one-hot labels) map one to one. Both
 take *logits*: the softmax is applied inside, in a numerically stable way.
@@ -118,4 +121,58 @@ def accuracy(logits: Any, labels: Any, *, reduction: str = "mean"):
     _check_reduction(reduction)
     logits, labels = _check_logits_labels(logits, labels)
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    return _reduce(correct, reduction)
+
+
+def _check_same_shape(predictions, targets):
+    predictions = _checks.as_array(predictions, "predictions")
+    targets = _checks.as_array(targets, "targets")
+    _checks.check_floating(predictions, "predictions")
+    if predictions.ndim < 1 or targets.shape != predictions.shape:
+        raise ValueError(
+            f"`targets` must have the shape of `predictions` {tuple(predictions.shape)}, got "
+            f"{tuple(targets.shape)}."
+        )
+    return predictions, targets
+
+
+def mean_squared_error(predictions: Any, targets: Any, *, reduction: str = "mean"):
+    """Mean of ``(predictions - targets) ** 2`` over the last axis (Keras' ``mean_squared_error``).
+
+    Args:
+      predictions, targets: float arrays of the same shape ``(..., D)``.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (values of shape ``(...)``).
+
+    >>> import jax.numpy as jnp
+    >>> float(mean_squared_error(jnp.array([[1.0, 2.0]]), jnp.array([[0.0, 0.0]])))
+    2.5
+    """
+    _check_reduction(reduction)
+    predictions, targets = _check_same_shape(predictions, targets)
+    return _reduce(jnp.mean(optax.squared_error(predictions, targets.astype(predictions.dtype)), axis=-1), reduction)
+
+
+def mean_absolute_error(predictions: Any, targets: Any, *, reduction: str = "mean"):
+    """Mean of ``|predictions - targets|`` over the last axis (Keras' ``mean_absolute_error``).
+
+    >>> import jax.numpy as jnp
+    >>> float(mean_absolute_error(jnp.array([[1.0, -2.0]]), jnp.array([[0.0, 0.0]])))
+    1.5
+    """
+    _check_reduction(reduction)
+    predictions, targets = _check_same_shape(predictions, targets)
+    return _reduce(jnp.mean(jnp.abs(predictions - targets.astype(predictions.dtype)), axis=-1), reduction)
+
+
+def categorical_accuracy(logits: Any, targets: Any, *, reduction: str = "mean"):
+    """Fraction of examples whose highest score is the class with the highest target
+    (one-hot or soft targets; Keras' ``categorical_accuracy``).
+
+    >>> import jax.numpy as jnp
+    >>> float(categorical_accuracy(jnp.array([[0.1, 0.9], [0.8, 0.2]]), jnp.array([[0.0, 1.0], [0.0, 1.0]])))
+    0.5
+    """
+    _check_reduction(reduction)
+    logits, targets = _check_same_shape(logits, targets)
+    correct = (jnp.argmax(logits, axis=-1) == jnp.argmax(targets, axis=-1)).astype(jnp.float32)
     return _reduce(correct, reduction)

@@ -194,13 +194,16 @@ def saliency_maps(model, x, *, class_names: Sequence[str] | None = None) -> Figu
 
 
 def learning_curves(epochs: Sequence[dict[str, float]]) -> Figure:
-    """Loss and accuracy per epoch, training and validation (records as in :class:`cnnjax.train.History`)."""
+    """The loss and each metric per epoch, training and validation, one panel each (records as
+    in :class:`cnnjax.train.History`: loss and accuracy for the lecture's models)."""
     if not epochs:
         raise ValueError("`epochs` is empty: nothing to plot.")
-    fig = _figure(8, 3)
-    axes = fig.subplots(1, 2)
+    not_metrics = ("epoch", "loss", "learning_rate", "seconds", "images_per_s")
+    metrics = ["loss", *(k for k in epochs[0] if k not in not_metrics and not k.startswith("val_"))]
+    fig = _figure(4 * len(metrics), 3)
+    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
     x = [e["epoch"] for e in epochs]
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    for ax, metric in zip(axes, metrics):
         ax.plot(x, [e[metric] for e in epochs], "o-", label="train")
         if f"val_{metric}" in epochs[0]:
             ax.plot(x, [e[f"val_{metric}"] for e in epochs], "s--", label="validation")

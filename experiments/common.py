@@ -84,5 +84,15 @@ def class_names(dataset: str, num_classes: int):
     return names if names and len(names) == num_classes else [str(i) for i in range(num_classes)]
 
 
-def num_classes_of(*label_arrays) -> int:
-    return int(max(np.max(y) for y in label_arrays)) + 1
+def num_classes(dataset: str, **splits: np.ndarray) -> int:
+    """The dataset's class count (10 for the MNIST family and CIFAR-10; for other datasets, the
+    largest label + 1); stops with a one-line error naming the first label outside it."""
+    names = CLASS_NAMES.get(dataset)
+    if names is None:
+        return int(max(np.max(y) for y in splits.values())) + 1
+    for split, labels in splits.items():
+        bad = np.flatnonzero((labels < 0) | (labels >= len(names)))
+        if len(bad):
+            fail(f"label {labels[bad[0]]} at index {bad[0]} of the {split} split is not one of {dataset}'s "
+                 f"{len(names)} classes (0-{len(names) - 1}): the data is damaged or is not {dataset}.")
+    return len(names)

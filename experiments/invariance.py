@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cnnjax import train, transforms, viz  # noqa: E402
-from common import build_model, fail, load_train_test, num_classes_of, read_config, write_json  # noqa: E402
+from common import build_model, fail, load_train_test, num_classes, read_config, write_json  # noqa: E402
 
 SWEEPS = {
     "shift (pixels)": ([-4, -3, -2, -1, 0, 1, 2, 3, 4], lambda x, v: transforms.shift(x, 0, v)),
@@ -66,7 +66,7 @@ def main(argv=None) -> dict:
     workdir = Path(args.workdir)
     config = read_config(workdir)
     (x, y), (tx, ty), _ = load_train_test(config["dataset"], config["data_dir"], config["limit_train"])
-    model = build_model(config, tx.shape[1:], num_classes_of(y, ty))
+    model = build_model(config, tx.shape[1:], num_classes(config["dataset"], train=y, test=ty))
     try:
         record = train.restore(model, workdir / "checkpoints")
     except FileNotFoundError as e:

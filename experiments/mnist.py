@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cnnjax  # noqa: E402
 from cnnjax import summary, train, viz  # noqa: E402
 from common import (CLASS_NAMES, MODELS, as_records, build_model, class_names, fail, load_train_test,  # noqa: E402
-                    num_classes_of, read_config, write_json)
+                    num_classes, read_config, write_json)
 
 # What must match for a run directory to be resumed (epochs may grow).
 RESUMABLE = ("model", "dataset", "data_dir", "batch_size", "learning_rate", "seed", "limit_train")
@@ -112,7 +112,7 @@ def run(config: dict, verbose: int = 1) -> dict:
     (x, y), test, note = load_train_test(config["dataset"], config["data_dir"], config["limit_train"])
     if note:
         print(note)
-    k = num_classes_of(y, test[1])
+    k = num_classes(config["dataset"], train=y, test=test[1])
     model = build_model(config, x.shape[1:], k)
     table = summary(model, x.shape[1:], name=config["model"])
     (workdir / "summary.txt").write_text(str(table) + "\n")

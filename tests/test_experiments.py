@@ -70,8 +70,8 @@ def test_mnist_writes_the_run_directory_and_resumes(tiny_idx, tmp_path, capsys):
     for name in RUN_FILES:
         assert (workdir / name).stat().st_size > 0, name
     metrics = json.loads((workdir / "metrics.json").read_text())
-    assert [set(m) for m in metrics] == [{"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds",
-                                          "images_per_s"}]
+    assert [set(m) for m in metrics] == [{"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
+                                          "seconds", "images_per_s"}]
     config = json.loads((workdir / "config.json").read_text())
     assert config["model"] == "functional" and config["batch_size"] == 16 and config["epochs"] == 1
     assert "Total params: 104,202" in (workdir / "summary.txt").read_text()
@@ -99,6 +99,21 @@ def test_mnist_on_a_test_split_only_folder(tiny_idx, tmp_path, capsys):
     with pytest.raises(SystemExit):
         load("mnist").main(["--data-dir", str(tiny_idx), "--workdir", str(tmp_path / "s")])
     assert "pass --limit-train N" in capsys.readouterr().err
+
+
+def test_mnist_refuses_a_label_outside_the_datasets_classes(tiny_idx, tmp_path, capsys):
+    """One damaged label byte (200) stops the run with one line, instead of a 201-class model."""
+    rng = np.random.default_rng(0)
+    labels = (np.arange(64) % 10).astype(np.uint8)
+    labels[37] = 200
+    write_pair(tiny_idx, "train", rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), labels)
+    with pytest.raises(SystemExit) as info:
+        load("mnist").main(["--data-dir", str(tiny_idx), "--epochs", "1", "--workdir", str(tmp_path / "r"),
+                            "--verbose", "0"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: label 200 at index 37 of the train split is not one of mnist's 10 classes (0-9): "
+                   "the data is damaged or is not mnist."]
 
 
 def test_mnist_without_any_data_stops_with_a_message(tmp_path, capsys, monkeypatch):

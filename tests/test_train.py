@@ -1,12 +1,12 @@
-"""cnnjax.train: the lecture's accuracy, one compile, exact resume, NaN stops, devices, errors."""
+"""cnnjax.train: the lecture's accuracy, the public step, loops, modes, randomness, devices, errors."""
 
 import os
+import platform
 import re
 import subprocess
 import sys
 import textwrap
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,24 +15,8 @@ import pytest
 from flax import nnx
 
 import cnnjax
-from cnnjax import data, lowering, models, nn, train
-
-
-def small_model(seed=0, classes=10):
-    rngs = nnx.Rngs(seed)
-    return nn.Sequential(nn.Conv(1, 4, 3, activation="relu", rngs=rngs), nn.MaxPool(2),
-                         nn.Flatten(), nn.Dense(4 * 4 * 4, classes, rngs=rngs))
-
-
-def small_data(n=96, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(size=(n, 10, 10, 1)).astype(np.float32)
-    y = (x[:, :5].mean(axis=(1, 2, 3)) > x[:, 5:].mean(axis=(1, 2, 3))).astype(np.int32)  # learnable
-    return x, y
-
-
-def params_of(model):
-    return [np.asarray(a) for a in jax.tree.leaves(nnx.state(model, nnx.Param))]
+from cnnjax import data, lowering, models, train
+from training import CompileCounter, DropoutBatchNormNet, params_of, small_data, small_model
 
 
 def test_lecture_functional_cnn_reaches_97_percent_on_real_mnist(mnist_dir):
@@ -47,20 +31,31 @@ def test_lecture_functional_cnn_reaches_97_percent_on_real_mnist(mnist_dir):
     assert history.history["loss"][1] < history.history["loss"][0]
 
 
-def test_step_is_traced_once_per_shape(monkeypatch):
-    """Two epochs with a partial last batch and validation: the step is traced exactly once."""
-    traces = []
-    original = train._step
+class Counting(train.Callback):
+    """Compilations per epoch, counted from the start of training to each epoch's end."""
 
-    def counted(*args):
-        traces.append(1)
-        return original(*args)
+    def __init__(self):
+        self.counter, self.per_epoch = CompileCounter(), []
 
-    monkeypatch.setattr(train, "_step", chex.assert_max_traces(counted, n=1))
+    def on_train_begin(self, logs=None):
+        self.counter.active = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.per_epoch.append(self.counter.count)
+        self.counter.count = 0
+
+    def on_train_end(self, logs=None):
+        self.counter.active = False
+
+
+@pytest.mark.parametrize("model_factory", [small_model, DropoutBatchNormNet])
+def test_after_the_first_epoch_nothing_compiles(model_factory):
+    """A partial last batch and validation: epoch 1 compiles (validation's program), later ones nothing."""
     x, y = small_data(100)  # 100 = 6 batches of 16 + a partial batch of 4
-    train.fit(small_model(), (x, y), epochs=2, batch_size=16, validation=(x[:30], y[:30]),
-              optimizer=optax.sgd(0.1), verbose=0)  # a fresh optimizer: a fresh trace
-    assert len(traces) == 1
+    counting = Counting()
+    train.fit(model_factory(), (x, y), epochs=3, batch_size=16, validation=(x[:30], y[:30]),
+              optimizer=optax.sgd(0.1), verbose=0, callbacks=[counting])
+    assert counting.per_epoch[1:] == [0, 0], counting.per_epoch
 
 
 def test_keras_rmsprop_formula():
@@ -76,6 +71,20 @@ def test_keras_rmsprop_formula():
         expected = np.asarray(w0) - 1e-3 * np.asarray(g) / (np.sqrt(0.1 * np.asarray(g) ** 2) + 1e-7)
         np.testing.assert_allclose(np.asarray(w1), expected, rtol=1e-5, atol=1e-7)
     assert int(state.step) == 1 and set(metrics) == {"loss", "accuracy"}
+    assert train.learning_rate(state.opt_state) == pytest.approx(1e-3)
+
+
+def test_fit_runs_the_public_train_step():
+    """One epoch of fit (no shuffling, one step a segment) equals a loop of train_step calls."""
+    x, y = small_data(48)
+    model = small_model()
+    train.fit(model, (x, y), epochs=1, batch_size=16, shuffle=False, microbatches=1, verbose=0,
+              optimizer=optax.sgd(0.1))
+    state = train.create_state(small_model(), optax.sgd(0.1))
+    for i in range(3):
+        state, _ = train.train_step(state, (x[16 * i : 16 * (i + 1)], y[16 * i : 16 * (i + 1)]))
+    for a, b in zip(params_of(model), jax.tree.leaves(state.params)):
+        np.testing.assert_allclose(a, np.asarray(b), rtol=1e-6, atol=1e-7)
 
 
 def test_train_and_eval_step_weights():
@@ -102,8 +111,6 @@ def test_scan_and_python_loops_agree():
 
 def test_full_and_padded_segments_agree():
     """Segments that tile the epoch run without the skip logic; both forms train alike."""
-    assert train._default_segment(938) == 67 and train._default_segment(300) == 30
-    assert train._default_segment(97) == 10  # a prime: the last segment is padded
     x, y = small_data(96)  # 6 steps of 16 an epoch
     results = {}
     for segment in (3, 4):  # 3 tiles the epoch; 4 leaves a padded segment
@@ -126,63 +133,113 @@ def test_same_seed_same_run_other_seed_other_run():
     assert not all(np.array_equal(a, b) for a, b in zip(runs[0], runs[2]))
 
 
-def test_resume_after_a_kill_is_bit_identical(tmp_path, monkeypatch):
+@pytest.mark.parametrize("loop", ["scan", "python"])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_dropout_and_batchnorm_train_validate_in_eval_mode_and_keep_the_users_mode(loop, mode):
     x, y = small_data(100)
-    kw = dict(epochs=3, batch_size=16, steps_per_segment=2, keep_checkpoints=2, verbose=0)
-    reference = small_model()
-    history = train.fit(reference, (x, y), checkpoint_dir=tmp_path / "a", **kw)
-
-    original = train._run_segment
-
-    class KilledAfterFiveSegments:
-        calls, lower = 0, original.lower
-
-        def __call__(self, *args):
-            self.calls += 1
-            if self.calls > 5:  # in epoch 2 (4 segments an epoch)
-                raise KeyboardInterrupt("killed")
-            return original(*args)
-
-    monkeypatch.setattr(train, "_run_segment", KilledAfterFiveSegments())
-    with pytest.raises(KeyboardInterrupt):
-        train.fit(small_model(), (x, y), checkpoint_dir=tmp_path / "b", **kw)
-    monkeypatch.setattr(train, "_run_segment", original)
-    ckpt = cnnjax.checkpoint.Checkpointer(tmp_path / "b")
-    # 100 / 16: 7 steps an epoch (the last partial), segments of 2: saves at steps 2, 4, 6,
-    # 7 (end of epoch 1), 9; the kill comes in the segment after. Two are kept.
-    assert ckpt.steps() == [7, 9]
-    ckpt.close()
-
-    resumed = small_model()
-    resumed_history = train.fit(resumed, (x, y), checkpoint_dir=tmp_path / "b", resume=True, **kw)
-    for a, b in zip(params_of(reference), params_of(resumed)):
-        np.testing.assert_array_equal(a, b)
-    for key in ("loss", "accuracy"):
-        assert resumed_history.history[key] == history.history[key]
-    assert len(cnnjax.checkpoint.Checkpointer(tmp_path / "a").steps()) == 2
+    model = DropoutBatchNormNet()
+    getattr(model, mode)()
+    h = train.fit(model, (x, y), epochs=2, batch_size=16, validation=(x[:40], y[:40]), loop=loop, verbose=0)
+    assert model.drop.deterministic == (mode == "eval") and model.norm.use_running_average == (mode == "eval")
+    assert np.all(np.isfinite(h.history["loss"]))
+    # the reported validation is evaluation mode's: Dropout off, running statistics
+    assert h.history["val_loss"][-1] == pytest.approx(train.evaluate(model, (x[:40], y[:40]))["loss"], rel=1e-5)
+    model.eval()
+    expected = np.asarray(model(jnp.asarray(x[:40])))
+    np.testing.assert_allclose(train.predict(model, x[:40], logits=True), expected, rtol=1e-5, atol=1e-6)
+    # training mode trained: 7 steps an epoch (6 full batches and the remainder), one mask each
+    assert int(model.drop.rngs.count[...]) == 14
 
 
-def test_resume_refuses_a_different_run(tmp_path):
+def test_dropout_masks_differ_each_step_and_repeat_for_the_same_seeds():
     x, y = small_data(64)
-    train.fit(small_model(), (x, y), epochs=1, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
-    with pytest.raises(ValueError, match="is from a different run"):
-        train.fit(small_model(), (x, y), epochs=2, batch_size=32, checkpoint_dir=tmp_path, resume=True, verbose=0)
+    runs = []
+    for model_seed in (0, 0, 5):
+        model = DropoutBatchNormNet(seed=model_seed, rate=0.5)
+        h = train.fit(model, (x, y), epochs=1, batch_size=16, optimizer=optax.sgd(0.0), verbose=0,
+                      shuffle=False)
+        runs.append((params_of(model), h.history["loss"][0]))
+    assert runs[0][1] == runs[1][1]
+    assert runs[0][1] != runs[2][1]
+    # with a learning rate of 0 every step sees the same parameters: steps differ only by their masks
+    model = DropoutBatchNormNet(rate=0.5)
+    state = train.create_state(model, optax.sgd(0.0))
+    losses = []
+    for _ in range(3):
+        state, metrics = train.train_step(state, (x[:16], y[:16]))
+        losses.append(float(metrics["loss"]))
+    assert len(set(losses)) == 3, losses
 
 
-def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_state(tmp_path):
+def test_padding_rows_never_touch_batch_statistics():
+    """With a learning rate of 0 the running mean follows m * mean + (1 - m) * batch mean over
+    the real batches only (NumPy reference): the partial last batch runs at its own size."""
+    x, y = small_data(40)  # batches of 16, 16 and 8
+    model = DropoutBatchNormNet()
+    conv_out = np.asarray(model.conv(jnp.asarray(x)))
+    train.fit(model, (x, y), epochs=1, batch_size=16, shuffle=False, optimizer=optax.sgd(0.0), verbose=0)
+    mean = np.zeros(4)
+    for start in (0, 16, 32):
+        mean = 0.5 * mean + 0.5 * conv_out[start : start + 16].mean(axis=(0, 1, 2))
+    np.testing.assert_allclose(np.asarray(model.norm.mean[...]), mean, rtol=1e-5, atol=1e-6)
+
+
+def test_regression_with_float_targets_and_mse():
+    class Regressor(nnx.Module):
+        def __init__(self):
+            rngs = nnx.Rngs(0)
+            self.body = cnnjax.nn.Sequential(cnnjax.nn.Conv(1, 4, 3, activation="relu", rngs=rngs),
+                                             cnnjax.nn.Flatten(), cnnjax.nn.Dense(256, 2, rngs=rngs))
+
+        def __call__(self, x):
+            return self.body(x)
+
+    x, _ = small_data(96)
+    targets = np.stack([x.mean(axis=(1, 2, 3)), x[:, :5].mean(axis=(1, 2, 3))], axis=1)  # float (N, 2)
+    h = train.fit(Regressor(), (x, targets), epochs=4, batch_size=16, loss="mse", metrics=["mae"],
+                  validation=(x[:32], targets[:32]), optimizer=optax.adam(1e-2), verbose=0)
+    assert set(h.history) >= {"loss", "mae", "val_loss", "val_mae"}
+    assert h.history["loss"][-1] < 0.5 * h.history["loss"][0]
+
+
+def test_per_pixel_classification():
+    """Outputs (N, H, W, K), integer maps (N, H, W): the default loss and accuracy per pixel."""
+    class Segmenter(nnx.Module):
+        def __init__(self):
+            self.conv = cnnjax.nn.Conv(1, 3, 3, padding="SAME", rngs=nnx.Rngs(0))
+
+        def __call__(self, x):
+            return self.conv(x)
+
+    x, _ = small_data(96)
+    maps = (x[..., 0] > 0.4).astype(np.int32) + (x[..., 0] > 0.8)
+    h = train.fit(Segmenter(), (x, maps), epochs=4, batch_size=16, optimizer=optax.adam(3e-2), verbose=0)
+    assert h.history["loss"][-1] < h.history["loss"][0]
+    assert h.history["accuracy"][-1] > 0.6
+
+
+def test_custom_loss_and_metric_functions_and_one_hot_targets():
     x, y = small_data(64)
-    order = data.batch_indices(64, 8, seed=0, epoch=0)
-    poisoned_batch = 5  # the 6th batch of the first epoch holds the NaN image
-    x[order[poisoned_batch][3]] = np.nan
+    one_hot = np.eye(10, dtype=np.float32)[y]
+    hinge = lambda outputs, targets: jnp.sum(jnp.maximum(0.0, 1.0 - outputs * (2 * targets - 1)), axis=-1)
+    h = train.fit(small_model(), (x, one_hot), epochs=2, batch_size=16, loss=hinge,
+                  metrics={"acc": "accuracy",
+                           "ce": lambda o, t: cnnjax.losses.categorical_crossentropy(o, t, reduction="none")},
+                  verbose=0)
+    assert list(h.history)[:3] == ["loss", "acc", "ce"]
     model = small_model()
-    with pytest.raises(FloatingPointError, match=re.escape("The loss became nan at step 6 (epoch 1, batch 6 of 8)")) as info:
-        train.fit(model, (x, y), epochs=2, batch_size=8, steps_per_segment=2,
-                  checkpoint_dir=tmp_path, verbose=0)
-    assert "keeps the parameters of step 4" in str(info.value)
-    assert all(np.isfinite(p).all() for p in params_of(model))
-    ckpt = cnnjax.checkpoint.Checkpointer(tmp_path)
-    assert ckpt.latest_step() == 4
-    ckpt.close()
+    state = train.create_state(model, loss=hinge)
+    metrics = train.eval_step(state, (x[:8], one_hot[:8]))
+    expected = np.mean(np.sum(np.maximum(0.0, 1.0 - np.asarray(model(x[:8])) * (2 * one_hot[:8] - 1)), axis=-1))
+    assert float(metrics["loss"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_learning_rate_is_logged_each_epoch_from_a_schedule():
+    x, y = small_data(64)  # 4 steps an epoch
+    schedule = optax.linear_schedule(1e-3, 0.0, transition_steps=8)
+    h = train.fit(small_model(), (x, y), epochs=2, batch_size=16, optimizer=train.rmsprop(schedule), verbose=0)
+    # the rate of each epoch's last step (steps 3 and 7, counted from 0)
+    np.testing.assert_allclose(h.history["learning_rate"], [schedule(3), schedule(7)], rtol=1e-6)
 
 
 def test_bfloat16_compute_keeps_float32_params():
@@ -206,7 +263,8 @@ def test_history_and_predict():
     x, y = small_data(64)
     model = small_model()
     h = train.fit(model, (x, y), epochs=2, batch_size=16, validation=(x, y), verbose=0)
-    assert list(h.history) == ["loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s"]
+    assert list(h.history) == ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
+                               "images_per_s"]
     assert [e["epoch"] for e in h.epochs] == [1, 2]
     p = train.predict(model, x, batch_size=24)
     assert p.shape == (64, 10)
@@ -255,18 +313,9 @@ def test_fit_picks_microbatches_on_one_cpu_and_they_change_only_rounding():
     np.testing.assert_allclose(results[None][1], results[1][1], rtol=1e-5)
 
 
-class _WithBatchStats(nnx.Module):
-    def __init__(self):
-        self.net = small_model()
-        self.seen = nnx.BatchStat(jnp.zeros(()))
-
-    def __call__(self, x):
-        return self.net(x)
-
-
 def test_microbatch_errors():
     with pytest.raises(ValueError, match=re.escape("`microbatches`=4 needs a model whose only variables are parameters")):
-        train.create_state(_WithBatchStats(), microbatches=4)
+        train.create_state(DropoutBatchNormNet(), microbatches=4)
     with pytest.raises(ValueError, match=re.escape("`microbatches` must be positive, got 0")):
         train.create_state(small_model(), microbatches=0)
     state = train.create_state(small_model(), microbatches=4)
@@ -275,52 +324,54 @@ def test_microbatch_errors():
         train.train_step(state, (x, y))
     with pytest.raises(ValueError, match=re.escape("`batch_size` 30 must be a multiple of `microbatches`=4")):
         train.fit(small_model(), small_data(64), epochs=1, batch_size=30, microbatches=4, verbose=0)
-    # fit's default leaves a model with non-parameter variables whole (4 parts would raise)
-    train.fit(_WithBatchStats(), small_data(64), epochs=1, batch_size=32, verbose=0)
-
-
-class _BatchNormNet(nnx.Module):
-    def __init__(self):
-        rngs = nnx.Rngs(0)
-        self.conv = nn.Conv(1, 4, 3, rngs=rngs)
-        self.norm = nnx.BatchNorm(4, rngs=rngs)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dense(8 * 8 * 4, 2, rngs=rngs))
-
-    def __call__(self, x):
-        return self.head(jax.nn.relu(self.norm(self.conv(x))))
-
-
-@pytest.mark.parametrize("loop", ["scan", "python"])
-def test_fit_trains_a_model_that_updates_batch_statistics(loop):
-    """Batch statistics are updated as the model runs; fit threads them through its steps."""
-    model = _BatchNormNet()
-    x, y = small_data(64)
-    h = train.fit(model, (x, y), epochs=2, batch_size=32, loop=loop, verbose=0)
-    assert np.all(np.isfinite(h.history["loss"]))
-    mean = np.asarray(model.norm.mean[...])
-    assert np.all(mean != 0)  # started at zeros; momentum 0.99 moves it towards the batch means
-    conv_mean = np.asarray(model.conv(jnp.asarray(x)).mean(axis=(0, 1, 2)))
-    assert np.all(np.sign(mean) == np.sign(conv_mean))
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(epochs=0), ValueError, "`epochs` must be positive, got 0"),
     (dict(batch_size=33), ValueError, "`batch_size` 33 is larger than the 32 training examples"),
-    (dict(train=(X, Y + 10)), ValueError, "`train` labels must be in [0, 10) for a model with 10 outputs, got labels from 10 to 11"),
-    (dict(train=(X[:, :5], Y)), ValueError, "`train` images of shape (32, 5, 10, 1) do not fit the model"),
-    (dict(train=(X[..., 0], Y)), ValueError, "`train` images of shape (32, 10, 10) do not fit the model"),
-    (dict(train=((X * 255).astype(np.uint8), Y)), TypeError, "`train` images must be floating point, got uint8"),
-    (dict(train=(X, Y[:-1])), ValueError, "`train` must hold N images and N labels"),
-    (dict(validation=(X[:, :, :5], Y)), ValueError, "`validation` images have shape (10, 5, 1) per example"),
+    (dict(train=(X, Y + 10)), ValueError,
+     "`train` targets must be class indices in [0, 10) for a model with 10 outputs, got values from 10 to 11"),
+    (dict(train=(X, Y.astype(np.float32))), TypeError, "`train` targets must be integer class indices for the default loss"),
+    (dict(train=(X, np.eye(10, dtype=np.int32)[Y])), ValueError, "which do not hold class scores for `train` targets of shape (10,)"),
+    (dict(train=(X, np.eye(10, dtype=np.float32)[Y]), loss="mse"), None, None),
+    (dict(train=(X, np.eye(3, dtype=np.float32)[Y]), loss="mse"), ValueError,
+     "The objective cannot score the model's outputs of shape (1, 10) against `train` targets of shape (3,)"),
+    (dict(train=(X, Y), loss=lambda o, t: jnp.mean(o)), ValueError, "The loss function must return one value per example"),
+    (dict(loss="hinge"), ValueError, "`loss` must be a function or one of"),
+    (dict(metrics="accuracy"), TypeError, "`metrics` must be a dict or a list of names, got the string 'accuracy'"),
+    (dict(metrics={"loss": "mae"}), ValueError, "`metrics` names must be strings other than 'loss'"),
+    (dict(train=(X[:, :5], Y)), ValueError, "`train` inputs of shape (32, 5, 10, 1) do not fit the model"),
+    (dict(train=(X[..., 0], Y)), ValueError, "`train` inputs of shape (32, 10, 10) do not fit the model"),
+    (dict(train=((X * 255).astype(np.uint8), Y)), TypeError, "`train` inputs must be floating point, got uint8"),
+    (dict(train=(X, Y[:-1])), ValueError, "`train` must hold N inputs and N targets"),
+    (dict(validation=(X[:, :, :5], Y)), ValueError, "`validation` inputs have shape (10, 5, 1) per example"),
+    (dict(validation=(X, Y - 1)), ValueError, "`validation` targets must be class indices in [0, 10)"),
     (dict(loop="fast"), ValueError, "`loop` must be 'auto', 'scan' or 'python', got 'fast'"),
     (dict(resume=True), ValueError, "`resume=True` needs `checkpoint_dir`"),
     (dict(optimizer="rmsprop"), TypeError, "`optimizer` must be an optax.GradientTransformation"),
+    (dict(callbacks=["early"]), TypeError, "`callbacks` must hold Callback objects or functions"),
 ])
 def test_errors_before_compiling(kwargs, error, message):
     args = dict(train=(X, Y), epochs=1, batch_size=8, verbose=0)
     args.update(kwargs)
-    with pytest.raises(error, match=re.escape(message)):
-        train.fit(small_model(), args.pop("train"), **args)
+    counter = CompileCounter()
+    counter.active = True
+    try:
+        if error is None:  # the valid neighbour of the cases around it
+            train.fit(small_model(), args.pop("train"), **args)
+            return
+        with pytest.raises(error, match=re.escape(message)):
+            train.fit(small_model(), args.pop("train"), **args)
+        assert counter.count == 0
+    finally:
+        counter.active = False
+
+
+def test_evaluate_checks_like_fit():
+    with pytest.raises(ValueError, match=re.escape("`batch_size` must be positive, got 0")):
+        train.evaluate(small_model(), (X, Y), batch_size=0)
+    with pytest.raises(ValueError, match=re.escape("`test` targets must be class indices in [0, 10)")):
+        train.evaluate(small_model(), (X, Y + 9))
 
 
 MULTI_DEVICE = textwrap.dedent("""
@@ -343,6 +394,10 @@ MULTI_DEVICE = textwrap.dedent("""
         diff = max(float(np.abs(a - b).max()) for a, b in zip(out[loop, "one"], out[loop, "four"]))
         print(loop, "max |one - four| =", diff)
         assert diff < 1e-5, diff
+    try:
+        train.evaluate(model(), (x, y), batch_size=18, devices=None)
+    except ValueError as e:
+        print(e)
     print("OK")
 """)
 
@@ -351,14 +406,16 @@ def test_four_devices_give_the_same_parameters_as_one():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", MULTI_DEVICE], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "`batch_size` 18 must be a multiple of the 4 devices it is split across" in result.stdout
     assert result.stdout.strip().endswith("OK"), result.stdout
 
 
-def test_cpu_memory_tuning_is_idempotent_and_can_be_disabled(monkeypatch):
-    from cnnjax import _memory
-
-    assert train.tune_cpu_memory() is True  # glibc on Linux: thresholds raised
-    assert train.tune_cpu_memory() is True
-    monkeypatch.setattr(_memory, "_done", None)
-    monkeypatch.setenv("CNNJAX_NO_MALLOC_TUNING", "1")
-    assert _memory.keep_freed_memory() is False
+def test_cpu_memory_tuning_is_idempotent_and_can_be_disabled():
+    first = train.tune_cpu_memory()
+    assert train.tune_cpu_memory() is first
+    if platform.libc_ver()[0] == "glibc":
+        assert first is True
+    code = "from cnnjax import train; print(train.tune_cpu_memory())"
+    env = dict(os.environ, CNNJAX_NO_MALLOC_TUNING="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -43,6 +43,9 @@ def test_figures_render_and_save_as_png(tmp_path):
         "confusion": viz.plot_confusion_matrix(np.eye(2, dtype=int) * 5, ["x", "o"]),
     }
     assert len(figs["maps"].axes) == 1 + 3  # one image, one conv layer: its input and 3 response maps
+    assert [ax.get_title() for ax in figs["curves"].axes] == ["loss", "accuracy"]
+    regression = viz.learning_curves([{"epoch": 1, "loss": 1.0, "mae": 0.9, "learning_rate": 1e-3, "seconds": 1.0}])
+    assert [ax.get_title() for ax in regression.axes] == ["loss", "mae"]
     for name, fig in figs.items():
         path = viz.save(fig, tmp_path / "sub" / f"{name}.png")
         assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n", name

@@ -50,6 +50,10 @@ _DEFAULTS: dict[str, dict[str, str]] = {
     "maxpool": {"cpu": "patches", "*": "reference"},
 }
 
+# Lowerings that XLA runs much slower inside ``lax.scan`` than in a loop of jitted calls:
+# XLA:CPU's native convolution and its transposes (see benchmarks/train_throughput.py).
+_SLOW_IN_SCAN = {("conv", "reference", "cpu")}
+
 # The active overrides, as a hashable tuple of (op, name) pairs, innermost last; a JAX
 # user context, so that jit caches key on it.
 _overrides = jax.make_user_context(default_value=())
@@ -88,6 +92,13 @@ def get(op: str, platform: str | None = None) -> Callable:
     return _table(op)[current(op, platform)]
 
 
+def runs_well_in_scan(platform: str | None = None) -> bool:
+    """Whether the lowerings in use on ``platform`` run as fast inside ``lax.scan`` as in a
+    Python loop of jitted calls; :func:`cnnjax.train.fit` asks before it scans an epoch."""
+    platform = platform or jax.default_backend()
+    return not any((op, current(op, platform), platform) in _SLOW_IN_SCAN for op in _IMPLEMENTATIONS)
+
+
 @contextlib.contextmanager
 def use(**choices: str) -> Iterator[None]:
     """Overrides the lowering of one or more operations inside a ``with`` block.
@@ -107,4 +118,4 @@ def use(**choices: str) -> Iterator[None]:
         yield
 
 
-__all__ = ["available", "current", "default", "get", "patches", "reference", "use"]
+__all__ = ["available", "current", "default", "get", "patches", "reference", "runs_well_in_scan", "use"]

@@ -1,0 +1,73 @@
+"""Backpropagation: training any flax.nnx model with JIT-compiled Optax steps.
+
+The lecture's Keras code, and its cnnjax equivalent::
+
+    model.compile(optimizer='rmsprop', loss='sparse_categorical_crossentropy', metrics=['accuracy'])
+    history = model.fit(train_images, train_labels, epochs=5, batch_size=64,
+                        validation_data=(test_images, test_labels))
+
+    history = cnnjax.train.fit(model, (train_images, train_labels), epochs=5, batch_size=64,
+                               validation=(test_images, test_labels))
+
+The parts, one module each:
+
+- :mod:`~cnnjax.train.objective`: the loss and metrics (any ``fn(outputs, targets)``).
+- :mod:`~cnnjax.train.optimizers`: Keras' RMSprop as optax.
+- :mod:`~cnnjax.train.state`: :class:`TrainState` (the model split into structure and
+  variables, in training and evaluation mode) and :func:`create_state`.
+- :mod:`~cnnjax.train.steps`: :func:`train_step`, :func:`eval_step`, :func:`predict_step`
+  -- pure, jitted, what ``fit`` runs and what a custom loop calls.
+- :mod:`~cnnjax.train.placement`: the device mesh and how arrays go onto it.
+- :mod:`~cnnjax.train.runner`: an epoch's steps in segments, on-device (``lax.scan``)
+  or in a Python loop.
+- :mod:`~cnnjax.train.callbacks`: progress, History, NaN guard, EarlyStopping.
+- :mod:`~cnnjax.train.checkpointing`: orbax checkpoints of named state trees, resume.
+- :mod:`~cnnjax.train.cpu`: CPU tuning (malloc, micro-batches).
+- :mod:`~cnnjax.train.fit` and :mod:`~cnnjax.train.evaluation`: ``fit``, ``evaluate``,
+  ``predict``.
+
+For several hosts, call ``jax.distributed.initialize()`` first on every host and give
+every host the same dataset and seed: each host feeds its own devices' slices of each
+global batch (not yet tested across processes).
+"""
+
+from .callbacks import (Callback, EarlyStopping, History, LambdaCallback, ProgressBar, Run,
+                        StopTraining, TerminateOnNaN)
+from .checkpointing import ModelCheckpoint, restore
+from .cpu import auto_microbatches, tune_cpu_memory
+from .evaluation import evaluate, predict
+from .fit import fit
+from .objective import Objective, objective
+from .optimizers import DEFAULT_OPTIMIZER, learning_rate, rmsprop
+from .runner import choose_loop
+from .state import TrainState, create_state
+from .steps import eval_step, predict_step, train_step
+
+__all__ = [
+    "DEFAULT_OPTIMIZER",
+    "Callback",
+    "EarlyStopping",
+    "History",
+    "LambdaCallback",
+    "ModelCheckpoint",
+    "Objective",
+    "ProgressBar",
+    "Run",
+    "StopTraining",
+    "TerminateOnNaN",
+    "TrainState",
+    "auto_microbatches",
+    "choose_loop",
+    "create_state",
+    "eval_step",
+    "evaluate",
+    "fit",
+    "learning_rate",
+    "objective",
+    "predict",
+    "predict_step",
+    "restore",
+    "rmsprop",
+    "train_step",
+    "tune_cpu_memory",
+]

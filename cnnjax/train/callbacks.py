@@ -1,0 +1,294 @@
+"""Callbacks: what happens around the steps of :func:`~cnnjax.train.fit`, with Keras' names.
+
+A callback subclasses :class:`Callback` and overrides the hooks it needs:
+``on_train_begin``, ``on_epoch_begin``, ``on_train_batch_end`` (after every *segment* of
+steps that ran on the device in one go: the host sees the run only then),
+``on_epoch_end`` and ``on_train_end``. ``self.run`` is the :class:`Run` in progress:
+its model, its current :class:`~cnnjax.train.TrainState`, its :class:`History`.
+
+To stop training, set ``self.run.stop_training = True`` or raise :class:`StopTraining`
+from a hook: the current epoch is finished (a stop during an epoch ends it early), the
+remaining callbacks of that hook still run (so checkpoints are saved), and ``fit``
+returns the History.
+
+``fit`` wires its own callbacks around the user's: :class:`TerminateOnNaN` first (so
+nothing sees a broken state), then :class:`ProgressBar` and :class:`History`, the
+user's callbacks in their order, and :class:`~cnnjax.train.ModelCheckpoint` last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+from flax import nnx
+
+from .runner import SegmentResult
+from .state import TrainState
+
+
+class StopTraining(Exception):  # noqa: N818 -- Keras-style name for a control-flow signal
+    """Raised by a callback to end training cleanly; ``fit`` returns the History."""
+
+
+@dataclasses.dataclass(eq=False)
+class Run:
+    """A training run as callbacks see it.
+
+    Attributes:
+      model: the user's model (updated when ``fit`` returns).
+      state: the newest training state.
+      last_good: the newest state known to be finite (what ``fit`` leaves in the model
+        if training fails).
+      history: the :class:`History` of the epochs done.
+      epochs, steps_per_epoch: the run's length.
+      epoch: the epoch in progress (0-based); after ``on_epoch_end``, the epochs done.
+      segment: the next segment of the epoch to run.
+      steps_done: the steps of the epoch done so far.
+      totals: running sums of the epoch: ``{name: sum of value * examples}`` and
+        ``"examples"``.
+      last_segment: the :class:`~cnnjax.train.runner.SegmentResult` just run.
+      fingerprint: what must match for a checkpoint to resume this run.
+      stop_training: set it to end training after the current segment.
+    """
+
+    model: nnx.Module
+    state: TrainState
+    epochs: int
+    steps_per_epoch: int
+    history: History
+    fingerprint: dict[str, Any]
+    last_good: TrainState | None = None
+    epoch: int = 0
+    segment: int = 0
+    steps_done: int = 0
+    totals: dict[str, float] = dataclasses.field(default_factory=dict)
+    last_segment: SegmentResult | None = None
+    stop_training: bool = False
+
+    def __post_init__(self):
+        self.last_good = self.last_good or self.state
+        self.totals = self.totals or self.empty_totals()
+
+    def empty_totals(self) -> dict[str, float]:
+        return {**dict.fromkeys(self.state.metric_names, 0.0), "examples": 0.0}
+
+    def add(self, result: SegmentResult) -> None:
+        """Adds a segment's steps to the epoch's running sums."""
+        self.last_segment = result
+        for i, name in enumerate(self.state.metric_names):
+            self.totals[name] += float(np.sum(result.values[:, i] * result.counts))
+        self.totals["examples"] += float(result.counts.sum())
+
+    def means(self) -> dict[str, float]:
+        """The epoch's running means: ``{"loss": ..., *metrics}``."""
+        n = max(self.totals["examples"], 1.0)
+        return {name: self.totals[name] / n for name in self.state.metric_names}
+
+
+class Callback:
+    """Base class: every hook does nothing. ``self.run`` is set before ``on_train_begin``."""
+
+    run: Run
+
+    def set_run(self, run: Run) -> None:
+        self.run = run
+
+    def on_train_begin(self, logs: dict | None = None) -> None: ...
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """After a segment; ``batch`` is the 0-based index in the epoch of its last batch,
+        ``logs`` the epoch's running means."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """``logs`` is the epoch's record, as :class:`History` keeps it."""
+
+    def on_train_end(self, logs: dict | None = None) -> None: ...
+
+
+class LambdaCallback(Callback):
+    """A callback from functions, e.g. ``LambdaCallback(on_epoch_end=lambda epoch, logs: print(logs))``."""
+
+    def __init__(self, **hooks: Callable):
+        for name, fn in hooks.items():
+            if not (name.startswith("on_") and hasattr(Callback, name)):
+                raise ValueError(f"LambdaCallback got an unknown hook {name!r}.")
+            setattr(self, name, fn)
+
+
+def as_callback(obj: Any) -> Callback:
+    """A :class:`Callback`, or a function of one epoch's record wrapped as one."""
+    if isinstance(obj, Callback):
+        return obj
+    if callable(obj):
+        return LambdaCallback(on_epoch_end=lambda epoch, logs: obj(dict(logs)))
+    raise TypeError(f"`callbacks` must hold Callback objects or functions of a record, got {obj!r}.")
+
+
+class CallbackList:
+    """Calls each hook on every callback in order; :class:`StopTraining` sets the run's
+    ``stop_training`` and lets the remaining callbacks run."""
+
+    def __init__(self, callbacks: Iterable[Callback], run: Run):
+        self.callbacks = list(callbacks)
+        self.run = run
+        for c in self.callbacks:
+            c.set_run(run)
+
+    def _call(self, hook: str, *args) -> None:
+        for c in self.callbacks:
+            try:
+                getattr(c, hook)(*args)
+            except StopTraining:
+                self.run.stop_training = True
+
+    def on_train_begin(self):
+        self._call("on_train_begin", {})
+
+    def on_epoch_begin(self, epoch):
+        self._call("on_epoch_begin", epoch, {})
+
+    def on_train_batch_end(self, batch, logs):
+        self._call("on_train_batch_end", batch, logs)
+
+    def on_epoch_end(self, epoch, logs):
+        self._call("on_epoch_end", epoch, logs)
+
+    def on_train_end(self):
+        self._call("on_train_end", {})
+
+
+@dataclasses.dataclass(eq=False)
+class History(Callback):
+    """What :func:`~cnnjax.train.fit` returns: one record per epoch.
+
+    Each record has ``epoch`` (1-based), ``loss`` and each metric, ``val_loss`` and
+    ``val_<metric>`` (when validating), ``learning_rate`` (when the optimizer holds one,
+    as :func:`~cnnjax.train.rmsprop` does), ``seconds`` (wall time of the epoch,
+    validation included) and ``images_per_s`` (training examples per second of device
+    time).
+    """
+
+    epochs: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    compile_seconds: float = 0.0
+    """Seconds spent compiling the training program (0 when it was already compiled)."""
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        """Keras' ``History.history``: metric name -> list over epochs."""
+        keys = [k for k in (self.epochs[0] if self.epochs else {}) if k != "epoch"]
+        return {k: [e[k] for e in self.epochs] for k in keys}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(dict(logs))
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch (``verbose=1``) or one line per epoch (``verbose=2``)."""
+
+    def __init__(self, verbose: int = 1):
+        self.verbose = verbose
+        self._bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from tqdm.auto import tqdm
+
+        run = self.run
+        self._bar = tqdm(total=run.steps_per_epoch, desc=f"Epoch {epoch + 1}/{run.epochs}", unit="step",
+                         disable=self.verbose != 1, dynamic_ncols=True, leave=True)
+        self._bar.update(run.steps_done)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._bar.update(len(self.run.last_segment.values))
+        self._bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        shown = {k: f"{v:.4f}" for k, v in logs.items() if k not in ("epoch", "seconds", "images_per_s")}
+        self._bar.set_postfix(shown, refresh=True)
+        self._bar.close()
+        if self.verbose == 2:
+            line = " - ".join(f"{k}: {v}" for k, v in shown.items())
+            print(f"Epoch {epoch + 1}/{self.run.epochs} - {logs['seconds']:.1f}s - {line} - "
+                  f"{logs['images_per_s']:.0f} images/s")
+
+
+class TerminateOnNaN(Callback):
+    """Stops training with ``FloatingPointError`` when a step's loss, or any parameter or
+    model variable after a step, is NaN or infinite; the error names the step.
+
+    ``fit`` places it first, so no other callback (a checkpoint) sees the broken state,
+    and leaves the newest finite state (``run.last_good``) in the model.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        run, result = self.run, self.run.last_segment
+        bad = np.flatnonzero(~(np.isfinite(result.values[:, 0]) & result.finite))
+        if not len(bad):
+            return
+        i = int(bad[0])
+        good_step = int(run.last_good.step)
+        what = (f"the loss became {result.values[i, 0]}" if not np.isfinite(result.values[i, 0])
+                else "a parameter or model variable became NaN or infinite")
+        first_batch = batch + 1 - len(result.values)
+        raise FloatingPointError(
+            f"At step {good_step + i + 1} (epoch {run.epoch + 1}, batch {first_batch + i + 1} of "
+            f"{run.steps_per_epoch}) {what}. Training stopped; the model keeps the parameters of step "
+            f"{good_step}, and no checkpoint holds a later state."
+        )
+
+
+class EarlyStopping(Callback):
+    """Stops training when a monitored value has stopped improving (Keras' ``EarlyStopping``).
+
+    Args:
+      monitor: the record's key to watch, e.g. ``"val_loss"`` or ``"val_accuracy"``.
+      min_delta: the least change that counts as an improvement.
+      patience: epochs without improvement after which training stops.
+      mode: ``"min"``, ``"max"``, or ``"auto"`` (max for accuracies, else min).
+      restore_best_weights: on stopping, put back the parameters of the best epoch.
+      start_from_epoch: epochs to wait before watching.
+    """
+
+    def __init__(self, monitor: str = "val_loss", *, min_delta: float = 0.0, patience: int = 0,
+                 mode: str = "auto", restore_best_weights: bool = False, start_from_epoch: int = 0):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"`mode` must be 'auto', 'min' or 'max', got {mode!r}.")
+        if not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"`patience` must be a non-negative int, got {patience!r}.")
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        self.monitor, self.min_delta, self.patience = monitor, abs(float(min_delta)), patience
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.best, self.best_epoch, self.best_state, self.stopped_epoch = 0, np.inf, None, None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"EarlyStopping monitors {self.monitor!r}, which the records do not hold "
+                          f"(they hold {sorted(logs)}).", stacklevel=2)
+            return
+        if epoch < self.start_from_epoch:
+            return
+        self.wait += 1
+        if self.sign * current < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = self.sign * current, epoch, 0
+            if self.restore_best_weights:
+                self.best_state = self.run.state
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            if self.restore_best_weights and self.best_state is not None:
+                self.run.state = self.run.last_good = self.best_state
+            raise StopTraining
+
+
+__all__ = ["Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback", "ProgressBar",
+           "Run", "StopTraining", "TerminateOnNaN", "as_callback"]

@@ -1,0 +1,186 @@
+"""``fit``: Keras' ``model.fit`` for any flax.nnx model, wired from the parts of this package."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+from flax import nnx
+
+from .. import _checks
+from .callbacks import (Callback, CallbackList, History, ProgressBar, Run, TerminateOnNaN,
+                        as_callback)
+from .checkpointing import ModelCheckpoint
+from .cpu import auto_microbatches
+from .evaluation import Evaluator, output_shape
+from .objective import check_data, check_fit, objective
+from .optimizers import learning_rate
+from .placement import Placement
+from .runner import EpochPlan, Runner, choose_loop, default_segment, plan_epoch
+from .state import create_state, has_batch_state
+
+
+def fit(
+    model: nnx.Module,
+    train: tuple[np.ndarray, np.ndarray],
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    loss: Any = None,
+    metrics: Any = None,
+    seed: int = 0,
+    shuffle: bool = True,
+    verbose: int = 1,
+    loop: str = "auto",
+    steps_per_segment: int | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    keep_checkpoints: int = 3,
+    resume: bool = False,
+    compute_dtype: Any = None,
+    devices: Sequence[jax.Device] | None = None,
+    callbacks: Sequence[Callback | Any] = (),
+    microbatches: int | None = None,
+) -> History:
+    """Trains ``model`` in place, like Keras' ``model.fit``, and returns its :class:`History`.
+
+    The model trains in training mode (Dropout on, BatchNorm updating its statistics)
+    and is validated in evaluation mode; its own mode is left as it was. Randomness
+    inside the model (Dropout masks) comes from its own ``nnx.Rngs`` streams, carried
+    through every step and checkpoint: a different mask each step, and the same run for
+    the same model seed and ``seed``.
+
+    Args:
+      model: any ``nnx.Module``, e.g. ``cnnjax.models.mnist_functional``.
+      train: ``(inputs, targets)``: float inputs ``(N, *input_shape)``; targets ``(N, ...)``
+        as the loss takes them (default: integer class indices ``(N,)``).
+      epochs: number of passes over ``train`` (the total, also when resuming).
+      batch_size: global batch size; the last batch of an epoch may be smaller, as in Keras.
+      validation: optional ``(inputs, targets)`` evaluated after every epoch.
+      optimizer: any optax transformation; default Keras' RMSprop (:func:`rmsprop`).
+      loss: a name or ``fn(outputs, targets) -> (N, ...)`` values per example (see
+        :mod:`cnnjax.train.objective`); default sparse categorical cross-entropy.
+      metrics: ``{"name": fn or name}`` or a list of names; default ``["accuracy"]``
+        with the default loss, none with another.
+      seed: fixes the data order (a permutation per ``(seed, epoch)``).
+      shuffle: shuffle each epoch.
+      verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+      loop: ``"auto"``, ``"scan"`` (epochs on the device) or ``"python"`` (see
+        :mod:`cnnjax.train.runner`).
+      steps_per_segment: steps between visits of the host (progress, NaN checks,
+        callbacks' ``on_train_batch_end``, checkpoints); default about a tenth of an epoch.
+      checkpoint_dir: save checkpoints here (after every segment when
+        ``steps_per_segment`` is given, and after every epoch).
+      keep_checkpoints: how many recent checkpoints to keep.
+      resume: continue from the newest readable checkpoint in ``checkpoint_dir``, if any;
+        the result equals an uninterrupted run's bit for bit on CPU.
+      compute_dtype: e.g. ``jnp.bfloat16``: compute in bfloat16, parameters float32.
+      devices: devices to train on (default: all); the batch is split across them.
+      callbacks: :class:`Callback` objects (e.g. :class:`EarlyStopping`), or functions
+        called with each epoch's record.
+      microbatches: split each batch into this many parts (see :func:`create_state`);
+        default :func:`auto_microbatches` (4 on one CPU device), or 1 for models with
+        variables other than parameters.
+
+    Returns:
+      The :class:`History`; the model holds the trained parameters.
+
+    Raises:
+      ValueError, TypeError: on bad arguments or data, before anything is compiled.
+      FloatingPointError: if the loss, a parameter or a model variable becomes NaN or
+        infinite, naming the step; the model keeps the last finite state, and no
+        checkpoint holds a later one.
+    """
+    epochs = _checks.positive_int(epochs, "epochs")
+    batch_size = _checks.positive_int(batch_size, "batch_size")
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}.")
+    if loop not in ("auto", "scan", "python"):
+        raise ValueError(f"`loop` must be 'auto', 'scan' or 'python', got {loop!r}.")
+    if resume and checkpoint_dir is None:
+        raise ValueError("`resume=True` needs `checkpoint_dir`.")
+    user_callbacks = [as_callback(c) for c in callbacks]
+    obj = objective(loss, metrics)
+    inputs, targets = check_data("train", train)
+    outputs = output_shape(model, inputs, "train")
+    check_fit(obj, outputs, "train", targets)
+    if validation is not None:
+        val_inputs, val_targets = check_data("validation", validation)
+        if val_inputs.shape[1:] != inputs.shape[1:]:
+            raise ValueError(f"`validation` inputs have shape {val_inputs.shape[1:]} per example but "
+                             f"`train` inputs have {inputs.shape[1:]}.")
+        check_fit(obj, outputs, "validation", val_targets)
+    n = len(inputs)
+    if batch_size > n:
+        raise ValueError(f"`batch_size` {batch_size} is larger than the {n} training examples.")
+    placement = Placement.over(devices)
+    placement.check_batch_size(batch_size)
+    rest = nnx.state(model, nnx.Not(nnx.Param))
+    pad_remainder = not has_batch_state(rest)  # padding rows must not move batch statistics
+    full_steps = n // batch_size if not pad_remainder else -(-n // batch_size)
+    segment = min(_checks.positive_int(steps_per_segment or default_segment(full_steps), "steps_per_segment"),
+                  max(full_steps, 1))
+    if loop == "auto":
+        loop = choose_loop(inputs.nbytes + targets.nbytes, placement.devices[0])
+    if microbatches is None:
+        microbatches = 1 if jax.tree.leaves(rest) else auto_microbatches(batch_size, placement.devices)
+    if batch_size % _checks.positive_int(microbatches, "microbatches"):
+        raise ValueError(f"`batch_size` {batch_size} must be a multiple of `microbatches`={microbatches}.")
+
+    state = placement.replicated(create_state(model, optimizer, loss=obj, compute_dtype=compute_dtype,
+                                              microbatches=microbatches))
+    fingerprint = {"batch_size": batch_size, "seed": seed, "shuffle": shuffle, "n": n, "segment": segment,
+                   "params": [list(np.shape(p)) for p in jax.tree.leaves(state.params)]}
+    run = Run(model, state, epochs, -(-n // batch_size), History(), fingerprint)
+    checkpoint = (ModelCheckpoint(checkpoint_dir, keep=keep_checkpoints, every_segment=steps_per_segment is not None,
+                                  resume=resume) if checkpoint_dir is not None else None)
+    hooks = CallbackList([TerminateOnNaN(), ProgressBar(verbose), run.history, *user_callbacks,
+                          *([checkpoint] if checkpoint else [])], run)
+    runner = Runner(loop, placement, inputs, targets)
+    validate = Evaluator(placement, val_inputs, val_targets, batch_size) if validation is not None else None
+    plan = lambda epoch: plan_epoch(n, batch_size, segment, seed=seed, epoch=epoch, shuffle=shuffle,
+                                    pad_remainder=pad_remainder)
+    try:
+        hooks.on_train_begin()
+        run.history.compile_seconds = runner.compile(run.state, plan(run.epoch))
+        while run.epoch < epochs and not run.stop_training:
+            _train_epoch(run, runner, plan(run.epoch), hooks, validate)
+        hooks.on_train_end()
+    finally:  # the newest finite state, off the mesh: the model is usable as before
+        nnx.update(model, *jax.device_put(jax.device_get((run.last_good.params, run.last_good.rest))))
+        if checkpoint is not None:
+            checkpoint.close()
+    return run.history
+
+
+def _train_epoch(run: Run, runner: Runner, plan: EpochPlan, hooks: CallbackList, validate: Evaluator | None) -> None:
+    """Runs the rest of epoch ``run.epoch``, validates, and records it."""
+    epoch, t0, device_seconds, examples = run.epoch, time.perf_counter(), 0.0, 0.0
+    hooks.on_epoch_begin(epoch)
+    for s in range(run.segment, plan.segments):
+        run.state, result = runner.run(run.state, plan, s)
+        run.segment, run.steps_done = s + 1, run.steps_done + len(result.values)
+        run.add(result)
+        device_seconds, examples = device_seconds + result.seconds, examples + float(result.counts.sum())
+        hooks.on_train_batch_end(run.steps_done - 1, run.means())
+        run.last_good = run.state
+        if run.stop_training:
+            break
+    record = {"epoch": epoch + 1, **run.means()}
+    if validate is not None:
+        record.update({f"val_{k}": v for k, v in validate(run.state).items()})
+    rate = learning_rate(run.state.opt_state)
+    if rate is not None:
+        record["learning_rate"] = rate
+    record.update(seconds=time.perf_counter() - t0, images_per_s=examples / max(device_seconds, 1e-9))
+    run.epoch, run.segment, run.steps_done, run.totals = epoch + 1, 0, 0, run.empty_totals()
+    hooks.on_epoch_end(epoch, record)
+
+
+__all__ = ["fit"]

@@ -1,0 +1,198 @@
+"""The epoch runner: an epoch's steps, cut into segments, run on the device(s).
+
+Two loops run the same :func:`~cnnjax.train.train_step`:
+
+- **On-device epochs** (``"scan"``): the dataset is placed on the device(s) once; each
+  epoch sends only the shuffled batch indices, and a segment's steps run inside one
+  compiled ``lax.scan`` with no Python in between.
+- **A Python loop of jitted steps** (``"python"``), batches gathered on the host: for
+  data too large for the device, or lowerings that run slowly inside a scan.
+
+An epoch is cut into equal segments (about a tenth of an epoch, a divisor of the step
+count where one is near): between segments the host updates the progress bar, checks
+that nothing became NaN, and may save a checkpoint. The last, partial batch is padded
+with zero-weight examples, and a segment the steps do not fill is padded with skipped
+steps, so every segment has the same shape and the whole run compiles once. A model
+whose variables every example moves (BatchNorm statistics) gets its partial batch run
+at its own size instead, so that padding never touches its state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .. import data, lowering
+from .placement import Placement, fits_on_device
+from .state import TrainState
+from .steps import all_finite, train_step
+
+
+def default_segment(steps: int) -> int:
+    """About a tenth of an epoch: the divisor of ``steps`` nearest ``steps / 10`` within a
+    factor of 2, so that every segment is full; else ``ceil(steps / 10)``."""
+    target = max(1, math.ceil(steps / 10))
+    divisors = [d for d in range(max(1, target // 2), 2 * target + 1) if steps % d == 0]
+    return min(divisors, key=lambda d: (abs(d - target), d)) if divisors else target
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochPlan:
+    """One epoch's batches: ``idx``/``w`` of shape ``(segments, segment, batch)``, ``valid``
+    ``(segments, segment)`` (False: a skipped step), and the indices of a last partial
+    batch run at its own size (``remainder``, or None)."""
+
+    idx: np.ndarray
+    w: np.ndarray
+    valid: np.ndarray
+    remainder: np.ndarray | None
+
+    @property
+    def steps(self) -> int:
+        return int(self.valid.sum()) + (self.remainder is not None)
+
+    @property
+    def segments(self) -> int:
+        return len(self.idx) + (self.remainder is not None)
+
+    def steps_in(self, s: int) -> int:
+        return 1 if s == len(self.idx) else int(self.valid[s].sum())
+
+    def examples_in(self, s: int) -> int:
+        return len(self.remainder) if s == len(self.idx) else int(self.w[s].sum())
+
+
+def plan_epoch(n: int, batch_size: int, segment: int, *, seed: int, epoch: int, shuffle: bool,
+               pad_remainder: bool = True) -> EpochPlan:
+    """The :class:`EpochPlan` of epoch ``epoch`` (batches of :func:`cnnjax.data.batch_plan`)."""
+    idx, w = data.batch_plan(n, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+    remainder = None
+    if not pad_remainder and w[-1].sum() < batch_size:
+        remainder, idx, w = idx[-1][: int(w[-1].sum())], idx[:-1], w[:-1]
+    steps = len(idx)
+    rows = math.ceil(steps / segment) * segment
+    valid = np.arange(rows) < steps
+    idx = np.concatenate([idx, np.zeros((rows - steps, batch_size), np.int32)])
+    w = np.concatenate([w, np.zeros((rows - steps, batch_size), np.float32)])
+    shape = (rows // segment, segment)
+    return EpochPlan(idx.reshape(*shape, batch_size), w.reshape(*shape, batch_size), valid.reshape(shape), remainder)
+
+
+def _guarded(state: TrainState, batch):
+    state, metrics = train_step(state, batch)
+    return state, (jnp.stack([metrics[k] for k in state.metric_names]), all_finite(state))
+
+
+def _scan_segment_impl(state, inputs, targets, idx, w, valid):
+    """``len(idx)`` steps inside one ``lax.scan``; rows with ``valid=False`` are skipped.
+
+    ``valid=None`` means every row is a step: the scan then runs the step with no
+    ``lax.cond`` around it, which is faster on a CPU; :func:`default_segment` makes that
+    the usual case.
+    """
+    def step(state, ix, wi):
+        return _guarded(state, (inputs[ix], targets[ix], wi))
+
+    if valid is None:
+        return lax.scan(lambda state, row: step(state, *row), state, (idx, w))
+    skipped = lambda s: (s, (jnp.zeros(len(s.metric_names), jnp.float32), jnp.array(True)))
+    return lax.scan(lambda state, row: lax.cond(row[2], lambda s: step(s, row[0], row[1]), skipped, state),
+                    state, (idx, w, valid))
+
+
+_scan_segment = jax.jit(_scan_segment_impl)
+_python_step = jax.jit(_guarded)
+
+
+def choose_loop(nbytes: int, device: jax.Device | None = None) -> str:
+    """The loop :func:`~cnnjax.train.fit` uses with ``loop="auto"``: ``"scan"`` or ``"python"``.
+
+    Scans when the data takes at most half the device's memory and the operations'
+    lowerings run well inside a scan on that platform (:func:`cnnjax.lowering.runs_well_in_scan`).
+    """
+    device = device or jax.devices()[0]
+    if not lowering.runs_well_in_scan(device.platform):
+        return "python"
+    return "scan" if fits_on_device(nbytes, device) else "python"
+
+
+@dataclasses.dataclass
+class SegmentResult:
+    """What one segment did: per-step metric means ``(steps, len(names))``, examples per
+    step, and whether the state was finite after each step; ``seconds`` of device time."""
+
+    values: np.ndarray
+    counts: np.ndarray
+    finite: np.ndarray
+    seconds: float
+
+
+class Runner:
+    """Runs the segments of an epoch with one loop on one placement.
+
+    Args:
+      loop: ``"scan"`` or ``"python"``.
+      placement: the mesh the batch is split across.
+      inputs, targets: the whole training set, on the host.
+    """
+
+    def __init__(self, loop: str, placement: Placement, inputs: np.ndarray, targets: np.ndarray):
+        self.loop, self.placement = loop, placement
+        self.inputs, self.targets = inputs, targets
+        if loop == "scan":
+            self._device_data = placement.replicated((inputs, targets))
+
+    def _segment_args(self, state, plan: EpochPlan, s: int):
+        p = self.placement
+        valid = None if plan.valid.all() else p.replicated(plan.valid[s])
+        return (state, *self._device_data, p.batched(plan.idx[s], 1), p.batched(plan.w[s], 1), valid)
+
+    def _step_batch(self, plan: EpochPlan, s: int, j: int):
+        ix = plan.idx[s, j]
+        return tuple(self.placement.batched(a) for a in (self.inputs[ix], self.targets[ix], plan.w[s, j]))
+
+    def _remainder_batch(self, plan: EpochPlan):
+        # whole on every device: a batch of any size, no padding rows
+        ix = plan.remainder
+        return self.placement.replicated((self.inputs[ix], self.targets[ix], np.ones(len(ix), np.float32)))
+
+    def compile(self, state: TrainState, plan: EpochPlan) -> float:
+        """Compiles the programs ``plan`` needs, ahead of the first call; returns seconds."""
+        t = time.perf_counter()
+        if self.loop == "scan" and len(plan.idx):
+            _scan_segment.lower(*self._segment_args(state, plan, 0)).compile()
+        elif len(plan.idx):
+            _python_step.lower(state, self._step_batch(plan, 0, 0)).compile()
+        if plan.remainder is not None:
+            _python_step.lower(state, self._remainder_batch(plan)).compile()
+        return time.perf_counter() - t
+
+    def run(self, state: TrainState, plan: EpochPlan, s: int) -> tuple[TrainState, SegmentResult]:
+        """Runs segment ``s`` of ``plan`` from ``state``."""
+        t = time.perf_counter()
+        if s == len(plan.idx):  # the remainder batch
+            state, (values, finite) = _python_step(state, self._remainder_batch(plan))
+            values, finite, counts = np.asarray(values)[None], np.asarray(finite)[None], [len(plan.remainder)]
+        elif self.loop == "scan":
+            state, (values, finite) = _scan_segment(*self._segment_args(state, plan, s))
+            keep = plan.valid[s]
+            values, finite, counts = np.asarray(values)[keep], np.asarray(finite)[keep], plan.w[s][keep].sum(1)
+        else:
+            rows = []
+            for j in np.flatnonzero(plan.valid[s]):
+                state, row = _python_step(state, self._step_batch(plan, s, j))
+                rows.append(row)
+            values = np.stack([np.asarray(v) for v, _ in rows]).reshape(len(rows), -1)
+            finite = np.array([bool(f) for _, f in rows])
+            counts = plan.w[s][plan.valid[s]].sum(1)
+        return state, SegmentResult(values.astype(np.float64), np.asarray(counts, np.float64), finite,
+                                    time.perf_counter() - t)
+
+
+__all__ = ["EpochPlan", "Runner", "SegmentResult", "choose_loop", "default_segment", "plan_epoch"]

@@ -1,0 +1,183 @@
+"""cnnjax.train callbacks: Keras' hooks, early stopping, clean stops, the NaN guard."""
+
+import re
+
+import numpy as np
+import optax
+import pytest
+
+import cnnjax
+from cnnjax import data, train
+from training import finite, params_of, small_data, small_model
+
+
+def rising_validation():
+    """Training data whose rule the validation set contradicts: validation loss rises as training succeeds."""
+    x, y = small_data(96)
+    vx, vy = small_data(48, seed=1)
+    return (x, y), (vx, 1 - vy)
+
+
+class Recorder(train.Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_train_begin(self, logs=None):
+        self.calls.append(("train_begin",))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.calls.append(("epoch_begin", epoch))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls.append(("batch_end", batch, sorted(logs)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append(("epoch_end", epoch, logs["epoch"]))
+
+    def on_train_end(self, logs=None):
+        self.calls.append(("train_end",))
+
+
+def test_hooks_are_called_in_keras_order_once_per_segment():
+    x, y = small_data(64)  # 4 steps an epoch, segments of 2
+    recorder = Recorder()
+    train.fit(small_model(), (x, y), epochs=2, batch_size=16, steps_per_segment=2, verbose=0, callbacks=[recorder])
+    names = ["accuracy", "loss"]
+    assert recorder.calls == [
+        ("train_begin",),
+        ("epoch_begin", 0), ("batch_end", 1, names), ("batch_end", 3, names), ("epoch_end", 0, 1),
+        ("epoch_begin", 1), ("batch_end", 1, names), ("batch_end", 3, names), ("epoch_end", 1, 2),
+        ("train_end",),
+    ]
+
+
+def test_plain_functions_and_lambda_callbacks_get_each_record():
+    x, y = small_data(64)
+    seen, lambdas = [], []
+    train.fit(small_model(), (x, y), epochs=2, batch_size=16, verbose=0,
+              callbacks=[seen.append, train.LambdaCallback(on_epoch_end=lambda epoch, logs: lambdas.append(epoch))])
+    assert [r["epoch"] for r in seen] == [1, 2] and lambdas == [0, 1]
+    with pytest.raises(ValueError, match="LambdaCallback got an unknown hook 'on_batch'"):
+        train.LambdaCallback(on_batch=print)
+
+
+def test_early_stopping_returns_the_history_of_the_epochs_trained():
+    trainset, validation = rising_validation()
+    stopper = train.EarlyStopping(monitor="val_loss", patience=1)
+    h = train.fit(small_model(), trainset, epochs=20, batch_size=16, validation=validation, verbose=0,
+                  optimizer=optax.adam(1e-2), callbacks=[stopper])
+    losses = h.history["val_loss"]
+    assert 2 <= len(losses) < 20
+    best = int(np.argmin(losses))
+    # it stopped at the first epoch that was not better than the best so far, patience 1 later
+    assert len(losses) - 1 == best + 1 and losses[-1] >= losses[best]
+    assert stopper.stopped_epoch == len(losses) - 1
+
+
+def test_early_stopping_restores_the_best_weights():
+    trainset, validation = rising_validation()
+    kw = dict(batch_size=16, validation=validation, verbose=0, optimizer=optax.adam(1e-2))
+    stopped = small_model()
+    h = train.fit(stopped, trainset, epochs=20, callbacks=[train.EarlyStopping(patience=2, restore_best_weights=True)],
+                  **kw)
+    best_epochs = int(np.argmin(h.history["val_loss"])) + 1
+    assert best_epochs < len(h.epochs)
+    reference = small_model()
+    train.fit(reference, trainset, epochs=best_epochs, **kw)
+    for a, b in zip(params_of(stopped), params_of(reference)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_arguments_and_a_missing_monitor():
+    with pytest.raises(ValueError, match=re.escape("`mode` must be 'auto', 'min' or 'max', got 'up'")):
+        train.EarlyStopping(mode="up")
+    with pytest.raises(ValueError, match=re.escape("`patience` must be a non-negative int, got -1")):
+        train.EarlyStopping(patience=-1)
+    x, y = small_data(32)
+    with pytest.warns(UserWarning, match="EarlyStopping monitors 'val_loss', which the records do not hold"):
+        h = train.fit(small_model(), (x, y), epochs=2, batch_size=16, verbose=0, callbacks=[train.EarlyStopping()])
+    assert len(h.epochs) == 2
+
+
+class StopAfter(train.Callback):
+    def __init__(self, epochs=None, segments=None, raise_it=True):
+        self.epochs, self.segments, self.raise_it, self.seen = epochs, segments, raise_it, 0
+
+    def _stop(self):
+        if self.raise_it:
+            raise train.StopTraining
+        self.run.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.segments is not None and self.seen >= self.segments:
+            self._stop()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.epochs is not None and epoch + 1 >= self.epochs:
+            self._stop()
+
+
+@pytest.mark.parametrize("raise_it", [True, False])
+def test_a_callback_stops_training_cleanly_and_the_run_is_saved(tmp_path, raise_it):
+    x, y = small_data(64)
+    h = train.fit(small_model(), (x, y), epochs=5, batch_size=16, verbose=0, checkpoint_dir=tmp_path,
+                  callbacks=[StopAfter(epochs=2, raise_it=raise_it)])
+    assert [e["epoch"] for e in h.epochs] == [1, 2]
+    ckpt = cnnjax.checkpoint.Checkpointer(tmp_path)
+    assert ckpt.latest_step() == 8 and ckpt.record()["epoch"] == 2  # saved after the stopping epoch
+    ckpt.close()
+
+
+def test_a_stop_during_an_epoch_ends_it_early():
+    x, y = small_data(96)  # 6 steps an epoch
+    h = train.fit(small_model(), (x, y), epochs=3, batch_size=16, steps_per_segment=2, verbose=0,
+                  callbacks=[StopAfter(segments=2)])
+    assert len(h.epochs) == 1 and np.isfinite(h.epochs[0]["loss"])
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_state(tmp_path):
+    x, y = small_data(64)
+    order = data.batch_indices(64, 8, seed=0, epoch=0)
+    poisoned_batch = 5  # the 6th batch of the first epoch holds the NaN image
+    x[order[poisoned_batch][3]] = np.nan
+    model = small_model()
+    with pytest.raises(FloatingPointError, match=re.escape("At step 6 (epoch 1, batch 6 of 8) the loss became nan")) as info:
+        train.fit(model, (x, y), epochs=2, batch_size=8, steps_per_segment=2, checkpoint_dir=tmp_path, verbose=0)
+    assert "the model keeps the parameters of step 4" in str(info.value)
+    assert all(np.isfinite(p).all() for p in params_of(model))
+    ckpt = cnnjax.checkpoint.Checkpointer(tmp_path)
+    assert ckpt.latest_step() == 4
+    ckpt.close()
+
+
+@pytest.mark.parametrize("rate, message", [
+    (1e20, "the loss became nan"),  # step 1 leaves parameters of ~1e20, step 2's loss overflows
+    (float("inf"), "a parameter or model variable became NaN or infinite"),  # step 1's update: finite loss
+])
+def test_parameters_that_blow_up_are_never_kept_or_saved(tmp_path, rate, message):
+    """A huge learning rate, one step a segment: the guard stops at the first non-finite value;
+    the model and every checkpoint hold finite parameters; a resume starts from the newest one
+    and meets the same wall at the same step."""
+    x, y = small_data(64)
+    kw = dict(epochs=3, batch_size=16, optimizer=optax.sgd(rate), steps_per_segment=1, checkpoint_dir=tmp_path,
+              keep_checkpoints=10, verbose=0)
+    model = small_model()
+    with pytest.raises(FloatingPointError, match=message) as first:
+        train.fit(model, (x, y), **kw)
+    assert finite(params_of(model))
+    ckpt = cnnjax.checkpoint.Checkpointer(tmp_path)
+    steps = ckpt.steps()
+    state = train.create_state(small_model(), optax.sgd(rate))
+    for step in steps:
+        tree, _ = ckpt.restore(step, like=train.checkpointing.state_tree(state))
+        assert finite(tree["params"]), step
+    ckpt.close()
+    kept = int(re.search(r"keeps the parameters of step (\d+)", str(first.value)).group(1))
+    assert steps[-1:] == ([kept] if kept else [])
+    resumed = small_model()
+    with pytest.raises(FloatingPointError) as again:
+        train.fit(resumed, (x, y), resume=True, **kw)
+    assert str(again.value) == str(first.value)
+    for a, b in zip(params_of(model), params_of(resumed)):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,129 @@
+"""Checkpoints of training runs: bit-identical resume, named trees, damaged checkpoints skipped."""
+
+import gc
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+import cnnjax
+from cnnjax import train
+from training import DropoutBatchNormNet, params_of, small_data, small_model
+
+# orbax leaves its failed reads of the damaged files to the garbage collector: collected inside
+# the tests that damage files (gc.collect() below), where this filter applies
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+class KillAfter(train.Callback):
+    """Interrupts the process's training after ``segments`` segments, as a SIGINT would."""
+
+    def __init__(self, segments):
+        self.segments, self.seen = segments, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen >= self.segments:
+            raise KeyboardInterrupt("killed")
+
+
+@pytest.mark.parametrize("factory", [small_model, DropoutBatchNormNet])
+def test_resume_after_a_kill_is_bit_identical(tmp_path, factory):
+    x, y = small_data(100)
+    kw = dict(epochs=3, batch_size=16, steps_per_segment=2, keep_checkpoints=2, verbose=0)
+    reference = factory()
+    history = train.fit(reference, (x, y), checkpoint_dir=tmp_path / "a", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(factory(), (x, y), checkpoint_dir=tmp_path / "b", callbacks=[KillAfter(6)], **kw)
+    ckpt = cnnjax.checkpoint.Checkpointer(tmp_path / "b")
+    # 100 / 16: 7 steps an epoch (the last partial), segments of 2 (4 a epoch): saved after
+    # steps 2, 4, 6, 7 (end of epoch 1), 9; the kill comes after the 6th segment, before its save.
+    assert ckpt.steps() == [7, 9]
+    ckpt.close()
+    resumed = factory()
+    resumed_history = train.fit(resumed, (x, y), checkpoint_dir=tmp_path / "b", resume=True, **kw)
+    for a, b in zip(params_of(reference), params_of(resumed)):
+        np.testing.assert_array_equal(a, b)
+    rest = lambda m: jax.tree.leaves(jax.tree.map(np.asarray, jax.random.key_data(m.drop.rngs.key[...]))) \
+        if hasattr(m, "drop") else []
+    for a, b in zip(rest(reference), rest(resumed)):
+        np.testing.assert_array_equal(a, b)
+    for key in ("loss", "accuracy"):
+        assert resumed_history.history[key] == history.history[key]
+    assert len(cnnjax.checkpoint.Checkpointer(tmp_path / "a").steps()) == 2
+
+
+def test_resume_refuses_a_different_run(tmp_path):
+    x, y = small_data(64)
+    train.fit(small_model(), (x, y), epochs=1, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
+    with pytest.raises(ValueError, match="is from a different run"):
+        train.fit(small_model(), (x, y), epochs=2, batch_size=32, checkpoint_dir=tmp_path, resume=True, verbose=0)
+
+
+def _largest_file(directory):
+    files = [os.path.join(root, f) for root, _, names in os.walk(directory) for f in names]
+    return max(files, key=os.path.getsize)
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
+    x, y = small_data(64)
+    kw = dict(epochs=3, batch_size=16, verbose=0, keep_checkpoints=3)
+    reference = small_model()
+    train.fit(reference, (x, y), **kw)
+    train.fit(small_model(), (x, y), checkpoint_dir=tmp_path, **dict(kw, epochs=2))
+    newest = tmp_path / "8"
+    victim = _largest_file(newest)
+    with open(victim, "r+b") as f:
+        f.truncate(os.path.getsize(victim) // 2)
+    resumed = small_model()
+    with pytest.warns(UserWarning) as warned:
+        h = train.fit(resumed, (x, y), checkpoint_dir=tmp_path, resume=True, **kw)
+    messages = [str(w.message) for w in warned]
+    assert any(m.startswith(f"Skipping the checkpoint {newest}, which cannot be read") for m in messages), messages
+    assert f"The unreadable checkpoint of step 8 is kept as {newest}.unreadable; training resumes from step 4." \
+        in messages
+    assert [e["epoch"] for e in h.epochs] == [1, 2, 3]
+    for a, b in zip(params_of(reference), params_of(resumed)):  # epoch 2 retrained from the end of epoch 1
+        np.testing.assert_array_equal(a, b)
+    assert sorted(os.listdir(tmp_path)) == ["12", "4", "8", "8.unreadable"]
+    gc.collect()
+
+
+def test_no_readable_checkpoint_is_one_clear_error(tmp_path):
+    x, y = small_data(32)
+    train.fit(small_model(), (x, y), epochs=1, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
+    victim = _largest_file(tmp_path / "2")
+    with open(victim, "r+b") as f:
+        f.truncate(1)
+    with pytest.warns(UserWarning), pytest.raises(cnnjax.checkpoint.CheckpointError,
+                                                  match=f"No checkpoint in {tmp_path} could be read: {tmp_path / '2'}"):
+        train.fit(small_model(), (x, y), epochs=2, batch_size=16, checkpoint_dir=tmp_path, resume=True, verbose=0)
+    gc.collect()
+
+
+def test_checkpoints_are_named_trees_that_plain_orbax_reads(tmp_path):
+    x, y = small_data(32)
+    model = DropoutBatchNormNet()
+    train.fit(model, (x, y), epochs=1, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
+    tree = ocp.StandardCheckpointer().restore(tmp_path / "2" / "state")
+    assert set(tree) == {"params", "model_state", "opt_state", "step"}
+    np.testing.assert_array_equal(np.asarray(tree["params"]["conv"]["kernel"]), np.asarray(model.conv.kernel[...]))
+    np.testing.assert_array_equal(np.asarray(tree["model_state"]["norm"]["mean"]), np.asarray(model.norm.mean[...]))
+    assert int(tree["step"]) == 2
+
+
+def test_restore_loads_a_run_into_a_fresh_model(tmp_path):
+    x, y = small_data(32)
+    trained = small_model()
+    train.fit(trained, (x, y), epochs=2, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
+    fresh = small_model(seed=3)
+    record = train.restore(fresh, tmp_path)
+    assert record["epoch"] == 2 and [e["epoch"] for e in record["history"]] == [1, 2]
+    for a, b in zip(params_of(trained), params_of(fresh)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="does not match this model and optimizer"):
+        train.restore(small_model(classes=3), tmp_path)
+    with pytest.raises(FileNotFoundError, match="No checkpoint in"):
+        train.restore(small_model(), tmp_path / "empty")
