@@ -56,6 +56,17 @@ def _check_logits_labels(logits, labels):
     return logits, labels
 
 
+def _check_same_shape(predictions, targets, name: str = "predictions"):
+    predictions = _checks.as_array(predictions, name)
+    targets = _checks.as_array(targets, "targets")
+    _checks.check_floating(predictions, name)
+    if predictions.ndim < 1 or targets.shape != predictions.shape:
+        raise ValueError(
+            f"`targets` must have the shape of `{name}` {tuple(predictions.shape)}, got {tuple(targets.shape)}."
+        )
+    return predictions, targets
+
+
 def sparse_categorical_crossentropy(logits: Any, labels: Any, *, reduction: str = "mean"):
     """Softmax cross-entropy with integer labels (Keras' ``sparse_categorical_crossentropy``).
 
@@ -93,15 +104,8 @@ def categorical_crossentropy(logits: Any, targets: Any, *, reduction: str = "mea
       The loss, a scalar unless ``reduction="none"``.
     """
     _check_reduction(reduction)
-    logits = _checks.as_array(logits, "logits")
-    targets = _checks.as_array(targets, "targets")
-    _checks.check_floating(logits, "logits")
+    logits, targets = _check_same_shape(logits, targets, "logits")
     _checks.check_floating(targets, "targets")
-    if logits.ndim < 1 or targets.shape != logits.shape:
-        raise ValueError(
-            f"`targets` must have the shape of `logits` {tuple(logits.shape)}, got "
-            f"{tuple(targets.shape)}."
-        )
     per_example = optax.softmax_cross_entropy(logits, targets)
     return _reduce(per_example, reduction)
 
@@ -122,18 +126,6 @@ def accuracy(logits: Any, labels: Any, *, reduction: str = "mean"):
     logits, labels = _check_logits_labels(logits, labels)
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
     return _reduce(correct, reduction)
-
-
-def _check_same_shape(predictions, targets):
-    predictions = _checks.as_array(predictions, "predictions")
-    targets = _checks.as_array(targets, "targets")
-    _checks.check_floating(predictions, "predictions")
-    if predictions.ndim < 1 or targets.shape != predictions.shape:
-        raise ValueError(
-            f"`targets` must have the shape of `predictions` {tuple(predictions.shape)}, got "
-            f"{tuple(targets.shape)}."
-        )
-    return predictions, targets
 
 
 def mean_squared_error(predictions: Any, targets: Any, *, reduction: str = "mean"):
@@ -173,6 +165,6 @@ def categorical_accuracy(logits: Any, targets: Any, *, reduction: str = "mean"):
     0.5
     """
     _check_reduction(reduction)
-    logits, targets = _check_same_shape(logits, targets)
+    logits, targets = _check_same_shape(logits, targets, "logits")
     correct = (jnp.argmax(logits, axis=-1) == jnp.argmax(targets, axis=-1)).astype(jnp.float32)
     return _reduce(correct, reduction)

@@ -60,6 +60,18 @@ def test_accuracy():
     assert float(cnnjax.accuracy(logits, labels, reduction="sum")) == 3.0
 
 
+def test_regression_losses_and_categorical_accuracy_against_numpy():
+    rng = np.random.default_rng(0)
+    p, t = rng.normal(size=(4, 3, 5)).astype(np.float32), rng.normal(size=(4, 3, 5)).astype(np.float32)
+    np.testing.assert_allclose(losses.mean_squared_error(p, t, reduction="none"), ((p - t) ** 2).mean(-1), rtol=1e-6)
+    np.testing.assert_allclose(losses.mean_absolute_error(p, t, reduction="none"), np.abs(p - t).mean(-1), rtol=1e-6)
+    assert float(losses.mean_squared_error(p, t)) == pytest.approx(float(((p - t) ** 2).mean()), rel=1e-6)
+    soft = np.array([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]], np.float32)
+    logits = np.array([[0.0, 1.0], [0.0, 1.0], [2.0, 1.0]], np.float32)
+    # argmax of soft targets: 1, 0, 0 (the first of a tie)
+    np.testing.assert_array_equal(losses.categorical_accuracy(logits, soft, reduction="none"), [1.0, 0.0, 1.0])
+
+
 @pytest.mark.parametrize(
     "call, error, message",
     [
@@ -73,6 +85,12 @@ def test_accuracy():
          ValueError, "`targets` must have the shape of `logits` (2, 3), got (2, 2)"),
         (lambda: losses.accuracy(jnp.ones((2, 3), jnp.int32), jnp.array([0, 1])),
          TypeError, "`logits` must have a floating-point dtype"),
+        (lambda: losses.mean_squared_error(jnp.ones((2, 3)), jnp.ones((3, 2))),
+         ValueError, "`targets` must have the shape of `predictions` (2, 3), got (3, 2)"),
+        (lambda: losses.mean_absolute_error(jnp.ones((2, 3), jnp.int32), jnp.ones((2, 3))),
+         TypeError, "`predictions` must have a floating-point dtype"),
+        (lambda: losses.categorical_accuracy(jnp.ones((2, 3)), jnp.ones((2,))),
+         ValueError, "`targets` must have the shape of `logits` (2, 3), got (2,)"),
     ],
 )
 def test_errors(call, error, message):
