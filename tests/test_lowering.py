@@ -117,6 +117,35 @@ def test_a_training_step_agrees_across_paths(path):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_hessians_of_the_lecture_model_agree_across_paths(path):
+    """jax.hessian of the functional CNN's loss for one image: with respect to the image
+    (784 x 784), and with respect to a 3x3x4x4 block of the second convolution's kernel (the whole
+    kernel's Hessian, 18,432 squared, would not fit a unit test)."""
+    model = models.mnist_functional(rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(1, 28, 28, 1)).astype(np.float32)
+    y = np.array([3], np.int32)
+    loss = lambda p, x: cnnjax.sparse_categorical_crossentropy(nnx.merge(graphdef, p)(x), y)
+
+    def block_loss(params, x, block):
+        p = jax.tree.map(lambda a: a, params)
+        p["conv2"]["kernel"][...] = p["conv2"]["kernel"][...].at[:, :, :4, :4].set(block)
+        return loss(p, x)
+
+    def hessians(params, x, block):  # arguments, not constants: nothing for XLA to fold
+        return jax.hessian(lambda x: loss(params, x))(x), jax.hessian(lambda b: block_loss(params, x, b))(block)
+
+    block = params["conv2"]["kernel"][...][:, :, :4, :4]
+    got, want = on(path, hessians, params, x, block), on("reference", hessians, params, x, block)
+    for a, b in zip(got, want):
+        a, b = np.asarray(a), np.asarray(b)
+        scale = np.abs(b).max()
+        assert scale > 0
+        assert np.abs(a - b).max() <= 1e-4 * scale, (np.abs(a - b).max(), scale)
+
+
 def test_patches_stacks_taps_in_concatenates_of_at_most_eight():
     """XLA:CPU fuses no concatenate of more than 8 operands; a 3x3 window (9 taps) or a
     window of 11 along one axis must still stack its taps in fusible groups."""

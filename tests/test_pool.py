@@ -99,6 +99,32 @@ def test_gradients():
         jtu.check_grads(f, (x,), order=1, modes=("fwd", "rev"), eps=1e-3)
 
 
+@pytest.mark.parametrize("shape, window, stride", [
+    ((1, 8, 3), (2,), (2,)),            # 1-D, windows tile the input
+    ((1, 7, 3), (3,), (2,)),            # 1-D, overlapping
+    ((1, 6, 5, 2), (2, 2), (2, 2)),     # 2-D, the lecture's pooling
+    ((1, 6, 5, 2), (3, 2), (1, 2)),     # 2-D, overlapping in one dimension
+    ((1, 4, 4, 4, 1), (2, 2, 2), (2, 2, 2)),  # 3-D
+])
+def test_second_derivatives(shape, window, stride):
+    """Forward-over-reverse, reverse-over-reverse and forward-over-forward, against finite differences."""
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.permutation(int(np.prod(shape))).reshape(shape) / 10.0)  # no ties
+        f = lambda x: cnnjax.maxpool(x, window, stride) ** 3
+        jtu.check_grads(f, (x,), order=2, modes=("fwd", "rev"), eps=1e-5)
+
+
+def test_second_derivatives_with_ties_route_to_the_first_maximum():
+    """Tied windows: the Hessian of sum(maxpool(x)^3) is 6 * max on the first maximum's diagonal only."""
+    x = jnp.array([[2.0, 2.0, 1.0, 3.0], [0.0, 2.0, 3.0, 3.0]]).reshape(1, 2, 4, 1)
+    h = jax.hessian(lambda x: jnp.sum(cnnjax.maxpool(x, 2) ** 3))(x).reshape(8, 8)
+    expected = np.zeros((8, 8))
+    expected[0, 0] = 6 * 2.0  # window 1: the first 2.0 (row-major) wins
+    expected[3, 3] = 6 * 3.0  # window 2: the first 3.0 (row 0, column 3) wins
+    np.testing.assert_array_equal(np.asarray(h), expected)
+
+
 def test_gradient_under_jit():
     """reduce_window must still see a max (not a generic reduction) once traced by jit."""
     x = jnp.arange(16.0).reshape(1, 4, 4, 1)

@@ -110,11 +110,27 @@ def conv(
     return y.reshape(*out_shape, c_out)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
 def maxpool(x, window: Sequence[int], stride: Sequence[int], padding: Sequence[tuple[int, int]]):
     """Max over stacked window taps; same contract as :func:`.reference.maxpool`."""
     window, stride, padding = tuple(window), tuple(stride), tuple(map(tuple, padding))
-    return _max_and_first(x, window, stride, padding)[0]
+    return _pool_and_index(x, window, stride, padding)[0]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _pool_and_index(x, window, stride, padding):
+    """``_max_and_first`` with its derivative: each window's tangent is its first maximum's."""
+    return _max_and_first(x, window, stride, padding)
+
+
+@_pool_and_index.defjvp
+def _pool_and_index_jvp(window, stride, padding, primals, tangents):
+    """Linear in the tangent, so JAX transposes it for reverse mode (the gradient routed to
+    the first maximum only). The primal outputs come from ``_pool_and_index`` itself, so a
+    transformation of this rule (a second derivative) differentiates them by this same
+    rule; the index is piecewise constant, its tangent zero."""
+    (x,), (t,) = primals, tangents
+    y, first = _pool_and_index(x, window, stride, padding)
+    return (y, first), (_select(t, first, window, stride, padding), np.zeros(first.shape, jax.dtypes.float0))
 
 
 def _max_and_first(x, window, stride, padding):
@@ -142,19 +158,14 @@ def _first_max(a, b):
     return lax.select(take_a, av, bv), lax.select(take_a, ai, bi)
 
 
-@maxpool.defjvp
-def _maxpool_jvp(window, stride, padding, primals, tangents):
-    """Each window's tangent is its first maximum's: linear in the tangent, so JAX
-    transposes it for reverse mode (the gradient routed to the first maximum only)."""
-    (x,), (t,) = primals, tangents
-    window, stride, padding = tuple(window), tuple(stride), tuple(map(tuple, padding))
+def _select(t, first, window, stride, padding):
+    """Each window's value of ``t`` at the tap ``first`` (row-major tap index): ``(N, *out, C)``."""
     n = len(window)
-    y, first = _max_and_first(x, window, stride, padding)
     zero = jnp.zeros((), t.dtype)
     if window == stride:
         # Windows tile the (padded, cropped) input: reshape it into whole windows,
         # (N, o_1, w_1, ..., o_n, w_n, C), and select each window's first maximum.
-        out = y.shape[1:-1]
+        out = first.shape[1:-1]
         if any(sum(p) for p in padding):
             t = jnp.pad(t, ((0, 0), *padding, (0, 0)))
         t = t[(slice(None), *(slice(0, o * w) for o, w in zip(out, window)), slice(None))]
@@ -167,8 +178,8 @@ def _maxpool_jvp(window, stride, padding, primals, tangents):
             lambda acc, i: acc * window[i] + lax.broadcasted_iota(first.dtype, t.shape, axes[i]), range(n), 0
         )
         chosen = tap == jnp.expand_dims(first, axes)
-        return y, jnp.sum(jnp.where(chosen, t, zero), axis=axes)
+        return jnp.sum(jnp.where(chosen, t, zero), axis=axes)
     t_taps = _taps(t, window, stride, padding, (1,) * n, 0)
     t_taps = t_taps.reshape(*t_taps.shape[: n + 1], math.prod(window), t_taps.shape[-1])
     chosen = jnp.arange(t_taps.shape[-2])[:, None] == first[..., None, :]
-    return y, jnp.sum(jnp.where(chosen, t_taps, zero), axis=-2)
+    return jnp.sum(jnp.where(chosen, t_taps, zero), axis=-2)
