@@ -23,9 +23,11 @@ def as_array(x: Any, name: str):
     """Returns ``x`` as a JAX array (or tracer), or raises ``TypeError``."""
     if hasattr(x, "shape") and hasattr(x, "dtype"):
         return x if isinstance(x, jnp.ndarray) else jnp.asarray(x)
+    if x is None or isinstance(x, (str, bytes)):
+        raise TypeError(f"`{name}` must be an array, got {type(x).__name__}: {x!r}")
     try:
         return jnp.asarray(x)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise TypeError(f"`{name}` must be an array, got {type(x).__name__}: {x!r}") from e
 
 

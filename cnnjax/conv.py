@@ -97,8 +97,11 @@ def conv(
             f"but `kernel` expects {c_in} (axis -2 of shape {tuple(kernel.shape)})."
         )
     window = tuple(kernel.shape[:n])
-    if any(w == 0 for w in window) or c_out == 0:
-        raise ValueError(f"`kernel` must have non-empty window and C_out, got {tuple(kernel.shape)}.")
+    if any(w == 0 for w in window) or c_in == 0 or c_out == 0:
+        raise ValueError(
+            f"`kernel` must have a non-empty window, C_in and C_out, got shape {tuple(kernel.shape)}; "
+            f"`x` has shape {tuple(x.shape)}."
+        )
     stride = _checks.positive_tuple(stride, n, "stride")
     dilation = _checks.positive_tuple(dilation, n, "dilation")
     spatial = tuple(x.shape[1:-1])

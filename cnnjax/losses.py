@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from . import _checks
@@ -67,6 +69,27 @@ def _check_same_shape(predictions, targets, name: str = "predictions"):
     return predictions, targets
 
 
+def _labels_in_range(labels, classes: int, name: str = "labels"):
+    """Raises ValueError naming the first label outside ``[0, classes)`` when ``labels`` are
+    concrete; under a transformation (jit) returns the mask of valid labels instead, so the
+    caller can turn the invalid ones into NaN (never a finite, wrong value)."""
+    if not isinstance(labels, jax.core.Tracer):
+        values = np.asarray(labels)
+        bad = np.flatnonzero((values < 0) | (values >= classes))
+        if len(bad):
+            index = np.unravel_index(bad[0], values.shape)
+            raise ValueError(
+                f"`{name}` must be class indices in [0, {classes}), got {values[index]} at index "
+                f"{tuple(int(i) for i in index) if values.ndim > 1 else int(index[0])}."
+            )
+        return None
+    return (labels >= 0) & (labels < classes)
+
+
+def _nan_where_invalid(values, valid):
+    return values if valid is None else jnp.where(valid, values, jnp.nan)
+
+
 def sparse_categorical_crossentropy(logits: Any, labels: Any, *, reduction: str = "mean"):
     """Softmax cross-entropy with integer labels (Keras' ``sparse_categorical_crossentropy``).
 
@@ -79,6 +102,11 @@ def sparse_categorical_crossentropy(logits: Any, labels: Any, *, reduction: str 
     Returns:
       The loss, a scalar unless ``reduction="none"``.
 
+    Raises:
+      ValueError: if a (concrete) label is outside ``[0, num_classes)``, naming it and
+        its index. Under ``jit`` the labels are not known in advance: an out-of-range
+        label's loss is NaN, never a finite value.
+
     Example: perfect confidence in the right class costs nothing.
 
     >>> import jax.numpy as jnp
@@ -88,8 +116,9 @@ def sparse_categorical_crossentropy(logits: Any, labels: Any, *, reduction: str 
     """
     _check_reduction(reduction)
     logits, labels = _check_logits_labels(logits, labels)
+    valid = _labels_in_range(labels, logits.shape[-1])
     per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return _reduce(per_example, reduction)
+    return _reduce(_nan_where_invalid(per_example, valid), reduction)
 
 
 def categorical_crossentropy(logits: Any, targets: Any, *, reduction: str = "mean"):
@@ -121,11 +150,16 @@ def accuracy(logits: Any, labels: Any, *, reduction: str = "mean"):
 
     Returns:
       float32 scalar unless ``reduction="none"``.
+
+    Raises:
+      ValueError: if a (concrete) label is outside ``[0, num_classes)``; under ``jit``
+        such a label counts as NaN.
     """
     _check_reduction(reduction)
     logits, labels = _check_logits_labels(logits, labels)
+    valid = _labels_in_range(labels, logits.shape[-1])
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
-    return _reduce(correct, reduction)
+    return _reduce(_nan_where_invalid(correct, valid), reduction)
 
 
 def mean_squared_error(predictions: Any, targets: Any, *, reduction: str = "mean"):

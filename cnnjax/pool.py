@@ -33,8 +33,9 @@ def maxpool(
         (the default) means ``stride = window``, as in Keras and PyTorch; note that
         ``flax.linen.max_pool`` defaults to a stride of 1 instead.
       padding: ``"VALID"``, ``"SAME"`` (output ``ceil(size / stride)``), an int, one
-        int per spatial dimension, or one ``(low, high)`` pair per dimension. Padded
-        cells hold -inf (the minimum for integers) and never win a window.
+        int per spatial dimension, or one ``(low, high)`` pair per dimension, each at
+        most ``window // 2`` (as in PyTorch). Padded cells hold -inf (the minimum for
+        integers) and never win a window.
       ceil_mode: if True, output sizes round up instead of down, so a last window
         that hangs over the high edge is kept (the lecture's "ceiling of 7/2"); as
         in PyTorch, a window that would start inside the high padding is dropped.
@@ -49,7 +50,7 @@ def maxpool(
       TypeError: if ``x`` is not a real numeric array, or an argument has the wrong
         type.
       ValueError: on a rank below 3, a non-positive window or stride, an unknown
-        padding, or a window larger than the padded input.
+        padding or one above half the window, or a window larger than the padded input.
 
     Example: the lecture's 7x7 map pooled 2x2 with stride 2 and the ceiling rule.
 
@@ -79,10 +80,22 @@ def maxpool(
         raise TypeError(f"`ceil_mode` must be a bool, got {ceil_mode!r}.")
     spatial = tuple(x.shape[1:-1])
     pads = _checks.padding_pairs(padding, n, spatial, window, stride)
+    _check_half_window(pads, window, padding)
     floor_sizes = _checks.output_sizes(spatial, window, stride, pads, what="pooling window")
     if ceil_mode:
         pads = _ceil_pads(spatial, window, stride, pads, floor_sizes)
     return lowering.get("maxpool")(x, window, stride, pads)
+
+
+def _check_half_window(pads, window, padding) -> None:
+    """PyTorch's rule: padding of at most half the window on each side, so that every window
+    covers at least one input cell (a window of padding alone would pool nothing)."""
+    for i, ((lo, hi), w) in enumerate(zip(pads, window)):
+        if max(lo, hi) > w // 2:
+            raise ValueError(
+                f"`padding` must be at most half the window on each side (window {w} // 2 = {w // 2} "
+                f"in spatial dim {i}), got ({lo}, {hi}) there from padding={padding!r}."
+            )
 
 
 def _ceil_pads(spatial, window, stride, pads, floor_sizes):

@@ -60,6 +60,20 @@ def test_accuracy():
     assert float(cnnjax.accuracy(logits, labels, reduction="sum")) == 3.0
 
 
+@pytest.mark.parametrize("fn", [losses.sparse_categorical_crossentropy, losses.accuracy])
+def test_out_of_range_labels_raise_on_concrete_arrays_and_give_nan_under_jit(fn):
+    logits = jnp.zeros((3, 4))
+    for bad, index in ((4, 2), (-1, 2)):
+        labels = jnp.array([0, 3, bad])
+        with pytest.raises(ValueError, match=re.escape(f"`labels` must be class indices in [0, 4), got {bad} at index {index}")):
+            fn(logits, labels)
+        per_example = np.asarray(jax.jit(lambda l, y: fn(l, y, reduction="none"))(logits, labels))
+        assert np.isfinite(per_example[:2]).all() and np.isnan(per_example[2])
+        assert np.isnan(float(jax.jit(fn)(logits, labels)))
+    with pytest.raises(ValueError, match=re.escape("got 9 at index (1, 0)")):  # per-pixel labels
+        fn(jnp.zeros((2, 2, 4)), jnp.array([[0, 1], [9, 2]]))
+
+
 def test_regression_losses_and_categorical_accuracy_against_numpy():
     rng = np.random.default_rng(0)
     p, t = rng.normal(size=(4, 3, 5)).astype(np.float32), rng.normal(size=(4, 3, 5)).astype(np.float32)

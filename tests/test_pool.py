@@ -179,6 +179,10 @@ X = np.zeros((1, 7, 7, 2), np.float32)
         (dict(window=8, ceil_mode=True), ValueError, "output size would be zero or negative"),
         (dict(ceil_mode="yes"), TypeError, "`ceil_mode` must be a bool, got 'yes'"),
         (dict(x=X.astype(bool)), TypeError, "`x` must have a real numeric dtype, got bool"),
+        (dict(padding=2), ValueError,
+         "`padding` must be at most half the window on each side (window 2 // 2 = 1 in spatial dim 0), got (2, 2)"),
+        (dict(window=3, padding=[(0, 1), (0, 2)]), ValueError, "got (0, 2) there from padding=[(0, 1), (0, 2)]"),
+        (dict(x=None), TypeError, "`x` must be an array, got NoneType: None"),
     ],
 )
 def test_errors_name_the_argument(kwargs, error, message):
