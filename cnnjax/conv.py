@@ -113,7 +113,7 @@ def conv(
         raise TypeError(f"`normalize` must be a bool, got {normalize!r}.")
 
     dtype = _checks.result_dtype(x, kernel)
-    y = lowering.get("conv")(x.astype(dtype), kernel.astype(dtype), stride, pads, dilation)
+    y = lowering.call("conv", (x.astype(dtype), kernel.astype(dtype)), stride, pads, dilation)
     if normalize:
         y = y / _checks.prod((*window, c_in))
     if bias is not None:

@@ -84,7 +84,7 @@ def maxpool(
     floor_sizes = _checks.output_sizes(spatial, window, stride, pads, what="pooling window")
     if ceil_mode:
         pads = _ceil_pads(spatial, window, stride, pads, floor_sizes)
-    return lowering.get("maxpool")(x, window, stride, pads)
+    return lowering.call("maxpool", (x,), window, stride, pads)
 
 
 def _check_half_window(pads, window, padding) -> None:

@@ -158,7 +158,7 @@ K = np.zeros((3, 3, 2, 4), np.float32)
         (dict(normalize=1), TypeError, "`normalize` must be a bool, got 1"),
         (dict(x="image"), TypeError, "`x` must be an array, got str"),
         (dict(x=None), TypeError, "`x` must be an array, got NoneType: None"),
-        (dict(kernel=[[["a"]]]), TypeError, "`kernel` must be an array, got list"),
+        (dict(kernel={"w": 1}), TypeError, "`kernel` must be an array, got dict"),
         (dict(x=X[..., :0], kernel=K[:, :, :0]), ValueError,
          "`kernel` must have a non-empty window, C_in and C_out, got shape (3, 3, 0, 4)"),
     ],

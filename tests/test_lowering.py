@@ -40,14 +40,35 @@ def test_override_is_scoped_nested_and_keys_the_jit_cache():
 
 def test_lowerings_receive_normalised_arguments():
     calls = []
-    original = lowering._IMPLEMENTATIONS["conv"]["reference"]
-    lowering._IMPLEMENTATIONS["conv"]["spy"] = lambda *a: calls.append(a[2:]) or original(*a)
+    original = lowering.get("conv", "gpu")
+    lowering.register("conv", "spy", lambda *a: calls.append(a[2:]) or original(*a))
     try:
         with lowering.use(conv="spy"):
             cnnjax.conv(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1)), padding="same")
     finally:
-        del lowering._IMPLEMENTATIONS["conv"]["spy"]
+        lowering.register("conv", "spy", None)
     assert calls == [((1, 1), ((1, 1), (1, 1)), (1, 1))]
+    assert "spy" not in lowering.available("conv")
+    with pytest.raises(ValueError, match="`name` 'patches' is a built-in lowering of 'conv'"):
+        lowering.register("conv", "patches", original)
+
+
+def test_an_export_for_cpu_and_cuda_holds_each_platforms_lowering():
+    """Made on this CPU machine: the CUDA branch is the native convolution, the CPU branch the
+    patches matmul, and running it here gives the jitted model's outputs."""
+    model = cnnjax.models.mnist_functional(rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
+    f = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))
+    x = np.random.default_rng(0).uniform(size=(2, 28, 28, 1)).astype(np.float32)
+    exported = jax.export.export(f, platforms=["cpu", "cuda"])(params, x)
+    text = exported.mlir_module()
+    assert exported.platforms == ("cpu", "cuda")
+    assert "stablehlo.convolution" in text and "stablehlo.reduce_window" in text  # CUDA: cuDNN's forms
+    assert "stablehlo.dot_general" in text and "stablehlo.case" in text  # CPU: patches, chosen by platform
+    np.testing.assert_allclose(exported.call(params, x), f(params, x), rtol=1e-5, atol=1e-5)
+    cpu_only = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x)).lower(params, x)
+    assert "stablehlo.convolution" not in cpu_only.as_text()  # lowered for one platform: its form only
+    assert "conditional" not in cpu_only.compile().as_text()  # and the platform switch folded away
 
 
 def test_unknown_names_are_rejected():

@@ -5,8 +5,11 @@ their arguments, then ask this module for an implementation. Every implementatio
 the same signature and the same numerics to float tolerance as :mod:`.reference`, which
 is built on ``jax.lax.conv_general_dilated`` and ``jax.lax.reduce_window``.
 
-The choice is made here and nowhere else: per operation and per platform
-(``jax.default_backend()`` at trace time), with a context manager to override it::
+The choice is made here and nowhere else: per operation and per platform, inside the
+traced program (``jax.lax.platform_dependent``): a function lowered for one platform
+holds only that platform's form, and one exported for several (``jax.export`` with
+``platforms=["cpu", "cuda"]``) holds each platform's own. A context manager overrides
+the choice on every platform::
 
     with cnnjax.lowering.use(conv="reference"):
         y = jax.jit(f)(x)
@@ -88,8 +91,39 @@ def current(op: str, platform: str | None = None) -> str:
 
 
 def get(op: str, platform: str | None = None) -> Callable:
-    """The implementation of ``op`` that the public operation calls."""
+    """The implementation of ``op`` used on ``platform`` (default: the default backend)."""
     return _table(op)[current(op, platform)]
+
+
+_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # the names jax.lax.platform_dependent knows
+
+
+def call(op: str, arrays: tuple, *static):
+    """Runs ``op``'s implementation for the platform the program is lowered for:
+    ``impl(*arrays, *static)``; the public operations call this."""
+    choice = {p: current(op, "gpu" if p in ("cuda", "rocm") else p) for p in _PLATFORMS}
+    fallback = current(op, "*")
+    table = _table(op)
+    branch = lambda name: (lambda *a: table[name](*a, *static))
+    if all(name == fallback for name in choice.values()):
+        return branch(fallback)(*arrays)
+    per_platform = {p: branch(name) for p, name in choice.items() if name != fallback}
+    return jax.lax.platform_dependent(*arrays, default=branch(fallback), **per_platform)
+
+
+def register(op: str, name: str, implementation: Callable | None) -> None:
+    """Adds (or, with ``None``, removes) a lowering of ``op`` under ``name``, selectable with
+    :func:`use`. It receives the arguments the built-in ones do (see :mod:`.reference`):
+    arrays first, then normalised tuples (stride, explicit padding pairs, ...)."""
+    table = _table(op)
+    if name in _DEFAULTS[op].values():
+        raise ValueError(f"`name` {name!r} is a built-in lowering of {op!r} and cannot be replaced.")
+    if implementation is None:
+        table.pop(name, None)
+    elif not callable(implementation):
+        raise TypeError(f"`implementation` must be a function or None, got {implementation!r}.")
+    else:
+        table[name] = implementation
 
 
 def runs_well_in_scan(platform: str | None = None) -> bool:
@@ -118,4 +152,5 @@ def use(**choices: str) -> Iterator[None]:
         yield
 
 
-__all__ = ["available", "current", "default", "get", "patches", "reference", "runs_well_in_scan", "use"]
+__all__ = ["available", "call", "current", "default", "get", "patches", "reference", "register", "runs_well_in_scan",
+           "use"]
