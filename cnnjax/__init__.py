@@ -4,7 +4,9 @@ The lecture's operations are pure functions, the single source of truth that the
 Flax modules and models are built on:
 
 - :func:`conv` -- "Convolution: trying every possible match" (:mod:`cnnjax.conv`)
-- :func:`maxpool` -- "Pooling: shrinking the image" (:mod:`cnnjax.pool`)
+- :func:`conv_transpose` -- convolution's transpose, its input-gradient (:mod:`cnnjax.conv`)
+- :func:`maxpool`, :func:`avgpool`, :func:`global_maxpool`, :func:`global_avgpool` --
+  "Pooling: shrinking the image" (:mod:`cnnjax.pool`)
 - :func:`relu` -- "ReLU: no negative values" (:mod:`cnnjax.activations`)
 - :func:`flatten`, :func:`dense` -- "Flattening and fully connected layers"
   (:mod:`cnnjax.dense`)
@@ -15,10 +17,10 @@ Arrays are channels-last: images ``(N, H, W, C)``, kernels ``(H, W, C_in, C_out)
 
 from . import data, lecture, losses, lowering, models, nn, train, transforms
 from .activations import relu, softmax
-from .conv import conv
+from .conv import conv, conv_transpose
 from .dense import dense, flatten
 from .losses import accuracy, categorical_crossentropy, sparse_categorical_crossentropy
-from .pool import maxpool
+from .pool import avgpool, global_avgpool, global_maxpool, maxpool
 from .summary import print_summary, summary
 
 __version__ = "0.1.0"
@@ -39,12 +41,16 @@ def __getattr__(name):
 __all__ = [
     "__version__",
     "accuracy",
+    "avgpool",
     "categorical_crossentropy",
     "checkpoint",
     "conv",
+    "conv_transpose",
     "data",
     "dense",
     "flatten",
+    "global_avgpool",
+    "global_maxpool",
     "lecture",
     "losses",
     "lowering",

@@ -28,9 +28,9 @@ from flax import nnx
 
 from . import _checks
 from .activations import relu, softmax
-from .conv import conv
+from .conv import conv, conv_transpose
 from .dense import dense, flatten
-from .pool import maxpool
+from .pool import avgpool, global_avgpool, global_maxpool, maxpool
 
 Initializer = Callable[..., jax.Array]
 
@@ -55,6 +55,14 @@ def _activation(activation: str | Callable | None) -> Callable | None:
     )
 
 
+def _report(layer, x, y):
+    """Hands a layer's call to :func:`capture`, if one is recording; returns ``y``."""
+    record = _recorder.get()
+    if record is not None:
+        record.append((layer, x, y))
+    return y
+
+
 def _static_padding(padding, n, window, stride):
     """Checks the form of ``padding`` and returns it hashable: a string or explicit pairs."""
     pairs = _checks.padding_pairs(padding, n, window, window, stride)
@@ -72,11 +80,7 @@ class Layer(nnx.Module):
         raise NotImplementedError
 
     def __call__(self, x):
-        y = self.forward(x)
-        record = _recorder.get()
-        if record is not None:
-            record.append((self, x, y))
-        return y
+        return _report(self, x, self.forward(x))
 
     def flops(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> int:
         """Forward FLOPs for one example (2 x multiply-adds); 0 for layers without any."""
@@ -108,7 +112,7 @@ class Conv(Layer):
       out_features: number of filters ``C_out`` (Keras' ``filters``).
       kernel_size: window, an int (a square 2D window, Keras' ``Conv2D``) or one int
         per spatial dimension (its length sets 1D, 2D or 3D).
-      stride, padding, dilation, normalize: as :func:`cnnjax.conv`.
+      stride, padding, dilation, groups, normalize: as :func:`cnnjax.conv`.
       activation: ``None``, ``"relu"``, ``"linear"``, ``"softmax"`` or a callable,
         applied after the bias (Keras' ``activation=``).
       use_bias: whether to add a learned bias per filter.
@@ -118,7 +122,7 @@ class Conv(Layer):
       rngs: ``nnx.Rngs`` for the initialisers.
 
     Shapes: ``(N, *spatial, C_in) -> (N, *out_spatial, C_out)``; kernel
-    ``(*kernel_size, C_in, C_out)``, bias ``(C_out,)``.
+    ``(*kernel_size, C_in // groups, C_out)``, bias ``(C_out,)``.
     """
 
     def __init__(
@@ -130,6 +134,7 @@ class Conv(Layer):
         stride: int | Sequence[int] = 1,
         padding: str | int | Sequence = "VALID",
         dilation: int | Sequence[int] = 1,
+        groups: int = 1,
         normalize: bool = False,
         activation: str | Callable | None = None,
         use_bias: bool = True,
@@ -149,16 +154,79 @@ class Conv(Layer):
         if not isinstance(normalize, bool):
             raise TypeError(f"`normalize` must be a bool, got {normalize!r}.")
         self.normalize = normalize
-        self._init_weights((*self.kernel_size, self.in_features, self.out_features), activation, use_bias,
-                           kernel_init, bias_init, dtype, param_dtype, rngs)
+        self.groups = _checks.positive_int(groups, "groups")
+        if self.in_features % self.groups or self.out_features % self.groups:
+            raise ValueError(f"`groups`={groups} must divide `in_features`={in_features} and "
+                             f"`out_features`={out_features}.")
+        self._init_weights((*self.kernel_size, self.in_features // self.groups, self.out_features), activation,
+                           use_bias, kernel_init, bias_init, dtype, param_dtype, rngs)
 
     def forward(self, x):
         x, kernel, bias = self._weights(x)
         return self._activate(conv(x, kernel, bias, stride=self.stride, padding=self.padding,
-                                   dilation=self.dilation, normalize=self.normalize))
+                                   dilation=self.dilation, groups=self.groups, normalize=self.normalize))
 
     def flops(self, x_shape, y_shape):
-        macs = _checks.prod(y_shape[1:]) * _checks.prod(self.kernel_size) * self.in_features
+        macs = _checks.prod(y_shape[1:]) * _checks.prod(self.kernel_size) * self.in_features // self.groups
+        return 2 * macs
+
+
+class ConvTranspose(Layer):
+    """Transposed convolution layer (Keras' ``Conv2DTranspose``, PyTorch's ``ConvTranspose2d``).
+
+    Args:
+      in_features, out_features, kernel_size: as :class:`Conv`.
+      stride, padding, output_padding, dilation, groups: as :func:`cnnjax.conv_transpose`.
+      activation, use_bias, kernel_init, bias_init, dtype, param_dtype, rngs: as :class:`Conv`.
+
+    Shapes: ``(N, *spatial, C_in) -> (N, *out_spatial, C_out)``; kernel
+    ``(*kernel_size, C_out // groups, C_in)`` (Keras' layout), bias ``(C_out,)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | Sequence[int],
+        *,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence = 0,
+        output_padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        activation: str | Callable | None = None,
+        use_bias: bool = True,
+        kernel_init: Initializer = default_kernel_init,
+        bias_init: Initializer = default_bias_init,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.in_features = _checks.positive_int(in_features, "in_features")
+        self.out_features = _checks.positive_int(out_features, "out_features")
+        n = _checks.window_rank(kernel_size, "kernel_size", default=2)
+        self.kernel_size = _checks.positive_tuple(kernel_size, n, "kernel_size")
+        self.stride = _checks.positive_tuple(stride, n, "stride")
+        self.dilation = _checks.positive_tuple(dilation, n, "dilation")
+        self.padding = _static_padding(padding, n, self.kernel_size, self.stride)
+        self.output_padding = output_padding if _checks._is_int(output_padding) else tuple(output_padding)
+        self.groups = _checks.positive_int(groups, "groups")
+        if self.in_features % self.groups or self.out_features % self.groups:
+            raise ValueError(f"`groups`={groups} must divide `in_features`={in_features} and "
+                             f"`out_features`={out_features}.")
+        self._init_weights((*self.kernel_size, self.out_features // self.groups, self.in_features), activation,
+                           use_bias, kernel_init, bias_init, dtype, param_dtype, rngs)
+        if use_bias:  # one bias per output channel (the kernel's last axis is the input here)
+            self.bias = nnx.Param(bias_init(rngs.params(), (self.out_features,), param_dtype))
+
+    def forward(self, x):
+        x, kernel, bias = self._weights(x)
+        return self._activate(conv_transpose(x, kernel, bias, stride=self.stride, padding=self.padding,
+                                             output_padding=self.output_padding, dilation=self.dilation,
+                                             groups=self.groups))
+
+    def flops(self, x_shape, y_shape):
+        macs = _checks.prod(x_shape[1:]) * _checks.prod(self.kernel_size) * self.out_features // self.groups
         return 2 * macs
 
 
@@ -200,17 +268,10 @@ class Dense(Layer):
         return 2 * _checks.prod(y_shape[1:-1]) * self.in_features * self.out_features
 
 
-class MaxPool(Layer):
-    """Max pooling layer; arguments as :func:`cnnjax.maxpool` (stride defaults to window)."""
+class _Pool(Layer):
+    """Window, stride, padding and ceil mode checked once, kept hashable."""
 
-    def __init__(
-        self,
-        window: int | Sequence[int] = 2,
-        stride: int | Sequence[int] | None = None,
-        *,
-        padding: str | int | Sequence = "VALID",
-        ceil_mode: bool = False,
-    ):
+    def __init__(self, window, stride, padding, ceil_mode):
         n = _checks.window_rank(window, "window", default=1)
         _checks.positive_tuple(window, n, "window")
         if stride is not None:
@@ -223,8 +284,90 @@ class MaxPool(Layer):
             padding = tuple(tuple(p) if isinstance(p, Sequence) else p for p in padding)
         self.padding, self.ceil_mode = padding, ceil_mode
 
+
+class MaxPool(_Pool):
+    """Max pooling layer; arguments as :func:`cnnjax.maxpool` (stride defaults to window;
+    a window per dimension also pools single examples, e.g. under ``jax.vmap``)."""
+
+    def __init__(
+        self,
+        window: int | Sequence[int] = 2,
+        stride: int | Sequence[int] | None = None,
+        *,
+        padding: str | int | Sequence = "VALID",
+        ceil_mode: bool = False,
+    ):
+        super().__init__(window, stride, padding, ceil_mode)
+
     def forward(self, x):
         return maxpool(x, self.window, self.stride, padding=self.padding, ceil_mode=self.ceil_mode)
+
+
+class AvgPool(_Pool):
+    """Average pooling layer; arguments as :func:`cnnjax.avgpool`."""
+
+    def __init__(
+        self,
+        window: int | Sequence[int] = 2,
+        stride: int | Sequence[int] | None = None,
+        *,
+        padding: str | int | Sequence = "VALID",
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ):
+        super().__init__(window, stride, padding, ceil_mode)
+        if not isinstance(count_include_pad, bool):
+            raise TypeError(f"`count_include_pad` must be a bool, got {count_include_pad!r}.")
+        self.count_include_pad = count_include_pad
+
+    def forward(self, x):
+        return avgpool(x, self.window, self.stride, padding=self.padding, ceil_mode=self.ceil_mode,
+                       count_include_pad=self.count_include_pad)
+
+
+class GlobalAvgPool(Layer):
+    """Each channel's mean over all positions: ``(N, *spatial, C) -> (N, C)``
+    (:func:`cnnjax.global_avgpool`; Keras' ``GlobalAveragePooling2D``)."""
+
+    def __init__(self, *, spatial_dims: int | None = None):
+        self.spatial_dims = spatial_dims if spatial_dims is None else _checks.positive_int(spatial_dims, "spatial_dims")
+
+    def forward(self, x):
+        return global_avgpool(x, spatial_dims=self.spatial_dims)
+
+
+class GlobalMaxPool(Layer):
+    """Each channel's maximum over all positions: ``(N, *spatial, C) -> (N, C)``
+    (:func:`cnnjax.global_maxpool`; Keras' ``GlobalMaxPooling2D``)."""
+
+    def __init__(self, *, spatial_dims: int | None = None):
+        self.spatial_dims = spatial_dims if spatial_dims is None else _checks.positive_int(spatial_dims, "spatial_dims")
+
+    def forward(self, x):
+        return global_maxpool(x, spatial_dims=self.spatial_dims)
+
+
+class Dropout(nnx.Dropout):
+    """``flax.nnx.Dropout`` (not re-implemented), listed by :func:`capture` and the summary.
+
+    ``Dropout(rate, rngs=nnx.Rngs(dropout=0))``; active in training mode
+    (``model.train()``, and inside :func:`cnnjax.train.fit`), off in evaluation mode.
+    """
+
+    def __call__(self, x, *args, **kwargs):
+        return _report(self, x, super().__call__(x, *args, **kwargs))
+
+
+class BatchNorm(nnx.BatchNorm):
+    """``flax.nnx.BatchNorm`` (not re-implemented), listed by :func:`capture` and the summary.
+
+    ``BatchNorm(num_features, rngs=rngs)`` normalises the last axis; its scale and bias
+    are trainable, its running mean and variance are not (Keras counts ``4 * C``
+    parameters, ``2 * C`` of them non-trainable).
+    """
+
+    def __call__(self, x, *args, **kwargs):
+        return _report(self, x, super().__call__(x, *args, **kwargs))
 
 
 class ReLU(Layer):
@@ -320,9 +463,15 @@ def snake_case(name: str) -> str:
 
 
 __all__ = [
+    "AvgPool",
+    "BatchNorm",
     "Conv",
+    "ConvTranspose",
     "Dense",
+    "Dropout",
     "Flatten",
+    "GlobalAvgPool",
+    "GlobalMaxPool",
     "Layer",
     "MaxPool",
     "ReLU",

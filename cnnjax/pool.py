@@ -5,30 +5,78 @@ walk the window across each filtered image and keep the maximum of each window. 
 response map pooled 2x2 with stride 2 gives a 4x4 map ("ceiling of 7/2"): the last
 window hangs over the edge and takes the maximum of what it covers. Keras'
 ``MaxPooling2D`` instead drops that partial window (7 -> 3, 11 -> 5); both are here.
+
+Average pooling (:func:`avgpool`) keeps each window's mean instead, and the global pools
+(:func:`global_avgpool`, :func:`global_maxpool`) reduce each whole map to one number, the
+usual last step of a modern CNN before its dense layer.
+
+**Batched or not.** The spatial rank comes from the window when it is given per
+dimension: ``maxpool(x, (2, 2))`` pools a batch ``(N, H, W, C)`` or a single example
+``(H, W, C)`` alike, so ``jax.vmap`` over examples gives what the batched call gives. An
+int window means every spatial dimension of a *batched* input ``(N, *spatial, C)``:
+inside ``jax.vmap`` over single examples, give the window per dimension.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
 
 from . import _checks, lowering
 
 
+def _geometry(x, window, stride, padding, ceil_mode):
+    """Normalised pooling arguments: ``(x with a batch axis, unbatch, window, stride,
+    explicit pads, pads extended for ceil mode)``."""
+    x = _checks.as_array(x, "x")
+    if isinstance(window, Sequence) and not isinstance(window, str):
+        n = len(window)
+        if x.ndim not in (n + 1, n + 2):
+            raise ValueError(
+                f"`x` must have shape (N, *spatial, C) or (*spatial, C) with {n} spatial dims to match "
+                f"`window`={tuple(window)!r}, got shape {tuple(x.shape)} (rank {x.ndim})."
+            )
+    else:
+        if x.ndim < 3:
+            raise ValueError(
+                "`x` must have rank >= 3 with layout (N, *spatial, C) for an int `window` (give the window per "
+                f"spatial dimension to pool a single example), got shape {tuple(x.shape)} (rank {x.ndim})."
+            )
+        n = x.ndim - 2
+    batched = x.ndim == n + 2
+    xb = x if batched else x[None]
+    window = _checks.positive_tuple(window, n, "window")
+    stride = window if stride is None else _checks.positive_tuple(stride, n, "stride")
+    if not isinstance(ceil_mode, bool):
+        raise TypeError(f"`ceil_mode` must be a bool, got {ceil_mode!r}.")
+    spatial = tuple(xb.shape[1:-1])
+    pads = _checks.padding_pairs(padding, n, spatial, window, stride)
+    _check_half_window(pads, window, padding)
+    floor_sizes = _checks.output_sizes(spatial, window, stride, pads, what="pooling window")
+    full = _ceil_pads(spatial, window, stride, pads, floor_sizes) if ceil_mode else pads
+    unbatch = (lambda y: y) if batched else (lambda y: y[0])
+    return xb, unbatch, window, stride, pads, full
+
+
 def maxpool(
-    x: Any,
+    x: ArrayLike,
     window: int | tuple[int, ...] = 2,
     stride: int | tuple[int, ...] | None = None,
     *,
     padding: str | int | tuple = "VALID",
     ceil_mode: bool = False,
-):
+) -> jax.Array:
     """Max pooling over the spatial dimensions of ``x``, each channel on its own.
 
     Args:
-      x: input of shape ``(N, *spatial, C)`` with 1 or more spatial dimensions.
-      window: window size, an int or one per spatial dimension.
+      x: input of shape ``(N, *spatial, C)`` with 1 or more spatial dimensions, or a
+        single example ``(*spatial, C)`` when ``window`` is given per dimension.
+      window: window size, an int (every spatial dimension of a batched ``x``) or one
+        per spatial dimension (which also fixes the spatial rank).
       stride: step between windows, an int or one per spatial dimension. ``None``
         (the default) means ``stride = window``, as in Keras and PyTorch; note that
         ``flax.linen.max_pool`` defaults to a stride of 1 instead.
@@ -41,16 +89,18 @@ def maxpool(
         in PyTorch, a window that would start inside the high padding is dropped.
 
     Returns:
-      Array of shape ``(N, *out_spatial, C)`` and the dtype of ``x``. Per dimension,
-      with ``padded = size + low + high``, ``out = (padded - window) // stride + 1``;
-      with ``ceil_mode``, ``out = ceil((padded - window) / stride) + 1`` less one if the
-      last window starts at or past ``size + low``.
+      Array of shape ``(N, *out_spatial, C)`` (``(*out_spatial, C)`` for a single
+      example) and the dtype of ``x``. Per dimension, with ``padded = size + low +
+      high``, ``out = (padded - window) // stride + 1``; with ``ceil_mode``,
+      ``out = ceil((padded - window) / stride) + 1`` less one if the last window starts
+      at or past ``size + low``. The gradient of each window goes to its first maximum.
 
     Raises:
       TypeError: if ``x`` is not a real numeric array, or an argument has the wrong
         type.
-      ValueError: on a rank below 3, a non-positive window or stride, an unknown
-        padding or one above half the window, or a window larger than the padded input.
+      ValueError: on a rank that fits neither layout, a non-positive window or
+        stride, an unknown padding or one above half the window, or a window larger
+        than the padded input.
 
     Example: the lecture's 7x7 map pooled 2x2 with stride 2 and the ceiling rule.
 
@@ -64,27 +114,106 @@ def maxpool(
            [43., 45., 47., 48.]], dtype=float32)
     >>> cnnjax.maxpool(x, 2).shape  # Keras' MaxPooling2D: floor(7 / 2) = 3
     (1, 3, 3, 1)
+    >>> cnnjax.maxpool(x[0], (2, 2)).shape  # one example, the window per dimension
+    (3, 3, 1)
     """
+    xb, unbatch, window, stride, _, pads = _geometry(x, window, stride, padding, ceil_mode)
+    if not (jnp.issubdtype(xb.dtype, jnp.floating) or jnp.issubdtype(xb.dtype, jnp.integer)):
+        raise TypeError(f"`x` must have a real numeric dtype, got {xb.dtype}.")
+    return unbatch(lowering.call("maxpool", (xb,), window, stride, pads))
+
+
+def avgpool(
+    x: ArrayLike,
+    window: int | tuple[int, ...] = 2,
+    stride: int | tuple[int, ...] | None = None,
+    *,
+    padding: str | int | tuple = "VALID",
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> jax.Array:
+    """Average pooling: each window's mean, each channel on its own
+    (``torch.nn.functional.avg_pool1d/2d/3d`` for the same arguments).
+
+    Args:
+      x, window, stride, ceil_mode: as :func:`maxpool`; ``x`` floating point.
+      padding: as :func:`maxpool`; padded cells hold zeros. With ``"SAME"`` the
+        padding never counts in a window's mean, as in Keras' ``AveragePooling``.
+      count_include_pad: whether explicit padding counts in a window's mean (PyTorch's
+        default, True). Cells a ceil-mode window hangs over never count.
+
+    Returns:
+      Array of shape ``(N, *out_spatial, C)`` (as :func:`maxpool`), dtype of ``x``.
+
+    >>> import jax.numpy as jnp
+    >>> import cnnjax
+    >>> x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    >>> cnnjax.avgpool(x, 2)[0, :, :, 0]
+    Array([[ 2.5,  4.5],
+           [10.5, 12.5]], dtype=float32)
+    """
+    xb, unbatch, window, stride, pads, full = _geometry(x, window, stride, padding, ceil_mode)
+    _checks.check_floating(xb, "x")
+    if not isinstance(count_include_pad, bool):
+        raise TypeError(f"`count_include_pad` must be a bool, got {count_include_pad!r}.")
+    include = count_include_pad and not (isinstance(padding, str) and padding.upper() == "SAME")
+    sums = lowering.call("avgpool", (xb,), window, stride, full)
+    counts = _window_counts(tuple(xb.shape[1:-1]), window, stride, pads, full, include)
+    return unbatch(sums / counts[None, ..., None].astype(xb.dtype))
+
+
+def _window_counts(spatial, window, stride, pads, full, include_pad) -> np.ndarray:
+    """How many cells each window averages: ``(*out_spatial,)``, the outer product of one
+    count per dimension (the counted region is a box)."""
+    counts = np.ones((), np.float64)
+    for size, w, s, (lo, hi), (_, full_hi) in zip(spatial, window, stride, pads, full):
+        pad = 1.0 if include_pad else 0.0
+        mask = np.concatenate([np.full(lo, pad), np.ones(size), np.full(hi, pad), np.zeros(full_hi - hi)])
+        out = (len(mask) - w) // s + 1
+        per_dim = np.array([mask[o * s : o * s + w].sum() for o in range(out)])
+        counts = np.multiply.outer(counts, per_dim)
+    return counts
+
+
+def _global_axes(x, spatial_dims, name: str):
     x = _checks.as_array(x, "x")
-    if x.ndim < 3:
-        raise ValueError(
-            "`x` must have rank >= 3 with layout (N, *spatial, C), got shape "
-            f"{tuple(x.shape)} (rank {x.ndim})."
-        )
-    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
-        raise TypeError(f"`x` must have a real numeric dtype, got {x.dtype}.")
-    n = x.ndim - 2
-    window = _checks.positive_tuple(window, n, "window")
-    stride = window if stride is None else _checks.positive_tuple(stride, n, "stride")
-    if not isinstance(ceil_mode, bool):
-        raise TypeError(f"`ceil_mode` must be a bool, got {ceil_mode!r}.")
-    spatial = tuple(x.shape[1:-1])
-    pads = _checks.padding_pairs(padding, n, spatial, window, stride)
-    _check_half_window(pads, window, padding)
-    floor_sizes = _checks.output_sizes(spatial, window, stride, pads, what="pooling window")
-    if ceil_mode:
-        pads = _ceil_pads(spatial, window, stride, pads, floor_sizes)
-    return lowering.call("maxpool", (x,), window, stride, pads)
+    if spatial_dims is None:
+        if x.ndim < 3:
+            raise ValueError(f"`x` must have rank >= 3 with layout (N, *spatial, C), got shape {tuple(x.shape)}; "
+                             "for a single example give `spatial_dims`.")
+        return x, x.ndim - 2, True
+    n = _checks.positive_int(spatial_dims, "spatial_dims")
+    if x.ndim not in (n + 1, n + 2):
+        raise ValueError(f"`x` must have shape (N, *spatial, C) or (*spatial, C) with {n} spatial dims "
+                         f"(`spatial_dims`={n}), got shape {tuple(x.shape)}.")
+    return (x, n, True) if x.ndim == n + 2 else (x[None], n, False)
+
+
+def global_avgpool(x: ArrayLike, *, spatial_dims: int | None = None) -> jax.Array:
+    """Each channel's mean over all positions: ``(N, *spatial, C) -> (N, C)``.
+
+    Args:
+      x: floating point, ``(N, *spatial, C)``; or ``(*spatial, C) -> (C,)`` for a
+        single example when ``spatial_dims`` is given.
+      spatial_dims: the number of spatial dimensions; default ``x.ndim - 2`` (batched).
+    """
+    xb, n, batched = _global_axes(x, spatial_dims, "global_avgpool")
+    _checks.check_floating(xb, "x")
+    y = jnp.mean(xb, axis=tuple(range(1, n + 1)))
+    return y if batched else y[0]
+
+
+def global_maxpool(x: ArrayLike, *, spatial_dims: int | None = None) -> jax.Array:
+    """Each channel's maximum over all positions: ``(N, *spatial, C) -> (N, C)`` (a
+    :func:`maxpool` whose window is the whole map; the gradient goes to the first maximum).
+
+    Args:
+      x, spatial_dims: as :func:`global_avgpool`; ``x`` real numeric.
+    """
+    xb, n, batched = _global_axes(x, spatial_dims, "global_maxpool")
+    spatial = tuple(xb.shape[1:-1])
+    y = maxpool(xb, spatial).reshape(xb.shape[0], xb.shape[-1])
+    return y if batched else y[0]
 
 
 def _check_half_window(pads, window, padding) -> None:
@@ -109,3 +238,6 @@ def _ceil_pads(spatial, window, stride, pads, floor_sizes):
         out = max(out, floor_out)
         out_pads.append((lo, hi + max((out - 1) * s + w - padded, 0)))
     return tuple(out_pads)
+
+
+__all__ = ["avgpool", "global_avgpool", "global_maxpool", "maxpool"]

@@ -97,10 +97,11 @@ def _flops(n: int) -> str:
 
 
 def _count(module) -> tuple[int, int, int, int]:
-    """(trainable, non-trainable) parameter counts and bytes of ``module``'s variables."""
+    """(trainable, non-trainable) parameter counts and bytes of ``module``'s variables;
+    random-number streams (Dropout's key and counter) are no parameters, as in Keras."""
     counts = [0, 0, 0, 0]
     for _, var in nnx.iter_graph(module):
-        if isinstance(var, nnx.Variable):
+        if isinstance(var, nnx.Variable) and not isinstance(var, nnx.RngState):
             value = var[...]
             if not hasattr(value, "shape"):
                 continue
@@ -141,21 +142,20 @@ def summary(model, input_shape: Sequence[int], *, dtype: Any = jnp.float32, name
             f"(28, 28, 1), got {input_shape!r}."
         )
     shape = _checks.positive_tuple(tuple(input_shape), len(input_shape), "input_shape")
-    calls: list = []
-
-    def run(x):
-        y, recorded = capture(model, x)
-        calls.extend((n, layer, i.shape, o.shape) for n, layer, i, o in recorded)
-        return y
-
-    jax.eval_shape(run, jax.ShapeDtypeStruct((1, *shape), dtype))
     rows = []
     if show_input if show_input is not None else not isinstance(model, Sequential):
         rows.append(Row("input_layer", "InputLayer", (None, *shape), 0, 0))
-    for layer_name, layer, in_shape, out_shape in calls:
-        trainable, non_trainable, _, _ = _count(layer)
-        rows.append(Row(layer_name, type(layer).__name__, (None, *out_shape[1:]),
-                        trainable + non_trainable, layer.flops(in_shape, out_shape)))
+    graphdef, variables = nnx.split(model)  # run functionally: a layer may update its variables
+
+    def run(variables, x):
+        y, recorded = capture(nnx.merge(graphdef, variables), x)
+        for layer_name, layer, i, o in recorded:
+            trainable, non_trainable, _, _ = _count(layer)
+            flops = layer.flops(i.shape, o.shape) if hasattr(layer, "flops") else 0
+            rows.append(Row(layer_name, type(layer).__name__, (None, *o.shape[1:]), trainable + non_trainable, flops))
+        return y
+
+    jax.eval_shape(run, variables, jax.ShapeDtypeStruct((1, *shape), dtype))
     trainable, non_trainable, t_bytes, n_bytes = _count(model)
     title = name or snake_case(type(model).__name__)
     return Summary(title, tuple(rows), trainable, non_trainable, t_bytes, n_bytes)

@@ -19,8 +19,8 @@ def mnist_dir():
 
 @pytest.fixture(params=["reference", "patches"])
 def each_lowering(request):
-    """Runs a test once per lowering of conv and maxpool: the same numbers on every path."""
+    """Runs a test once per lowering of the operations: the same numbers on every path."""
     from cnnjax import lowering
 
-    with lowering.use(conv=request.param, maxpool=request.param):
+    with lowering.use(conv=request.param, maxpool=request.param, avgpool=request.param):
         yield request.param

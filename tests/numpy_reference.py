@@ -71,3 +71,58 @@ def maxpool(x, window, stride, pads, ceil_mode):
         if block.size:
             out[(slice(None), *pos, slice(None))] = block.max(axis=tuple(range(1, n + 1)))
     return out
+
+
+def avgpool(x, window, stride, pads, ceil_mode, count_include_pad):
+    """PyTorch's average pooling, from its definition: a window's sum over the unpadded cells
+    it covers, divided by its extent inside the explicitly padded input (count_include_pad)
+    or by the unpadded cells alone."""
+    x = np.asarray(x, np.float64)
+    n = x.ndim - 2
+    spatial = x.shape[1:-1]
+    out_sizes = [pool_out_size(spatial[i], window[i], stride[i], *pads[i], ceil_mode) for i in range(n)]
+    out = np.zeros((x.shape[0], *out_sizes, x.shape[-1]))
+    for pos in itertools.product(*(range(s) for s in out_sizes)):
+        ranges, extent, cells = [], 1, 1
+        for i, p in enumerate(pos):
+            start = p * stride[i] - pads[i][0]
+            end = min(start + window[i], spatial[i] + pads[i][1])
+            extent *= end - start
+            lo, hi = max(start, 0), min(end, spatial[i])
+            cells *= hi - lo
+            ranges.append(slice(lo, hi))
+        block = x[(slice(None), *ranges, slice(None))]
+        out[(slice(None), *pos, slice(None))] = block.sum(axis=tuple(range(1, n + 1))) / (
+            extent if count_include_pad else cells)
+    return out
+
+
+def grouped_conv(x, kernel, stride, pads, dilation, groups):
+    """Each group of C_in / groups input channels convolved with its own C_out / groups filters."""
+    c_in, c_out = x.shape[-1], kernel.shape[-1]
+    gi, go = c_in // groups, c_out // groups
+    parts = [conv(x[..., g * gi:(g + 1) * gi], kernel[..., g * go:(g + 1) * go], stride, pads, dilation)
+             for g in range(groups)]
+    return np.concatenate(parts, axis=-1)
+
+
+def conv_transpose(x, kernel, stride, pads, output_padding, dilation, groups):
+    """Transposed convolution as a scatter: every input cell adds its kernel-weighted window
+    into the output; kernel (*K, C_out / groups, C_in); then the padding is cropped."""
+    x = np.asarray(x, np.float64)
+    kernel = np.asarray(kernel, np.float64)
+    n = kernel.ndim - 2
+    window = kernel.shape[:n]
+    spatial = x.shape[1:-1]
+    c_in, go = x.shape[-1], kernel.shape[-2]
+    gi = c_in // groups
+    full = [(spatial[i] - 1) * stride[i] + (window[i] - 1) * dilation[i] + 1 + output_padding[i] for i in range(n)]
+    buf = np.zeros((x.shape[0], *full, go * groups))
+    for pos in itertools.product(*(range(s) for s in spatial)):
+        for tap in itertools.product(*(range(w) for w in window)):
+            idx = tuple(p * s + t * d for p, s, t, d in zip(pos, stride, tap, dilation))
+            for g in range(groups):
+                contrib = x[(slice(None), *pos, slice(g * gi, (g + 1) * gi))] @ kernel[tap][:, g * gi:(g + 1) * gi].T
+                buf[(slice(None), *idx, slice(g * go, (g + 1) * go))] += contrib
+    crop = tuple(slice(pads[i][0], full[i] - pads[i][1]) for i in range(n))
+    return buf[(slice(None), *crop, slice(None))]

@@ -135,7 +135,7 @@ K = np.zeros((3, 3, 2, 4), np.float32)
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        (dict(x=X[0]), ValueError, "`x` must have rank 4 with layout (N, S0, S1, C_in)"),
+        (dict(x=X[0, 0]), ValueError, "`x` must have rank 4 with layout (N, S0, S1, C_in) (or one example without N)"),
         (dict(kernel=K[0]), ValueError, "`x` must have rank 3"),
         (dict(kernel=K[..., 0]), ValueError, "`x` must have rank 3"),
         (dict(kernel=np.zeros((3, 4))), ValueError, "`kernel` must have rank >= 3"),
@@ -160,7 +160,7 @@ K = np.zeros((3, 3, 2, 4), np.float32)
         (dict(x=None), TypeError, "`x` must be an array, got NoneType: None"),
         (dict(kernel={"w": 1}), TypeError, "`kernel` must be an array, got dict"),
         (dict(x=X[..., :0], kernel=K[:, :, :0]), ValueError,
-         "`kernel` must have a non-empty window, C_in and C_out, got shape (3, 3, 0, 4)"),
+         "`kernel` must have a non-empty window and channels, got shape (3, 3, 0, 4)"),
     ],
 )
 def test_errors_name_the_argument(kwargs, error, message):
@@ -174,3 +174,80 @@ def test_errors_name_the_argument(kwargs, error, message):
 def test_padding_pads_more_than_a_zero_size_window():
     """A window that fits only because of padding is accepted (size 2 + 1 + 1 >= 3)."""
     chex.assert_shape(cnnjax.conv(jnp.ones((1, 2, 1)), jnp.ones((3, 1, 1)), padding=1), (1, 2, 1))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cfg=conv_configs(), groups=st.sampled_from([1, 2, 3]), depthwise=st.booleans())
+def test_grouped_and_depthwise_match_numpy_reference(cfg, groups, depthwise):
+    c_in = groups * cfg["c_in"]
+    c_out = c_in if depthwise else groups * cfg["c_out"]
+    groups = c_in if depthwise else groups
+    rng = np.random.default_rng(cfg["seed"])
+    x = rng.standard_normal((cfg["batch"], *cfg["sizes"], c_in)).astype(np.float32)
+    k = rng.standard_normal((*cfg["window"], c_in // groups, c_out)).astype(np.float32)
+    got = cnnjax.conv(x, k, stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"], groups=groups)
+    want = ref.grouped_conv(x, k, cfg["stride"], cfg["pads"], cfg["dilation"], groups)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n, stride, padding, output_padding, dilation, groups", [
+    (1, 2, 1, 1, 1, 1),
+    (2, (2, 1), ((1, 0), (0, 2)), (1, 0), 1, 2),
+    (2, 3, 0, 2, 2, 1),
+    (3, 2, 1, 0, 1, 1),
+])
+def test_conv_transpose_is_the_scatter_and_the_input_gradient_of_conv(n, stride, padding, output_padding,
+                                                                       dilation, groups):
+    rng = np.random.default_rng(n)
+    c_in, c_out = 2 * groups, 3 * groups
+    x = rng.standard_normal((2, *(3,) * n, c_in)).astype(np.float32)
+    k = rng.standard_normal((*(3,) * n, c_out // groups, c_in)).astype(np.float32)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y = cnnjax.conv_transpose(x, k, output_padding=output_padding, **kw)
+    tup = lambda v: (v,) * n if isinstance(v, int) else tuple(v)
+    pads = tuple((p, p) if isinstance(p, int) else tuple(p) for p in (tup(padding) if isinstance(padding, int)
+                                                                        else padding))
+    want = ref.conv_transpose(x, k, tup(stride), pads, tup(output_padding), tup(dilation), groups)
+    np.testing.assert_allclose(np.asarray(y), want, rtol=1e-4, atol=1e-4)
+    # the vector-Jacobian product of the convolution with the same kernel
+    _, vjp = jax.vjp(lambda z: cnnjax.conv(z, k, **kw), jnp.zeros(y.shape, jnp.float32))
+    np.testing.assert_allclose(np.asarray(vjp(x)[0]), np.asarray(y), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("op", ["conv", "conv_transpose"])
+def test_an_example_alone_convolves_as_inside_its_batch(n, op):
+    """jax.vmap over single examples gives what the batched call gives (the kernel fixes the rank)."""
+    rng = np.random.default_rng(n)
+    xs = rng.standard_normal((3, *(5,) * n, 2)).astype(np.float32)
+    k = rng.standard_normal((*(3,) * n, 2, 4)).astype(np.float32)
+    f = (lambda x: cnnjax.conv(x, k, stride=2, padding=1)) if op == "conv" else (
+        lambda x: cnnjax.conv_transpose(x, k[..., :2], stride=2, padding=1))
+    np.testing.assert_allclose(np.asarray(jax.vmap(f)(xs)), np.asarray(f(xs)), rtol=1e-5, atol=1e-6)
+
+
+def test_per_example_gradients_with_vmap_grad():
+    """The README's snippet: vmap(grad) over single examples equals one gradient per example."""
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((4, 6, 6, 1)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 1, 2)).astype(np.float32)
+    loss = lambda k, x: jnp.sum(cnnjax.maxpool(cnnjax.relu(cnnjax.conv(x, k)), (2, 2)) ** 2)
+    per_example = jax.vmap(jax.grad(loss), in_axes=(None, 0))(k, xs)
+    for i in range(4):
+        np.testing.assert_allclose(per_example[i], jax.grad(loss)(k, xs[i]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: cnnjax.conv(X, K[..., :1, :], groups=3), ValueError, "`groups`=3 must divide the 2 input channels"),
+    (lambda: cnnjax.conv(X, K, groups=2), ValueError, "`x` has 2 input channels but `kernel` (3, 3, 2, 4) expects 4"),
+    (lambda: cnnjax.conv(X, K, groups=0), ValueError, "`groups` must be positive, got 0"),
+    (lambda: cnnjax.conv_transpose(X, K), ValueError, "`x` has 2 input channels but `kernel` (3, 3, 2, 4) expects 4"),
+    (lambda: cnnjax.conv_transpose(X, K[..., :2], stride=2, output_padding=2), ValueError,
+     "`output_padding` must be smaller than `stride` in every dimension, got 2 >= 2 in dimension 0"),
+    (lambda: cnnjax.conv_transpose(X, K[..., :2], padding="same"), ValueError, "`padding` 'SAME' is ambiguous"),
+    (lambda: cnnjax.conv_transpose(X, K[..., :2], padding=4), ValueError, "output size would be zero or negative"),
+    (lambda: cnnjax.conv_transpose(X, K[..., :2], output_padding=-1), ValueError, "`output_padding` must be non-negative"),
+])
+def test_new_argument_errors(call, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        call()

@@ -80,7 +80,7 @@ def test_unknown_names_are_rejected():
 
 
 def on(path, fn, *args):
-    with lowering.use(conv=path, maxpool=path):
+    with lowering.use(conv=path, maxpool=path, avgpool=path):
         return jax.jit(fn)(*args)
 
 

@@ -169,9 +169,10 @@ X = np.zeros((1, 7, 7, 2), np.float32)
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        (dict(x=X[0, 0]), ValueError, "`x` must have rank >= 3 with layout (N, *spatial, C), got shape (7, 2)"),
+        (dict(x=X[0, 0]), ValueError, "`x` must have rank >= 3 with layout (N, *spatial, C) for an int `window`"),
         (dict(window=0), ValueError, "`window` must be positive, got 0"),
-        (dict(window=(2, 2, 2)), ValueError, "`window` must be an int or a sequence of 2 ints"),
+        (dict(window=(2, 2, 2, 2, 2)), ValueError,
+         "`x` must have shape (N, *spatial, C) or (*spatial, C) with 5 spatial dims to match `window`=(2, 2, 2, 2, 2)"),
         (dict(stride=-2), ValueError, "`stride` must be positive, got -2"),
         (dict(stride="2"), TypeError, "`stride` must be an int or a sequence of 2 ints, got '2'"),
         (dict(padding="ceil"), ValueError, "`padding` must be 'VALID', 'SAME', an int, or 2 (low, high) pairs, got 'ceil'"),
@@ -191,3 +192,57 @@ def test_errors_name_the_argument(kwargs, error, message):
     x, window, stride = args.pop("x"), args.pop("window"), args.pop("stride")
     with pytest.raises(error, match=re.escape(message)):
         cnnjax.maxpool(x, window, stride, **args)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cfg=pool_configs(), count_include_pad=st.booleans())
+def test_avgpool_matches_numpy_reference(cfg, count_include_pad):
+    x = np.random.default_rng(cfg["seed"]).standard_normal((2, *cfg["sizes"], cfg["channels"])).astype(np.float32)
+    got = cnnjax.avgpool(x, cfg["window"], cfg["stride"], padding=cfg["padding"], ceil_mode=cfg["ceil_mode"],
+                         count_include_pad=count_include_pad)
+    include = count_include_pad and cfg["padding"] != "same"  # 'SAME' never counts its padding (Keras)
+    want = ref.avgpool(x, cfg["window"], cfg["strides"], cfg["pads"], cfg["ceil_mode"], include)
+    chex.assert_shape(got, want.shape)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
+
+
+def test_avgpool_gradients_and_the_lecture_window():
+    x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    np.testing.assert_array_equal(cnnjax.avgpool(x, 2)[0, :, :, 0], [[2.5, 4.5], [10.5, 12.5]])
+    with jax.enable_x64(True):
+        x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 5, 6, 2)))
+        jtu.check_grads(lambda x: cnnjax.avgpool(x, 3, 2, padding=1, ceil_mode=True) ** 2, (x,), order=2,
+                        modes=("fwd", "rev"))
+
+
+def test_global_pools():
+    x = np.random.default_rng(0).normal(size=(3, 4, 5, 2)).astype(np.float32)
+    np.testing.assert_allclose(cnnjax.global_avgpool(x), x.mean(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_array_equal(cnnjax.global_maxpool(x), x.max(axis=(1, 2)))
+    np.testing.assert_array_equal(cnnjax.global_maxpool(x[0], spatial_dims=2), x[0].max(axis=(0, 1)))
+    g = jax.grad(lambda x: cnnjax.global_maxpool(x).sum())(jnp.ones((1, 2, 2, 1)))  # ties: the first maximum
+    np.testing.assert_array_equal(g[0, :, :, 0], [[1.0, 0.0], [0.0, 0.0]])
+    with pytest.raises(ValueError, match=re.escape("with 2 spatial dims (`spatial_dims`=2), got shape (4,)")):
+        cnnjax.global_avgpool(jnp.ones(4), spatial_dims=2)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("name", ["maxpool", "avgpool", "global_maxpool", "global_avgpool"])
+def test_an_example_alone_pools_as_inside_its_batch(n, name):
+    """jax.vmap over single examples gives what the batched call gives."""
+    xs = np.random.default_rng(n).normal(size=(3, *(6,) * n, 2)).astype(np.float32)
+    fn = getattr(cnnjax, name)
+    if name.startswith("global"):
+        f = lambda x: fn(x, spatial_dims=n)
+    else:
+        f = lambda x: fn(x, (2,) * n, padding=[(1, 0)] * n, ceil_mode=True)
+    np.testing.assert_allclose(np.asarray(jax.vmap(f)(xs)), np.asarray(f(xs)), rtol=1e-6)
+
+
+def test_an_int_window_needs_a_batch_and_says_how_to_pool_one_example():
+    with pytest.raises(ValueError, match=re.escape("for an int `window` (give the window per spatial dimension")):
+        cnnjax.maxpool(jnp.ones((4, 4)), 2)
+    with pytest.raises(ValueError, match=re.escape("with 2 spatial dims to match `window`=(2, 2), got shape (4, 4)")):
+        cnnjax.avgpool(jnp.ones((4, 4)), (2, 2))
+    with pytest.raises(TypeError, match=re.escape("`x` must have a floating-point dtype")):
+        cnnjax.avgpool(jnp.ones((1, 4, 4, 1), jnp.int32), 2)

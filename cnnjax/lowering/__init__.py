@@ -45,12 +45,14 @@ from . import patches, reference
 _IMPLEMENTATIONS: dict[str, dict[str, Callable]] = {
     "conv": {"reference": reference.conv, "patches": patches.conv},
     "maxpool": {"reference": reference.maxpool, "patches": patches.maxpool},
+    "avgpool": {"reference": reference.avgpool, "patches": patches.avgpool},
 }
 
 # Default lowering per operation and platform; platforms not listed use "*".
 _DEFAULTS: dict[str, dict[str, str]] = {
     "conv": {"cpu": "patches", "*": "reference"},
     "maxpool": {"cpu": "patches", "*": "reference"},
+    "avgpool": {"cpu": "patches", "*": "reference"},
 }
 
 # Lowerings that XLA runs much slower inside ``lax.scan`` than in a loop of jitted calls:

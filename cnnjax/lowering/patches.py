@@ -94,8 +94,12 @@ def conv(
     stride: Sequence[int],
     padding: Sequence[tuple[int, int]],
     dilation: Sequence[int],
+    groups: int = 1,
 ):
-    """Cross-correlation as patches @ kernel; same contract as :func:`.reference.conv`."""
+    """Cross-correlation as patches @ kernel; same contract as :func:`.reference.conv`.
+
+    With ``groups`` > 1 the patch matrix is split by input-channel group and each group
+    multiplied by its own slice of the kernel (one batched ``dot_general``)."""
     n = kernel.ndim - 2
     window = kernel.shape[:n]
     c_out = kernel.shape[-1]
@@ -104,10 +108,24 @@ def conv(
     else:
         patches = _taps(x, window, stride, padding, dilation, 0)  # (N, *out, *window, C_in)
     out_shape = patches.shape[: n + 1]
+    if groups > 1:
+        taps, c_group = math.prod(window), kernel.shape[-2]
+        matrix = patches.reshape(-1, taps, groups, c_group)  # (positions, taps, G, C_in / G)
+        weights = kernel.reshape(taps, c_group, groups, c_out // groups)
+        # batch over groups: (G, positions, taps * C_in/G) @ (G, taps * C_in/G, C_out/G)
+        y = lax.dot_general(matrix, weights, (((1, 3), (0, 1)), ((2,), (2,))))  # (G, positions, C_out/G)
+        return jnp.moveaxis(y, 0, 1).reshape(*out_shape, c_out)
     k = kernel.size // c_out
     matrix = patches.reshape(-1, k)  # (N * positions, taps * C_in)
     y = lax.dot_general(matrix, kernel.reshape(k, c_out), (((1,), (0,)), ((), ())))
     return y.reshape(*out_shape, c_out)
+
+
+def avgpool(x, window: Sequence[int], stride: Sequence[int], padding: Sequence[tuple[int, int]]):
+    """Window sums over stacked taps (zero padding); same contract as :func:`.reference.avgpool`."""
+    n = len(window)
+    taps = _taps(x, tuple(window), tuple(stride), tuple(map(tuple, padding)), (1,) * n, 0)
+    return jnp.sum(taps, axis=tuple(range(n + 1, 2 * n + 1)))
 
 
 def maxpool(x, window: Sequence[int], stride: Sequence[int], padding: Sequence[tuple[int, int]]):

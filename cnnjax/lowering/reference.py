@@ -30,8 +30,11 @@ def conv(
     stride: Sequence[int],
     padding: Sequence[tuple[int, int]],
     dilation: Sequence[int],
+    groups: int = 1,
 ):
-    """Cross-correlation of ``x (N, *spatial, C_in)`` with ``kernel (*window, C_in, C_out)``."""
+    """Cross-correlation of ``x (N, *spatial, C_in)`` with ``kernel (*window, C_in // groups,
+    C_out)``; with ``groups`` > 1 each group of ``C_in // groups`` input channels feeds its
+    own ``C_out // groups`` outputs."""
     n = kernel.ndim - 2
     return lax.conv_general_dilated(
         x,
@@ -40,6 +43,7 @@ def conv(
         padding=tuple(padding),
         rhs_dilation=tuple(dilation),
         dimension_numbers=channels_last_dimension_numbers(n),
+        feature_group_count=groups,
     )
 
 
@@ -65,6 +69,24 @@ def maxpool(
         x,
         max_identity(x.dtype),
         lax.max,
+        window_dimensions=(1, *window, 1),
+        window_strides=(1, *stride, 1),
+        padding=((0, 0), *padding, (0, 0)),
+    )
+
+
+def avgpool(
+    x,
+    window: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+):
+    """Window *sums* of ``x (N, *spatial, C)``, padded with zeros; the public
+    :func:`cnnjax.avgpool` divides them by each window's count."""
+    return lax.reduce_window(
+        x,
+        np.array(0, x.dtype),
+        lax.add,
         window_dimensions=(1, *window, 1),
         window_strides=(1, *stride, 1),
         padding=((0, 0), *padding, (0, 0)),
