@@ -90,7 +90,7 @@ def conv(
     x, kernel, unbatch, n = _inputs(x, kernel)
     groups = _checks.positive_int(groups, "groups")
     c_in, c_out = x.shape[-1], kernel.shape[-1]
-    _check_groups(c_in, c_out, kernel, groups, "C_out")
+    _check_groups(c_in, c_out, kernel, groups, "C_out", tuple(x.shape))
     window = tuple(kernel.shape[:n])
     stride = _checks.positive_tuple(stride, n, "stride")
     dilation = _checks.positive_tuple(dilation, n, "dilation")
@@ -134,7 +134,7 @@ def _inputs(x, kernel):
     return x, kernel, unbatch, n
 
 
-def _check_groups(c_in: int, c_out: int, kernel, groups: int, out_name: str) -> None:
+def _check_groups(c_in: int, c_out: int, kernel, groups: int, out_name: str, x_shape=()) -> None:
     shape = tuple(kernel.shape)
     if any(w == 0 for w in shape[:-2]) or c_in == 0 or c_out == 0 or shape[-2] == 0:
         raise ValueError(f"`kernel` must have a non-empty window and channels, got shape {shape}; "
@@ -143,9 +143,10 @@ def _check_groups(c_in: int, c_out: int, kernel, groups: int, out_name: str) -> 
         raise ValueError(f"`groups`={groups} must divide the {c_in} input channels of `x` and the {c_out} "
                          f"channels {out_name} of `kernel` {shape}.")
     if shape[-2] * groups != c_in:
+        per_group = "" if groups == 1 else f" = {shape[-2]} per group x groups={groups}"
         raise ValueError(
-            f"`x` has {c_in} input channels but `kernel` {shape} expects {shape[-2] * groups} "
-            f"(axis -2 = C_in // groups = {shape[-2]}, groups={groups})."
+            f"`x` has {c_in} input channels (last axis of shape {x_shape}) but `kernel` expects "
+            f"{shape[-2] * groups}{per_group} (axis -2 of shape {shape})."
         )
 
 

@@ -239,7 +239,8 @@ def test_per_example_gradients_with_vmap_grad():
 
 @pytest.mark.parametrize("call, error, message", [
     (lambda: cnnjax.conv(X, K[..., :1, :], groups=3), ValueError, "`groups`=3 must divide the 2 input channels"),
-    (lambda: cnnjax.conv(X, K, groups=2), ValueError, "`x` has 2 input channels but `kernel` (3, 3, 2, 4) expects 4"),
+    (lambda: cnnjax.conv(X, K, groups=2), ValueError,
+     "`x` has 2 input channels (last axis of shape (1, 5, 5, 2)) but `kernel` expects 4 = 2 per group x groups=2"),
     (lambda: cnnjax.conv(X, K, groups=0), ValueError, "`groups` must be positive, got 0"),
     (lambda: cnnjax.conv_transpose(X, K), ValueError, "`x` has 2 input channels but `kernel` (3, 3, 2, 4) expects 4"),
     (lambda: cnnjax.conv_transpose(X, K[..., :2], stride=2, output_padding=2), ValueError,

@@ -95,3 +95,69 @@ def test_channel_mismatch_at_call_names_the_arrays():
     layer = nn.Conv(3, 2, 3, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=re.escape("`x` has 1 input channels")):
         layer(jnp.ones((1, 5, 5, 1)))
+
+
+def modern_cnn(rngs):
+    """A small modern CNN written from cnnjax.nn alone."""
+    return nn.Sequential(
+        nn.Conv(1, 8, 3, padding="SAME", use_bias=False, rngs=rngs), nn.BatchNorm(8, rngs=rngs), nn.ReLU(),
+        nn.Conv(8, 8, 3, groups=8, rngs=rngs), nn.Conv(8, 16, 1, rngs=rngs),  # depthwise-separable
+        nn.AvgPool(2), nn.Dropout(0.5, rngs=rngs), nn.ConvTranspose(16, 4, 2, stride=2, rngs=rngs),
+        nn.GlobalMaxPool(), nn.Dense(4, 3, rngs=rngs))
+
+
+def test_a_modern_cnn_from_cnnjax_nn_alone_and_its_summary():
+    """Parameter counts as Keras counts them (hand-computed): BatchNorm 4 * C, 2 * C non-trainable;
+    a depthwise 3x3 conv 9 * C + C; a transposed conv window * C_out * C_in + C_out."""
+    model = modern_cnn(nnx.Rngs(0, dropout=1))
+    table = cnnjax.summary(model, (12, 12, 1))
+    rows = [(r.name, r.type, r.output_shape, r.params) for r in table.rows]
+    assert rows == [
+        ("conv", "Conv", (None, 12, 12, 8), 72),
+        ("batch_norm", "BatchNorm", (None, 12, 12, 8), 32),
+        ("re_lu", "ReLU", (None, 12, 12, 8), 0),
+        ("conv_1", "Conv", (None, 10, 10, 8), 9 * 8 + 8),
+        ("conv_2", "Conv", (None, 10, 10, 16), 8 * 16 + 16),
+        ("avg_pool", "AvgPool", (None, 5, 5, 16), 0),
+        ("dropout", "Dropout", (None, 5, 5, 16), 0),
+        ("conv_transpose", "ConvTranspose", (None, 10, 10, 4), 2 * 2 * 4 * 16 + 4),
+        ("global_max_pool", "GlobalMaxPool", (None, 4), 0),
+        ("dense", "Dense", (None, 3), 15),
+    ]
+    assert table.non_trainable_params == 16 and table.total_params == sum(r[3] for r in rows)
+
+
+def test_new_layers_are_their_pure_functions():
+    rngs = nnx.Rngs(0)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 6, 4)), jnp.float32)
+    conv = nn.Conv(4, 8, 3, groups=2, rngs=rngs)
+    chex.assert_shape(conv.kernel[...], (3, 3, 2, 8))
+    np.testing.assert_array_equal(conv(x), cnnjax.conv(x, conv.kernel[...], conv.bias[...], groups=2))
+    up = nn.ConvTranspose(4, 6, 3, stride=2, output_padding=1, groups=2, rngs=rngs)
+    chex.assert_shape(up.kernel[...], (3, 3, 3, 4))
+    np.testing.assert_array_equal(up(x), cnnjax.conv_transpose(x, up.kernel[...], up.bias[...], stride=2,
+                                                               output_padding=1, groups=2))
+    np.testing.assert_array_equal(nn.AvgPool(3, 2, padding=1, count_include_pad=False)(x),
+                                  cnnjax.avgpool(x, 3, 2, padding=1, count_include_pad=False))
+    np.testing.assert_array_equal(nn.GlobalAvgPool()(x), cnnjax.global_avgpool(x))
+    assert isinstance(nn.BatchNorm(4, rngs=rngs), nnx.BatchNorm) and isinstance(nn.Dropout(0.1), nnx.Dropout)
+
+
+def test_a_modern_cnn_trains_with_fit_and_keeps_its_mode():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(48, 12, 12, 1)).astype(np.float32)
+    y = (x[:, :6].mean(axis=(1, 2, 3)) > x[:, 6:].mean(axis=(1, 2, 3))).astype(np.int32)
+    model = modern_cnn(nnx.Rngs(0, dropout=1))
+    h = cnnjax.train.fit(model, (x, y), epochs=2, batch_size=16, validation=(x, y), verbose=0)
+    assert np.all(np.isfinite(h.history["loss"])) and model.layers[6].deterministic is False
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: nn.Conv(4, 6, 3, groups=4, rngs=nnx.Rngs(0)), ValueError, "`groups`=4 must divide `in_features`=4 and `out_features`=6"),
+    (lambda: nn.ConvTranspose(3, 4, 3, groups=2, rngs=nnx.Rngs(0)), ValueError, "`groups`=2 must divide `in_features`=3"),
+    (lambda: nn.AvgPool(2, count_include_pad="no"), TypeError, "`count_include_pad` must be a bool, got 'no'"),
+    (lambda: nn.GlobalMaxPool(spatial_dims=0), ValueError, "`spatial_dims` must be positive, got 0"),
+])
+def test_new_layer_errors(make, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        make()
