@@ -175,7 +175,7 @@ def _window_counts(spatial, window, stride, pads, full, include_pad) -> np.ndarr
     return counts
 
 
-def _global_axes(x, spatial_dims, name: str):
+def _global_axes(x, spatial_dims):
     x = _checks.as_array(x, "x")
     if spatial_dims is None:
         if x.ndim < 3:
@@ -197,23 +197,40 @@ def global_avgpool(x: ArrayLike, *, spatial_dims: int | None = None) -> jax.Arra
         single example when ``spatial_dims`` is given.
       spatial_dims: the number of spatial dimensions; default ``x.ndim - 2`` (batched).
     """
-    xb, n, batched = _global_axes(x, spatial_dims, "global_avgpool")
+    xb, n, batched = _global_axes(x, spatial_dims)
     _checks.check_floating(xb, "x")
     y = jnp.mean(xb, axis=tuple(range(1, n + 1)))
     return y if batched else y[0]
 
 
 def global_maxpool(x: ArrayLike, *, spatial_dims: int | None = None) -> jax.Array:
-    """Each channel's maximum over all positions: ``(N, *spatial, C) -> (N, C)`` (a
-    :func:`maxpool` whose window is the whole map; the gradient goes to the first maximum).
+    """Each channel's maximum over all positions: ``(N, *spatial, C) -> (N, C)``; as in
+    :func:`maxpool`, the gradient goes to the first maximum (row-major), and NaN wins.
 
     Args:
       x, spatial_dims: as :func:`global_avgpool`; ``x`` real numeric.
     """
-    xb, n, batched = _global_axes(x, spatial_dims, "global_maxpool")
-    spatial = tuple(xb.shape[1:-1])
-    y = maxpool(xb, spatial).reshape(xb.shape[0], xb.shape[-1])
+    xb, n, batched = _global_axes(x, spatial_dims)
+    if not (jnp.issubdtype(xb.dtype, jnp.floating) or jnp.issubdtype(xb.dtype, jnp.integer)):
+        raise TypeError(f"`x` must have a real numeric dtype, got {xb.dtype}.")
+    y = _max_and_argmax(xb.reshape(xb.shape[0], -1, xb.shape[-1]))[0]
     return y if batched else y[0]
+
+
+@jax.custom_jvp
+def _max_and_argmax(x):
+    """``(N, P, C) -> (N, C)`` maxima and the index of each first maximum (NaN first)."""
+    return jnp.max(x, axis=1), jnp.argmax(x, axis=1)
+
+
+@_max_and_argmax.defjvp
+def _max_and_argmax_jvp(primals, tangents):
+    """The tangent at each first maximum; the primals from the function itself, so that a
+    second derivative goes through this same rule."""
+    (x,), (t,) = primals, tangents
+    y, index = _max_and_argmax(x)
+    return (y, index), (jnp.take_along_axis(t, index[:, None, :], axis=1)[:, 0, :],
+                        np.zeros(index.shape, jax.dtypes.float0))
 
 
 def _check_half_window(pads, window, padding) -> None:

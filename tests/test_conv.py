@@ -176,7 +176,7 @@ def test_padding_pads_more_than_a_zero_size_window():
     chex.assert_shape(cnnjax.conv(jnp.ones((1, 2, 1)), jnp.ones((3, 1, 1)), padding=1), (1, 2, 1))
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=conv_configs(), groups=st.sampled_from([1, 2, 3]), depthwise=st.booleans())
 def test_grouped_and_depthwise_match_numpy_reference(cfg, groups, depthwise):
     c_in = groups * cfg["c_in"]

@@ -47,7 +47,7 @@ def test_lowerings_receive_normalised_arguments():
             cnnjax.conv(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1)), padding="same")
     finally:
         lowering.register("conv", "spy", None)
-    assert calls == [((1, 1), ((1, 1), (1, 1)), (1, 1))]
+    assert calls == [((1, 1), ((1, 1), (1, 1)), (1, 1), 1)]  # stride, padding pairs, dilation, groups
     assert "spy" not in lowering.available("conv")
     with pytest.raises(ValueError, match="`name` 'patches' is a built-in lowering of 'conv'"):
         lowering.register("conv", "patches", original)

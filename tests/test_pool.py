@@ -194,7 +194,7 @@ def test_errors_name_the_argument(kwargs, error, message):
         cnnjax.maxpool(x, window, stride, **args)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=pool_configs(), count_include_pad=st.booleans())
 def test_avgpool_matches_numpy_reference(cfg, count_include_pad):
     x = np.random.default_rng(cfg["seed"]).standard_normal((2, *cfg["sizes"], cfg["channels"])).astype(np.float32)
@@ -222,6 +222,11 @@ def test_global_pools():
     np.testing.assert_array_equal(cnnjax.global_maxpool(x[0], spatial_dims=2), x[0].max(axis=(0, 1)))
     g = jax.grad(lambda x: cnnjax.global_maxpool(x).sum())(jnp.ones((1, 2, 2, 1)))  # ties: the first maximum
     np.testing.assert_array_equal(g[0, :, :, 0], [[1.0, 0.0], [0.0, 0.0]])
+    h = jax.hessian(lambda x: jnp.sum(cnnjax.global_maxpool(x) ** 3))(jnp.array([[[1.0], [3.0], [3.0]]]))
+    np.testing.assert_array_equal(np.asarray(h).reshape(3, 3), np.diag([0.0, 18.0, 0.0]))
+    with jax.enable_x64(True):
+        x64 = jnp.asarray(np.random.default_rng(1).permutation(24).reshape(2, 3, 4, 1) / 7.0)
+        jtu.check_grads(lambda x: cnnjax.global_maxpool(x) ** 3, (x64,), order=2, modes=("fwd", "rev"), eps=1e-5)
     with pytest.raises(ValueError, match=re.escape("with 2 spatial dims (`spatial_dims`=2), got shape (4,)")):
         cnnjax.global_avgpool(jnp.ones(4), spatial_dims=2)
 
