@@ -86,12 +86,29 @@ class Layer(nnx.Module):
         """Forward FLOPs for one example (2 x multiply-adds); 0 for layers without any."""
         return 0
 
-    def _init_weights(self, shape, activation, use_bias, kernel_init, bias_init, dtype, param_dtype, rngs):
-        """Kernel of ``shape`` (last axis: outputs), optional bias, activation and compute dtype."""
+    def _init_weights(self, shape, activation, use_bias, kernel_init, bias_init, dtype, param_dtype, rngs,
+                      bias_features=None):
+        """Kernel of ``shape``, optional bias (``bias_features``, default the kernel's last
+        axis), activation and compute dtype."""
         self.activation = _activation(activation)
         self.dtype = dtype
         self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
-        self.bias = nnx.Param(bias_init(rngs.params(), shape[-1:], param_dtype)) if use_bias else None
+        features = shape[-1] if bias_features is None else bias_features
+        self.bias = nnx.Param(bias_init(rngs.params(), (features,), param_dtype)) if use_bias else None
+
+    def _geometry(self, in_features, out_features, kernel_size, stride, padding, dilation, groups):
+        """A convolution layer's features, window, stride, dilation, padding and groups, checked."""
+        self.in_features = _checks.positive_int(in_features, "in_features")
+        self.out_features = _checks.positive_int(out_features, "out_features")
+        n = _checks.window_rank(kernel_size, "kernel_size", default=2)
+        self.kernel_size = _checks.positive_tuple(kernel_size, n, "kernel_size")
+        self.stride = _checks.positive_tuple(stride, n, "stride")
+        self.dilation = _checks.positive_tuple(dilation, n, "dilation")
+        self.padding = _static_padding(padding, n, self.kernel_size, self.stride)
+        self.groups = _checks.positive_int(groups, "groups")
+        if self.in_features % self.groups or self.out_features % self.groups:
+            raise ValueError(f"`groups`={groups} must divide `in_features`={in_features} and "
+                             f"`out_features`={out_features}.")
 
     def _weights(self, x):
         """``x``, kernel and bias, cast to the compute dtype if one is set."""
@@ -144,20 +161,10 @@ class Conv(Layer):
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.in_features = _checks.positive_int(in_features, "in_features")
-        self.out_features = _checks.positive_int(out_features, "out_features")
-        n = _checks.window_rank(kernel_size, "kernel_size", default=2)
-        self.kernel_size = _checks.positive_tuple(kernel_size, n, "kernel_size")
-        self.stride = _checks.positive_tuple(stride, n, "stride")
-        self.dilation = _checks.positive_tuple(dilation, n, "dilation")
-        self.padding = _static_padding(padding, n, self.kernel_size, self.stride)
+        self._geometry(in_features, out_features, kernel_size, stride, padding, dilation, groups)
         if not isinstance(normalize, bool):
             raise TypeError(f"`normalize` must be a bool, got {normalize!r}.")
         self.normalize = normalize
-        self.groups = _checks.positive_int(groups, "groups")
-        if self.in_features % self.groups or self.out_features % self.groups:
-            raise ValueError(f"`groups`={groups} must divide `in_features`={in_features} and "
-                             f"`out_features`={out_features}.")
         self._init_weights((*self.kernel_size, self.in_features // self.groups, self.out_features), activation,
                            use_bias, kernel_init, bias_init, dtype, param_dtype, rngs)
 
@@ -202,22 +209,10 @@ class ConvTranspose(Layer):
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.in_features = _checks.positive_int(in_features, "in_features")
-        self.out_features = _checks.positive_int(out_features, "out_features")
-        n = _checks.window_rank(kernel_size, "kernel_size", default=2)
-        self.kernel_size = _checks.positive_tuple(kernel_size, n, "kernel_size")
-        self.stride = _checks.positive_tuple(stride, n, "stride")
-        self.dilation = _checks.positive_tuple(dilation, n, "dilation")
-        self.padding = _static_padding(padding, n, self.kernel_size, self.stride)
+        self._geometry(in_features, out_features, kernel_size, stride, padding, dilation, groups)
         self.output_padding = output_padding if _checks._is_int(output_padding) else tuple(output_padding)
-        self.groups = _checks.positive_int(groups, "groups")
-        if self.in_features % self.groups or self.out_features % self.groups:
-            raise ValueError(f"`groups`={groups} must divide `in_features`={in_features} and "
-                             f"`out_features`={out_features}.")
         self._init_weights((*self.kernel_size, self.out_features // self.groups, self.in_features), activation,
-                           use_bias, kernel_init, bias_init, dtype, param_dtype, rngs)
-        if use_bias:  # one bias per output channel (the kernel's last axis is the input here)
-            self.bias = nnx.Param(bias_init(rngs.params(), (self.out_features,), param_dtype))
+                           use_bias, kernel_init, bias_init, dtype, param_dtype, rngs, bias_features=self.out_features)
 
     def forward(self, x):
         x, kernel, bias = self._weights(x)

@@ -194,7 +194,7 @@ def test_errors_name_the_argument(kwargs, error, message):
         cnnjax.maxpool(x, window, stride, **args)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=pool_configs(), count_include_pad=st.booleans())
 def test_avgpool_matches_numpy_reference(cfg, count_include_pad):
     x = np.random.default_rng(cfg["seed"]).standard_normal((2, *cfg["sizes"], cfg["channels"])).astype(np.float32)
