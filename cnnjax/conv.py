@@ -13,7 +13,6 @@ channels-last layout Keras and Flax use.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from . import _checks, lowering

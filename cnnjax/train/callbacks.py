@@ -70,8 +70,10 @@ class Run:
     stop_training: bool = False
 
     def __post_init__(self):
-        self.last_good = self.last_good or self.state
-        self.totals = self.totals or self.empty_totals()
+        if self.last_good is None:
+            self.last_good = self.state
+        if not self.totals:
+            self.totals = self.empty_totals()
 
     def empty_totals(self) -> dict[str, float]:
         return {**dict.fromkeys(self.state.metric_names, 0.0), "examples": 0.0}
