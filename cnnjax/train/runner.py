@@ -54,18 +54,9 @@ class EpochPlan:
     remainder: np.ndarray | None
 
     @property
-    def steps(self) -> int:
-        return int(self.valid.sum()) + (self.remainder is not None)
-
-    @property
     def segments(self) -> int:
+        """Segments to run: the rows of ``idx``, and the remainder batch as one more."""
         return len(self.idx) + (self.remainder is not None)
-
-    def steps_in(self, s: int) -> int:
-        return 1 if s == len(self.idx) else int(self.valid[s].sum())
-
-    def examples_in(self, s: int) -> int:
-        return len(self.remainder) if s == len(self.idx) else int(self.w[s].sum())
 
 
 def plan_epoch(n: int, batch_size: int, segment: int, *, seed: int, epoch: int, shuffle: bool,
