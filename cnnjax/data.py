@@ -165,6 +165,39 @@ def load_idx(directory: str | os.PathLike, split: str = "train") -> tuple[np.nda
     return images, labels
 
 
+# --------------------------------------------------------------------------- CIFAR-10
+
+CIFAR10_MEMBERS = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "test": ("test_batch.bin",)}
+_CIFAR_RECORD = 1 + 3 * 32 * 32  # a label byte, then the red, green and blue 32x32 planes
+
+
+def read_cifar10(path: str | os.PathLike, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10's binary release (``cifar-10-binary.tar.gz``) as ``uint8 (N, 32, 32, 3)`` images
+    and ``int32 (N,)`` labels: ``data_batch_1..5.bin`` for ``"train"``, ``test_batch.bin``
+    for ``"test"``; each record a label byte and three 32x32 planes (R, G, B).
+
+    Raises:
+      ValueError: naming the file, if a member is missing or not whole records.
+    """
+    import tarfile
+
+    if split not in CIFAR10_MEMBERS:
+        raise ValueError(f"`split` must be 'train' or 'test', got {split!r}.")
+    parts = []
+    with tarfile.open(path, "r:gz") as archive:
+        members = {os.path.basename(m.name): m for m in archive.getmembers() if m.isfile()}
+        for name in CIFAR10_MEMBERS[split]:
+            if name not in members:
+                raise ValueError(f"{path} holds no {name}: not CIFAR-10's binary release.")
+            raw = np.frombuffer(archive.extractfile(members[name]).read(), np.uint8)
+            if raw.size % _CIFAR_RECORD:
+                raise ValueError(f"{name} in {path} is not a whole number of {_CIFAR_RECORD}-byte records.")
+            parts.append(raw.reshape(-1, _CIFAR_RECORD))
+    records = np.concatenate(parts)
+    images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), records[:, 0].astype(np.int32)
+
+
 # ------------------------------------------------------------------ tensorflow-datasets
 
 
@@ -267,7 +300,10 @@ def load(
       data_dir: a directory of IDX files (used when it holds any), else the
         tensorflow-datasets data directory.
       limit: keep only the first ``limit`` examples (quick runs).
-      download: for tfds, download and prepare the dataset when it is not there yet.
+      download: fetch the dataset when it is not there yet: the MNIST family's upstream
+        IDX files without TensorFlow (verified against tensorflow-datasets' registered
+        SHA-256, cached; see :mod:`cnnjax.fetch`, ``CNNJAX_DATA_MIRROR``), any other
+        dataset through tensorflow-datasets.
 
     Returns:
       ``(images, labels)``: images ``float32`` in [0, 1] of shape ``(N, H, W, C)`` (C = 1
@@ -295,10 +331,28 @@ def load(
     elif data_dir is not None and not os.path.isdir(data_dir):
         raise DatasetNotFoundError(f"`data_dir` {str(data_dir)!r} is not a directory. {_how_to_get(str(name))}")
     else:
-        images, labels = load_tfds(str(name), split, data_dir=data_dir, limit=limit, download=download)
+        images, labels = _load_named(str(name), split, data_dir, limit, download)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     return to_float_images(images), np.asarray(labels, np.int32)
+
+
+def _load_named(name: str, split: str, data_dir, limit, download: bool):
+    """tensorflow-datasets' prepared data when it exists; else, for the MNIST family, the
+    upstream IDX files fetched without TensorFlow (:mod:`cnnjax.fetch`); else tfds' download."""
+    from . import fetch
+
+    if name not in fetch.DATASETS or split not in IDX_SPLITS:
+        return load_tfds(name, split, data_dir=data_dir, limit=limit, download=download)
+    try:
+        return load_tfds(name, split, data_dir=data_dir, limit=limit, download=False)
+    except DatasetNotFoundError:
+        if not download:
+            raise
+    split = "test" if split == "t10k" else split
+    if name == "cifar10":
+        return read_cifar10(fetch.files(name, split)[0], split)
+    return load_idx(fetch.files(name, split)[0].parent, split)
 
 
 def to_float_images(images: np.ndarray) -> np.ndarray:
@@ -436,6 +490,7 @@ __all__ = [
     "load",
     "load_idx",
     "load_tfds",
+    "read_cifar10",
     "read_idx",
     "shuffled_indices",
     "split_validation",

@@ -1,6 +1,10 @@
 """Shared test fixtures: where the real data lives on this kind of machine."""
 
+import functools
+import http.server
 import os
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -24,3 +28,30 @@ def each_lowering(request):
 
     with lowering.use(conv=request.param, maxpool=request.param, avgpool=request.param):
         yield request.param
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # no request lines in the test output
+        pass
+
+
+@pytest.fixture
+def mirror(tmp_path, mnist_dir, monkeypatch):
+    """A loopback HTTP server (127.0.0.1, a free port) serving ``<root>/mnist/<file>`` from
+    copies of the real MNIST t10k files; a fresh cache and an empty tfds data_dir."""
+    root = tmp_path / "mirror"
+    (root / "mnist").mkdir(parents=True)
+    for f in mnist_dir.glob("t10k-*.gz"):
+        shutil.copy(f, root / "mnist" / f.name)
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    from cnnjax import fetch
+
+    monkeypatch.setenv(fetch.MIRROR_VARIABLE, f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv(fetch.CACHE_VARIABLE, str(tmp_path / "cache"))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))  # nothing prepared there
+    yield root, server
+    server.shutdown()
+    server.server_close()

@@ -227,3 +227,38 @@ def test_split_validation():
 def test_errors(call, error, message):
     with pytest.raises(error, match=re.escape(message)):
         call()
+
+
+def _cifar_tarball(path, members):
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as archive:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+
+
+def test_read_cifar10_decodes_label_bytes_and_colour_planes(tmp_path):
+    """Each record: a label byte, then the 32x32 red, green and blue planes (CIFAR-10's binary format)."""
+    def record(label, r, g, b):
+        planes = np.stack([np.full((32, 32), v, np.uint8) for v in (r, g, b)])
+        planes[0, 1, 2] = 200  # red at row 1, column 2
+        return bytes([label]) + planes.tobytes()
+
+    members = {f"data_batch_{i}.bin": record(i, 10 * i, 1, 2) for i in range(1, 6)}
+    members["test_batch.bin"] = record(9, 7, 8, 9) + record(3, 0, 0, 0)
+    path = tmp_path / "cifar-10-binary.tar.gz"
+    _cifar_tarball(path, members)
+    images, labels = data.read_cifar10(path, "train")
+    assert images.shape == (5, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.tolist() == [1, 2, 3, 4, 5]
+    assert images[2, 0, 0].tolist() == [30, 1, 2] and images[2, 1, 2].tolist() == [200, 1, 2]
+    images, labels = data.read_cifar10(path, "test")
+    assert labels.tolist() == [9, 3] and images[0, 5, 5].tolist() == [7, 8, 9]
+    _cifar_tarball(tmp_path / "bad.tar.gz", {"test_batch.bin": b"\x01" * 100})
+    with pytest.raises(ValueError, match="test_batch.bin in .* is not a whole number of 3073-byte records"):
+        data.read_cifar10(tmp_path / "bad.tar.gz", "test")
+    with pytest.raises(ValueError, match="holds no data_batch_1.bin"):
+        data.read_cifar10(tmp_path / "bad.tar.gz", "train")
