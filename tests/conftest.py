@@ -13,6 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = Path(os.environ.get("CNNJAX_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
 
 
+@pytest.fixture(autouse=True)
+def no_internet_downloads(monkeypatch):
+    """Tests never touch the internet: cnnjax.fetch goes to a closed loopback port unless a test
+    sets up its own mirror (the ``mirror`` fixture)."""
+    monkeypatch.setenv("CNNJAX_DATA_MIRROR", "http://127.0.0.1:9")
+
+
 @pytest.fixture
 def mnist_dir():
     """The real MNIST t10k pair (../shared/data/mnist beside the checkout); skips if absent."""

@@ -164,9 +164,10 @@ def test_tfds_not_prepared_says_where_it_looked(tmp_path):
 
 
 def test_tfds_download_without_network_fails_at_once(tmp_path, monkeypatch):
+    """A dataset only tensorflow-datasets can get (the MNIST family is fetched by cnnjax.fetch)."""
     monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
     with pytest.raises(data.DatasetNotFoundError, match="cannot be reached from this machine"):
-        data.load("mnist", "train", data_dir=tmp_path, download=True)
+        data.load("emnist", "train", data_dir=tmp_path, download=True)
 
 
 def test_unknown_dataset_name(tmp_path):

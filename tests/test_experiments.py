@@ -118,14 +118,18 @@ def test_mnist_refuses_a_label_outside_the_datasets_classes(tiny_idx, tmp_path, 
 
 
 def test_mnist_without_any_data_stops_with_a_message(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
+    """Nothing prepared, no IDX files, and the fetch address unreachable (a closed loopback port)."""
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setenv("CNNJAX_DATA_CACHE", str(tmp_path / "cache"))
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(SystemExit) as info:
         load("mnist").main(["--data-dir", str(empty), "--workdir", str(tmp_path / "r")])
     assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "cannot be reached" in err and "Traceback" not in err
+    err = capsys.readouterr().err  # pooch's "Downloading data from ..." line, then the one error line
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: Could not fetch t10k-images-idx3-ubyte.gz of 'mnist' from http://127.0.0.1:9/")
+    assert last.endswith("Check CNNJAX_DATA_MIRROR. Here: --data-dir DIR.") and "Traceback" not in err
 
 
 def test_invariance_of_a_run(tiny_idx, tmp_path, capsys):
