@@ -200,6 +200,11 @@ def test_regression_with_float_targets_and_mse():
                   validation=(x[:32], targets[:32]), optimizer=optax.adam(1e-2), verbose=0)
     assert set(h.history) >= {"loss", "mae", "val_loss", "val_mae"}
     assert h.history["loss"][-1] < 0.5 * h.history["loss"][0]
+    # cnnjax's own loss functions, given as they are, are taken per example
+    own = train.evaluate(Regressor(), (x[:32], targets[:32]), loss=cnnjax.losses.mean_squared_error,
+                         metrics={"mae": cnnjax.losses.mean_absolute_error})
+    named = train.evaluate(Regressor(), (x[:32], targets[:32]), loss="mse", metrics=["mae"])
+    assert own == pytest.approx(named, rel=1e-6)
 
 
 def test_per_pixel_classification():

@@ -11,7 +11,8 @@ The lecture compiles its model with ``loss='sparse_categorical_crossentropy'`` a
 Training takes weighted means over examples (a weight of 0 leaves an example out), so
 the epoch's loss is the mean over its examples, as Keras reports it.
 
-Names resolve as in Keras: ``"sparse_categorical_crossentropy"``,
+cnnjax's own functions (``cnnjax.losses.mean_squared_error``, ...) may be given as they
+are: they are taken per example. Names resolve as in Keras: ``"sparse_categorical_crossentropy"``,
 ``"categorical_crossentropy"``, ``"mean_squared_error"`` (``"mse"``),
 ``"mean_absolute_error"`` (``"mae"``) and, as a metric, ``"accuracy"`` (integer class
 targets, or one-hot / soft targets of the outputs' shape).
@@ -52,7 +53,12 @@ _LOSSES: dict[str, PerExample] = {
     "mae": _none(losses.mean_absolute_error),
 }
 _METRICS: dict[str, PerExample] = {**_LOSSES, "accuracy": _accuracy}
-_CLASS_INDEX_LOSSES = {_LOSSES["sparse_categorical_crossentropy"], losses.sparse_categorical_crossentropy}
+# cnnjax's own functions reduce to a mean by default; as objectives they give one value per example
+_OWN = {losses.sparse_categorical_crossentropy: _LOSSES["sparse_categorical_crossentropy"],
+        losses.categorical_crossentropy: _LOSSES["categorical_crossentropy"],
+        losses.mean_squared_error: _LOSSES["mse"], losses.mean_absolute_error: _LOSSES["mae"],
+        losses.accuracy: _none(losses.accuracy), losses.categorical_accuracy: _none(losses.categorical_accuracy)}
+_CLASS_INDEX_LOSSES = {_LOSSES["sparse_categorical_crossentropy"]}
 DEFAULT_LOSS = "sparse_categorical_crossentropy"
 
 
@@ -108,7 +114,7 @@ def _resolve(fn: Any, what: str, table: Mapping[str, PerExample]) -> PerExample:
         return table[fn]
     if not callable(fn):
         raise TypeError(f"`{what}` must be a function fn(outputs, targets) or a name, got {fn!r}.")
-    return fn
+    return _OWN.get(fn, fn)
 
 
 _CACHE: dict[Any, Objective] = {}
