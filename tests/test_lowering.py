@@ -18,9 +18,9 @@ PATHS = [name for name in lowering.available("conv") if name != "reference"]
 
 
 def test_registry_and_defaults():
-    for op in ("conv", "maxpool"):
-        assert set(lowering.available(op)) == {"reference", "patches"}
-        assert lowering.default(op, "cpu") == "patches"
+    for op in ("conv", "maxpool", "avgpool"):
+        assert set(lowering.available(op)) == {"reference", "patches", "auto"}
+        assert lowering.default(op, "cpu") == "auto"
         assert lowering.default(op, "gpu") == lowering.default(op, "tpu") == "reference"
         assert lowering.current(op) == lowering.default(op)
 
@@ -54,21 +54,86 @@ def test_lowerings_receive_normalised_arguments():
 
 
 def test_an_export_for_cpu_and_cuda_holds_each_platforms_lowering():
-    """Made on this CPU machine: the CUDA branch is the native convolution, the CPU branch the
-    patches matmul, and running it here gives the jitted model's outputs."""
+    """Made on this CPU machine, of a training gradient: the CUDA branch is the native
+    convolution, the CPU branch the patches matmul, and running it here gives the jitted
+    function's gradients."""
     model = cnnjax.models.mnist_functional(rngs=nnx.Rngs(0))
     graphdef, params = nnx.split(model)
-    f = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))
+    f = jax.jit(jax.grad(lambda p, x: jnp.sum(nnx.merge(graphdef, p)(x) ** 2)))
     x = np.random.default_rng(0).uniform(size=(2, 28, 28, 1)).astype(np.float32)
     exported = jax.export.export(f, platforms=["cpu", "cuda"])(params, x)
     text = exported.mlir_module()
     assert exported.platforms == ("cpu", "cuda")
-    assert "stablehlo.convolution" in text and "stablehlo.reduce_window" in text  # CUDA: cuDNN's forms
+    assert "stablehlo.convolution" in text and "stablehlo.select_and_scatter" in text  # CUDA: cuDNN's forms
     assert "stablehlo.dot_general" in text and "stablehlo.case" in text  # CPU: patches, chosen by platform
-    np.testing.assert_allclose(exported.call(params, x), f(params, x), rtol=1e-5, atol=1e-5)
-    cpu_only = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x)).lower(params, x)
+    for got, want in zip(jax.tree.leaves(exported.call(params, x)), jax.tree.leaves(f(params, x))):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    cpu_only = f.lower(params, x)
     assert "stablehlo.convolution" not in cpu_only.as_text()  # lowered for one platform: its form only
     assert "conditional" not in cpu_only.compile().as_text()  # and the platform switch folded away
+
+
+def _has_native_conv(fn, *args) -> bool:
+    return "stablehlo.convolution" in jax.jit(fn).lower(*args).as_text()
+
+
+def test_auto_runs_xla_forward_and_patches_derivatives():
+    """The CPU default: a forward pass lowers to XLA's convolution; its gradient, JVP and
+    second derivative to the patches matmuls (no convolution at all)."""
+    x = jnp.ones((2, 12, 12, 2))
+    k = jnp.ones((3, 3, 2, 4))
+    f = lambda x, k: jnp.sum(cnnjax.maxpool(cnnjax.conv(x, k), 2) ** 2)
+    assert lowering.current("conv") == "auto"
+    assert _has_native_conv(f, x, k)
+    assert not _has_native_conv(jax.grad(f, argnums=(0, 1)), x, k)
+    assert not _has_native_conv(lambda x, k: jax.jvp(lambda k: f(x, k), (k,), (k,)), x, k)
+    assert not _has_native_conv(jax.hessian(lambda k: f(x, k)), k)
+
+
+@pytest.mark.parametrize("x_shape, kernel_shape, stride, forms", [
+    ((8, 28, 28, 1), (3, 3, 1, 32), 1, ("reference", "patches")),  # the lecture's conv1
+    ((8, 5, 5, 64), (3, 3, 64, 128), 1, ("patches", "patches")),  # conv3: 3x3 = 9 output positions
+    ((8, 16, 16, 16, 8), (3, 3, 3, 8, 16), 1, ("patches", "patches")),  # 3-D
+    ((8, 4096, 16), (9, 16, 32), 1, ("reference", "reference")),  # 1-D
+    ((8, 224, 224, 3), (11, 11, 3, 64), 4, ("reference", "reference")),  # 121 taps
+    ((8, 112, 112, 3), (7, 7, 3, 64), 2, ("reference", "patches")),  # 49 taps
+])
+def test_auto_forms_by_shape(x_shape, kernel_shape, stride, forms):
+    n = len(kernel_shape) - 2
+    assert lowering.auto.conv_forms(x_shape, kernel_shape, (stride,) * n, ((0, 0),) * n, (1,) * n) == forms
+    x, k = jnp.zeros(x_shape), jnp.zeros(kernel_shape)
+    f = lambda x, k: jnp.sum(cnnjax.conv(x, k, stride=stride))
+    assert _has_native_conv(f, x, k) == (forms[0] == "reference")
+    assert _has_native_conv(jax.grad(f, argnums=1), x, k) == (forms[1] == "reference")
+
+
+def test_auto_differentiates_only_what_varies():
+    """A frozen kernel or constant input has a symbolic-zero tangent: the derivative form
+    is run on the varying argument alone, and gradients match the reference's."""
+    rng = np.random.default_rng(0)
+    x, k = rng.standard_normal((2, 9, 9, 3)).astype(np.float32), rng.standard_normal((3, 3, 3, 5)).astype(np.float32)
+    f = lambda x, k: jnp.sum(jnp.tanh(cnnjax.conv(x, k)))
+    for argnums in (0, 1):
+        g = jax.grad(f, argnums=argnums)
+        np.testing.assert_allclose(on("auto", g, x, k), on("reference", g, x, k), rtol=1e-4, atol=1e-5)
+    outer = lambda k: jnp.sum(jax.grad(f)(x, k) ** 2)  # d/dk of a gradient in x: a mixed second derivative
+    np.testing.assert_allclose(on("auto", jax.grad(outer), k), on("reference", jax.grad(outer), k),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_runs_well_in_scan_reads_the_traced_program():
+    """A training step whose CPU program holds XLA's convolution (the reference lowering,
+    or flax's own nnx.Conv) is not scanned on a CPU; other platforms' branches do not count."""
+    step = lambda conv: jax.make_jaxpr(jax.grad(lambda k: jnp.sum(conv(jnp.ones((2, 6, 6, 1)), k))))(
+        jnp.ones((3, 3, 1, 2)))
+    ours = step(cnnjax.conv)
+    assert lowering.runs_well_in_scan(ours, "cpu") and lowering.runs_well_in_scan(ours, "gpu")
+    with lowering.use(conv="reference"):
+        native = step(cnnjax.conv)
+    assert not lowering.runs_well_in_scan(native, "cpu") and lowering.runs_well_in_scan(native, "gpu")
+    flax_conv = nnx.Conv(1, 2, (3, 3), rngs=nnx.Rngs(0))
+    traced = jax.make_jaxpr(jax.grad(lambda m, x: jnp.sum(m(x))))(flax_conv, jnp.ones((2, 6, 6, 1)))
+    assert not lowering.runs_well_in_scan(traced, "cpu")
 
 
 def test_unknown_names_are_rejected():

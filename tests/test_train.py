@@ -278,10 +278,12 @@ def test_history_and_predict():
 
 
 def test_choose_loop():
-    assert train.choose_loop(10**6) == "scan"
+    x, y = small_data(8)
+    step = lambda: train.runner.trace_step(train.create_state(small_model()), 4, x, y)
+    assert train.choose_loop(10**6, step=step()) == "scan"
     with lowering.use(conv="reference"):
-        assert train.choose_loop(10**6) == "python"
-    assert train.choose_loop(10**15) == "python"  # more than the machine holds
+        assert train.choose_loop(10**6, step=step()) == "python"  # XLA:CPU's convolution, slow in a scan
+    assert train.choose_loop(10**15, step=step()) == "python"  # more than the machine holds
 
 
 X, Y = small_data(32)
@@ -424,3 +426,28 @@ def test_cpu_memory_tuning_is_idempotent_and_can_be_disabled():
     env = dict(os.environ, CNNJAX_NO_MALLOC_TUNING="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_predictor_reads_current_weights_and_compiles_few_shapes():
+    """A Predictor sees training between calls, equals predict and the model run in
+    evaluation mode, and calls on 1..40 examples compile one shape per power of two."""
+    model = DropoutBatchNormNet()
+    x, _ = small_data(40)
+    predictor = train.Predictor(model, batch_size=32)
+    eval_model = nnx.view(model, deterministic=True, use_running_average=True)
+    np.testing.assert_allclose(predictor(x), jax.nn.softmax(eval_model(x)), rtol=1e-5, atol=1e-6)
+    model.head.layers[1].kernel[...] = model.head.layers[1].kernel[...] * 2.0  # "training" in place
+    np.testing.assert_allclose(predictor(x[:5]), train.predict(model, x[:5]), rtol=1e-6)
+    assert model.drop.deterministic is False  # left in its own mode
+    counter = CompileCounter()
+    counter.active = True
+    try:
+        for n in range(1, 41):
+            assert predictor(x[:n]).shape == (n, 2)
+    finally:
+        counter.active = False
+    assert counter.count <= 6  # batches of 1, 2, 4, 8, 16 and 32 (a 40 is 32 + 8); none seen yet
+    assert [train.evaluation.bucket(n, 32) for n in (1, 2, 3, 5, 17, 32)] == [1, 2, 4, 8, 32, 32]
+    assert predictor(x[:0]).shape == (0, 2)
+    with pytest.raises(TypeError, match="`inputs` must be a floating-point array"):
+        predictor(np.zeros((2, 10, 10, 1), np.int32))

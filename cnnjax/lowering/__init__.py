@@ -17,20 +17,25 @@ the choice on every platform::
 The override is part of ``jax.jit``'s cache key (``jax.make_user_context``): a function
 jitted once and called under another choice is traced again, never served stale code.
 
-Defaults, chosen by measurement (training the lecture's functional CNN, batch 64, on a
-2-core CPU; ``benchmarks/train_throughput.py``):
+Defaults, chosen by measurement (``benchmarks/compare.py``; figures in
+``docs/performance.md``):
 
-- CPU: ``"patches"`` for both operations. XLA:CPU's native convolution, its transpose
-  and ``select_and_scatter`` are several times slower than matmuls, and ~25x slower
-  inside ``lax.scan``.
+- CPU: ``"auto"`` (:mod:`.auto`): the form is chosen per operation by its shape and
+  direction: XLA's own operations for a forward pass that nothing differentiates (XLA:CPU
+  fuses them into one YNNPACK kernel), the patches matmuls for derivatives, where
+  XLA:CPU's transposed convolutions are several times slower.
 - GPU, TPU: ``"reference"``: cuDNN and the MXU run the native convolution.
+
+XLA:CPU runs its own convolution (and its transposes) 10-60x slower inside a loop
+(``lax.scan``) than in a program of its own; :func:`runs_well_in_scan` finds such
+operations in a traced program, and :func:`cnnjax.train.fit` then loops in Python.
 
 Example:
     >>> from cnnjax import lowering
     >>> lowering.available("conv")
-    ('reference', 'patches')
+    ('reference', 'patches', 'auto')
     >>> lowering.default("conv", "cpu"), lowering.default("conv", "gpu")
-    ('patches', 'reference')
+    ('auto', 'reference')
 """
 
 from __future__ import annotations
@@ -40,24 +45,22 @@ from collections.abc import Callable, Iterator
 
 import jax
 
-from . import patches, reference
+from jax.extend import core as jex_core
+
+from . import auto, patches, reference
 
 _IMPLEMENTATIONS: dict[str, dict[str, Callable]] = {
-    "conv": {"reference": reference.conv, "patches": patches.conv},
-    "maxpool": {"reference": reference.maxpool, "patches": patches.maxpool},
-    "avgpool": {"reference": reference.avgpool, "patches": patches.avgpool},
+    op: {"reference": getattr(reference, op), "patches": getattr(patches, op), "auto": getattr(auto, op)}
+    for op in ("conv", "maxpool", "avgpool")
 }
+_BUILT_IN = ("reference", "patches", "auto")
 
 # Default lowering per operation and platform; platforms not listed use "*".
-_DEFAULTS: dict[str, dict[str, str]] = {
-    "conv": {"cpu": "patches", "*": "reference"},
-    "maxpool": {"cpu": "patches", "*": "reference"},
-    "avgpool": {"cpu": "patches", "*": "reference"},
-}
+_DEFAULTS: dict[str, dict[str, str]] = {op: {"cpu": "auto", "*": "reference"} for op in _IMPLEMENTATIONS}
 
-# Lowerings that XLA runs much slower inside ``lax.scan`` than in a loop of jitted calls:
-# XLA:CPU's native convolution and its transposes (see benchmarks/train_throughput.py).
-_SLOW_IN_SCAN = {("conv", "reference", "cpu")}
+# Primitives that XLA runs much slower inside ``lax.scan`` than in a program of their own,
+# per platform: XLA:CPU's own convolution and its transposes.
+_SLOW_IN_SCAN = {"cpu": frozenset({"conv_general_dilated"})}
 
 # The active overrides, as a hashable tuple of (op, name) pairs, innermost last; a JAX
 # user context, so that jit caches key on it.
@@ -118,7 +121,7 @@ def register(op: str, name: str, implementation: Callable | None) -> None:
     :func:`use`. It receives the arguments the built-in ones do (see :mod:`.reference`):
     arrays first, then normalised tuples (stride, explicit padding pairs, ...)."""
     table = _table(op)
-    if name in _DEFAULTS[op].values():
+    if name in _BUILT_IN:
         raise ValueError(f"`name` {name!r} is a built-in lowering of {op!r} and cannot be replaced.")
     if implementation is None:
         table.pop(name, None)
@@ -128,11 +131,39 @@ def register(op: str, name: str, implementation: Callable | None) -> None:
         table[name] = implementation
 
 
-def runs_well_in_scan(platform: str | None = None) -> bool:
-    """Whether the lowerings in use on ``platform`` run as fast inside ``lax.scan`` as in a
-    Python loop of jitted calls; :func:`cnnjax.train.fit` asks before it scans an epoch."""
+def runs_well_in_scan(program: jex_core.ClosedJaxpr | jex_core.Jaxpr, platform: str | None = None) -> bool:
+    """Whether ``program`` (a traced step, e.g. ``jax.jit(step).trace(*args).jaxpr``) runs as
+    fast inside ``lax.scan`` as in a Python loop of jitted calls on ``platform``: whether
+    it holds no primitive that XLA runs slowly in a loop there (on a CPU, XLA's own
+    convolution). :func:`cnnjax.train.fit` asks before it scans an epoch."""
     platform = platform or jax.default_backend()
-    return not any((op, current(op, platform), platform) in _SLOW_IN_SCAN for op in _IMPLEMENTATIONS)
+    slow = _SLOW_IN_SCAN.get(platform, frozenset())
+    return not (slow & _primitives(program, platform))
+
+
+def _primitives(program, platform: str) -> set[str]:
+    """Names of the primitives in ``program`` and in every program nested in it that runs
+    on ``platform``: of a ``lax.platform_dependent`` choice, only that platform's branch."""
+    jaxpr = program.jaxpr if isinstance(program, jex_core.ClosedJaxpr) else program
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        params = dict(eqn.params)
+        if params.get("branches_platforms"):  # (platform names | None for the default, ...)
+            params["branches"] = (_branch_for(params["branches"], params["branches_platforms"], platform),)
+        for value in params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(sub, (jex_core.ClosedJaxpr, jex_core.Jaxpr)):
+                    names |= _primitives(sub, platform)
+    return names
+
+
+def _branch_for(branches, platforms, platform: str):
+    names = ("cuda", "rocm") if platform == "gpu" else (platform,)
+    for branch, listed in zip(branches, platforms):
+        if listed is not None and any(p in listed for p in names):
+            return branch
+    return branches[platforms.index(None)]
 
 
 @contextlib.contextmanager
@@ -154,5 +185,5 @@ def use(**choices: str) -> Iterator[None]:
         yield
 
 
-__all__ = ["available", "call", "current", "default", "get", "patches", "reference", "register", "runs_well_in_scan",
-           "use"]
+__all__ = ["auto", "available", "call", "current", "default", "get", "patches", "reference", "register",
+           "runs_well_in_scan", "use"]

@@ -24,7 +24,7 @@ The parts, one module each:
 - :mod:`~cnnjax.train.checkpointing`: orbax checkpoints of named state trees, resume.
 - :mod:`~cnnjax.train.cpu`: CPU tuning (malloc, micro-batches).
 - :mod:`~cnnjax.train.fit` and :mod:`~cnnjax.train.evaluation`: ``fit``, ``evaluate``,
-  ``predict``.
+  ``predict`` and :class:`Predictor` (many small calls).
 
 For several hosts, call ``jax.distributed.initialize()`` first on every host and give
 every host the same dataset and seed: each host feeds its own devices' slices of each
@@ -35,7 +35,7 @@ from .callbacks import (Callback, EarlyStopping, History, LambdaCallback, Progre
                         StopTraining, TerminateOnNaN)
 from .checkpointing import ModelCheckpoint, restore
 from .cpu import auto_microbatches, tune_cpu_memory
-from .evaluation import evaluate, predict
+from .evaluation import Predictor, evaluate, predict
 from .fit import fit
 from .objective import Objective, objective
 from .optimizers import DEFAULT_OPTIMIZER, learning_rate, rmsprop
@@ -51,6 +51,7 @@ __all__ = [
     "LambdaCallback",
     "ModelCheckpoint",
     "Objective",
+    "Predictor",
     "ProgressBar",
     "Run",
     "StopTraining",

@@ -6,6 +6,7 @@ statistics) whatever mode the model is in, and leave the model as it was.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import optax
 from flax import nnx
 from jax import lax
+from jax.typing import ArrayLike
 
 from .. import data
 from ..activations import softmax
@@ -22,8 +24,8 @@ from . import cpu
 from .. import _checks
 from .objective import check_data, check_fit, objective
 from .placement import Placement
-from .state import TrainState, create_state
-from .steps import eval_step, predict_step
+from .state import TrainState, create_state, mode_preserved
+from .steps import eval_step, outputs_of
 
 _NO_OPTIMIZER = optax.identity()  # one object: evaluation states share their compiled programs
 
@@ -92,7 +94,86 @@ def evaluate(model: nnx.Module, test: tuple[np.ndarray, np.ndarray], *, batch_si
     return Evaluator(placement, inputs, targets, batch_size)(state)
 
 
-def predict(model: nnx.Module, inputs: np.ndarray, *, batch_size: int | None = None, logits: bool = False,
+def bucket(n: int, batch_size: int) -> int:
+    """The batch a call on ``n`` examples is padded to: the next power of two, at most
+    ``batch_size``; so calls on any number of examples compile at most
+    ``log2(batch_size) + 2`` shapes."""
+    return min(batch_size, 1 << max(n - 1, 0).bit_length())
+
+
+class Predictor:
+    """A model's predictions, called again and again with little Python per call.
+
+    ``Predictor(model)(inputs)`` equals ``predict(model, inputs)``. It reads the model's
+    structure once and its weights on every call, so training the model between calls
+    (``fit``, ``nnx.update``) is seen; after changing the model's structure (adding or
+    replacing a layer or a variable), make a new one. Batches are padded to a power of
+    two (:func:`bucket`), so a stream of calls on varying small batches compiles a few
+    shapes only.
+
+    Args:
+      model: any ``nnx.Module``; run in evaluation mode, left in its mode.
+      batch_size: examples per compiled call (default 256).
+      logits: return raw outputs instead of class probabilities.
+      compute_dtype: e.g. ``jnp.bfloat16``.
+
+    Example::
+
+        predictor = cnnjax.train.Predictor(model)
+        for image in stream:                  # one (28, 28, 1) image at a time
+            probabilities = predictor(image[None])[0]
+    """
+
+    def __init__(self, model: nnx.Module, *, batch_size: int | None = None, logits: bool = False,
+                 compute_dtype: Any = None):
+        cpu.tune_cpu_memory()
+        self.batch_size = 256 if batch_size is None else _checks.positive_int(batch_size, "batch_size")
+        with mode_preserved(model):
+            model.eval()
+            graphdef, variables = nnx.split(model)  # the model's own Variable objects
+        pairs = sorted(variables.flat_state(), key=lambda pair: not isinstance(pair[1], nnx.Param))  # params first
+        self._variables = [v for _, v in pairs]
+        paths = tuple(path for path, _ in pairs)
+        n_params = sum(isinstance(v, nnx.Param) for v in self._variables)
+        self._forward = _forward(graphdef, paths[:n_params], paths[n_params:],
+                                 None if compute_dtype is None else jnp.dtype(compute_dtype), bool(logits))
+
+    def __call__(self, inputs: ArrayLike) -> np.ndarray:
+        """The outputs for ``inputs (N, *input_shape)``, float32 ``(N, ...)``."""
+        inputs = np.asarray(inputs)
+        if not np.issubdtype(inputs.dtype, np.floating):
+            raise TypeError(f"`inputs` must be a floating-point array (N, *input_shape), got dtype {inputs.dtype}.")
+        if inputs.ndim == 0:
+            raise ValueError("`inputs` must be an array (N, *input_shape), got a scalar.")
+        values = [v.get_raw_value() for v in self._variables]
+        out = []
+        for start in range(0, len(inputs), self.batch_size):
+            chunk = inputs[start : start + self.batch_size]
+            pad = bucket(len(chunk), self.batch_size) - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+            out.append(np.asarray(self._forward(values, chunk))[: len(chunk) - pad])
+        if not out:
+            shape = jax.eval_shape(self._forward, values, jax.ShapeDtypeStruct((1, *inputs.shape[1:]), inputs.dtype))
+            return np.zeros((0, *shape.shape[1:]), np.float32)
+        return out[0] if len(out) == 1 else np.concatenate(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _forward(graphdef, param_paths, rest_paths, compute_dtype, logits):
+    """The jitted forward of a model structure, ``f(values, x)``: one per structure, so
+    every Predictor of one model shares its compiled programs."""
+
+    def forward(values, x):
+        params = nnx.from_flat_state(list(zip(param_paths, values)))
+        rest = nnx.from_flat_state(list(zip(rest_paths, values[len(param_paths):])))
+        out, _ = outputs_of(graphdef, params, rest, compute_dtype, x)
+        return out if logits else softmax(out)
+
+    return jax.jit(forward)
+
+
+def predict(model: nnx.Module, inputs: ArrayLike, *, batch_size: int | None = None, logits: bool = False,
             compute_dtype: Any = None) -> np.ndarray:
     """The model's outputs for ``inputs``, batch by batch, in evaluation mode.
 
@@ -106,22 +187,11 @@ def predict(model: nnx.Module, inputs: np.ndarray, *, batch_size: int | None = N
 
     Returns:
       ``float32`` array ``(N, ...)``: ``(N, num_classes)`` for the lecture's models.
+
+    For many calls on a few examples each, :class:`Predictor` reads the model's
+    structure once instead of on every call.
     """
-    cpu.tune_cpu_memory()
-    batch_size = 256 if batch_size is None else _checks.positive_int(batch_size, "batch_size")
-    inputs = np.asarray(inputs)
-    if not np.issubdtype(inputs.dtype, np.floating):
-        raise TypeError(f"`inputs` must be floating point, got {inputs.dtype}.")
-    state = create_state(model, _NO_OPTIMIZER, compute_dtype=compute_dtype)
-    out = []
-    for start in range(0, len(inputs), batch_size):
-        chunk = inputs[start : start + batch_size]
-        pad = batch_size - len(chunk) if len(inputs) > batch_size else 0
-        if pad:  # one shape for every call: one compile
-            chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-        out.append(np.asarray(predict_step(state, chunk))[: len(chunk) - pad])
-    result = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-    return result if logits else np.asarray(softmax(result))
+    return Predictor(model, batch_size=batch_size, logits=logits, compute_dtype=compute_dtype)(inputs)
 
 
-__all__ = ["Evaluator", "evaluate", "evaluate_batches", "output_shape", "predict"]
+__all__ = ["Evaluator", "Predictor", "bucket", "evaluate", "evaluate_batches", "output_shape", "predict"]

@@ -21,7 +21,7 @@ from .evaluation import Evaluator, output_shape
 from .objective import check_data, check_fit, objective
 from .optimizers import learning_rate
 from .placement import Placement
-from .runner import EpochPlan, Runner, choose_loop, default_segment, plan_epoch
+from .runner import EpochPlan, Runner, choose_loop, default_segment, plan_epoch, trace_step
 from .state import create_state, has_batch_state
 
 
@@ -126,8 +126,6 @@ def fit(
     full_steps = n // batch_size if not pad_remainder else -(-n // batch_size)
     segment = min(_checks.positive_int(steps_per_segment or default_segment(full_steps), "steps_per_segment"),
                   max(full_steps, 1))
-    if loop == "auto":
-        loop = choose_loop(inputs.nbytes + targets.nbytes, placement.devices[0])
     if microbatches is None:
         microbatches = 1 if jax.tree.leaves(rest) else auto_microbatches(batch_size, placement.devices)
     if batch_size % _checks.positive_int(microbatches, "microbatches"):
@@ -135,6 +133,9 @@ def fit(
 
     state = placement.replicated(create_state(model, optimizer, loss=obj, compute_dtype=compute_dtype,
                                               microbatches=microbatches))
+    if loop == "auto":
+        loop = choose_loop(inputs.nbytes + targets.nbytes, placement.devices[0],
+                           step=trace_step(state, batch_size, inputs, targets))
     fingerprint = {"batch_size": batch_size, "seed": seed, "shuffle": shuffle, "n": n, "segment": segment,
                    "params": [list(np.shape(p)) for p in jax.tree.leaves(state.params)]}
     run = Run(model, state, epochs, -(-n // batch_size), History(), fingerprint)

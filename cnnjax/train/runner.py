@@ -101,16 +101,26 @@ _scan_segment = jax.jit(_scan_segment_impl)
 _python_step = jax.jit(_guarded)
 
 
-def choose_loop(nbytes: int, device: jax.Device | None = None) -> str:
+def choose_loop(nbytes: int, device: jax.Device | None = None, *, step=None) -> str:
     """The loop :func:`~cnnjax.train.fit` uses with ``loop="auto"``: ``"scan"`` or ``"python"``.
 
-    Scans when the data takes at most half the device's memory and the operations'
-    lowerings run well inside a scan on that platform (:func:`cnnjax.lowering.runs_well_in_scan`).
+    Scans when the data (``nbytes``) takes at most half the device's memory and the
+    traced training step ``step`` (a jaxpr; ``None`` skips this check) runs well inside
+    a scan on that platform (:func:`cnnjax.lowering.runs_well_in_scan`: on a CPU, no
+    XLA convolution, e.g. from ``flax.nnx.Conv`` or a 1-D :func:`cnnjax.conv`).
     """
     device = device or jax.devices()[0]
-    if not lowering.runs_well_in_scan(device.platform):
+    if step is not None and not lowering.runs_well_in_scan(step, device.platform):
         return "python"
     return "scan" if fits_on_device(nbytes, device) else "python"
+
+
+def trace_step(state: TrainState, batch_size: int, inputs: np.ndarray, targets: np.ndarray):
+    """The jaxpr of one training step on a batch of ``batch_size`` (nothing is compiled;
+    the trace is cached and reused when the step compiles)."""
+    spec = lambda a: jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype)
+    batch = (spec(inputs), spec(targets), jax.ShapeDtypeStruct((batch_size,), jnp.float32))
+    return _python_step.trace(state, batch).jaxpr
 
 
 @dataclasses.dataclass
@@ -186,4 +196,4 @@ class Runner:
                                     time.perf_counter() - t)
 
 
-__all__ = ["EpochPlan", "Runner", "SegmentResult", "choose_loop", "default_segment", "plan_epoch"]
+__all__ = ["EpochPlan", "Runner", "SegmentResult", "choose_loop", "default_segment", "plan_epoch", "trace_step"]

@@ -1,0 +1,113 @@
+"""The CPU default: each operation lowered by its shape and by its direction.
+
+A pass that nothing differentiates (inference: ``predict``, ``evaluate``, a jitted
+model) and a differentiated pass (training) want different forms on XLA:CPU:
+
+- **Forward**: XLA's own convolution and windowed reductions (:mod:`.reference`).
+  XLA:CPU fuses a chain of them, with the biases and ReLUs between, into one YNNPACK
+  kernel, 1.5-4x faster than the patches matmuls at batches of 128 and more. Two shapes
+  are left to :mod:`.patches`, whose matmul is faster there: 3-D convolutions (which
+  XLA:CPU does not hand to YNNPACK) and convolutions with at most
+  :data:`FEW_POSITIONS` output positions per example (a matmul over whole inputs).
+- **Derivatives**: XLA:CPU's transposed convolutions and ``select_and_scatter`` are
+  2-10x slower than the patches form's matmuls, so gradients (and higher derivatives)
+  come from :mod:`.patches`, except for 1-D convolutions and windows of more than
+  :data:`MAX_PATCH_TAPS` taps, which XLA's own convolution does faster (the patch
+  matrix is then many times the input's size).
+
+The direction is chosen by JAX itself: each operation is a ``jax.custom_jvp`` whose
+primal is the forward form and whose rule is the derivative form's own JVP. A plain
+call, ``jit`` or ``vmap`` runs the forward form; ``grad``, ``jvp``, ``hessian`` run the
+derivative form and differentiate it again as often as asked. Both forms agree to float
+tolerance, so a model gives the same outputs (to ~1e-6) in either direction.
+``docs/performance.md`` has the measurements behind each rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
+
+from .. import _checks
+from . import patches, reference
+
+# Convolutions with at most this many output positions per example run as one matmul.
+FEW_POSITIONS = 16
+# Windows with more taps than this are differentiated by XLA's own convolution.
+MAX_PATCH_TAPS = 64
+
+_FORMS = {"reference": reference, "patches": patches}
+
+
+def conv_forms(
+    x_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+    dilation: Sequence[int],
+) -> tuple[str, str]:
+    """The lowerings ``(forward, derivatives)`` that a convolution of ``x (N, *spatial,
+    C_in)`` by ``kernel (*window, C_in // groups, C_out)`` gets on a CPU, by name."""
+    n = len(kernel_shape) - 2
+    window = tuple(kernel_shape[:n])
+    positions = math.prod(_checks.output_sizes(tuple(x_shape[1:-1]), window, stride, padding, dilation))
+    forward = "patches" if n >= 3 or positions <= FEW_POSITIONS else "reference"
+    derivatives = "reference" if n == 1 or math.prod(window) > MAX_PATCH_TAPS else "patches"
+    return forward, derivatives
+
+
+def conv(x, kernel, stride, padding, dilation, groups: int = 1):
+    """Same contract as :func:`.reference.conv`; the forms from :func:`conv_forms`."""
+    forward, derivatives = conv_forms(x.shape, kernel.shape, stride, padding, dilation)
+    static = (tuple(stride), tuple(map(tuple, padding)), tuple(dilation), groups)
+    return directed(_FORMS[forward].conv, _FORMS[derivatives].conv, (x, kernel), static)
+
+
+def maxpool(x, window, stride, padding):
+    """Same contract as :func:`.reference.maxpool`: XLA's forward, the patches derivative."""
+    static = (tuple(window), tuple(stride), tuple(map(tuple, padding)))
+    return directed(reference.maxpool, patches.maxpool, (x,), static)
+
+
+def avgpool(x, window, stride, padding):
+    """Same contract as :func:`.reference.avgpool`: XLA's forward, the patches derivative."""
+    static = (tuple(window), tuple(stride), tuple(map(tuple, padding)))
+    return directed(reference.avgpool, patches.avgpool, (x,), static)
+
+
+def directed(forward: Callable, derivative: Callable, arrays: tuple, static: tuple):
+    """``forward(*arrays, *static)``, differentiated as ``derivative(*arrays, *static)`` is.
+
+    Arguments whose tangent is a symbolic zero (the input images, a frozen kernel) are
+    left out of the derivative's JVP, so no zero tangent is ever computed with.
+    """
+    if forward is derivative:
+        return forward(*arrays, *static)
+
+    @jax.custom_jvp
+    def op(*arrays):
+        return forward(*arrays, *static)
+
+    def rule(primals, tangents):
+        live = [i for i, t in enumerate(tangents) if not isinstance(t, SymbolicZero)]
+        if not live:
+            y = forward(*primals, *static)
+            return y, jnp.zeros_like(y)
+
+        def of_live(*values):
+            args = list(primals)
+            for i, v in zip(live, values):
+                args[i] = v
+            return derivative(*args, *static)
+
+        return jax.jvp(of_live, [primals[i] for i in live], [tangents[i] for i in live])
+
+    op.defjvp(rule, symbolic_zeros=True)
+    return op(*arrays)
+
+
+__all__ = ["FEW_POSITIONS", "MAX_PATCH_TAPS", "avgpool", "conv", "conv_forms", "directed", "maxpool"]
