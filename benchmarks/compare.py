@@ -1,4 +1,5 @@
-"""cnnjax against PyTorch (eager) and Keras/TensorFlow on the lecture's functional CNN.
+"""cnnjax against PyTorch (eager) and Keras/TensorFlow on the lecture's functional CNN:
+training, inference, and a table of convolution shapes.
 
 The same model (Conv 32 -> pool -> Conv 64 -> pool -> Conv 128 -> Dense 10; 104,202
 parameters), the same random 28x28x1 data and labels, batch size, float32 and RMSprop
@@ -14,10 +15,24 @@ Prints a table and one JSON line per framework with images/s, seconds per 60k-im
 epoch, and the ratio cnnjax / peer; for cnnjax also compile seconds, peak RSS and the
 share of a float32 2048x2048 matmul's GFLOP/s measured here.
 
+``--inference``: the trained-model path at batch 1, 64, 256 and 1024 --
+:class:`cnnjax.train.Predictor` (what ``predict`` runs, Python included) and cnnjax's
+jitted forward under each lowering, against PyTorch under ``torch.inference_mode`` in
+its faster memory format (NCHW or channels_last), in turns, best of ``--rounds``.
+``--shapes``: one convolution (bias and ReLU included) per row, forward and
+forward+backward, under each lowering and under the CPU default, so that each shape's
+choice can be checked against the faster form.
+
+Every framework runs in this one process, after cnnjax has raised glibc's malloc
+thresholds (printed with the tables): PyTorch gains as much from them as cnnjax, so a
+peer run alone must be given ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1073741824:
+glibc.malloc.trim_threshold=1073741824`` to be compared fairly.
+
 Example::
 
-    python benchmarks/compare.py                 # batch 64, 300 steps an epoch, 2 rounds
+    python benchmarks/compare.py                 # training: batch 64, 300 steps an epoch, 2 rounds
     python benchmarks/compare.py --batch-size 128 --steps 200
+    python benchmarks/compare.py --inference --shapes --no-training
 """
 
 from __future__ import annotations
@@ -44,11 +59,10 @@ def data(n: int, seed: int = 0):
 def bench_cnnjax(x, y, batch_size: int, repeats: int) -> dict:
     import jax
     from flax import nnx
+    from train_throughput import matmul_gflops, peak_rss_mb
 
     import cnnjax
     from cnnjax import models, train
-
-    from train_throughput import matmul_gflops, peak_rss_mb
 
     model = models.mnist_functional(rngs=nnx.Rngs(0))
     history = train.fit(model, (x, y), epochs=1 + repeats, batch_size=batch_size, verbose=0,
@@ -62,16 +76,23 @@ def bench_cnnjax(x, y, batch_size: int, repeats: int) -> dict:
             "matmul_gflops_per_s": round(peak, 1)}
 
 
-def bench_pytorch(x, y, batch_size: int, repeats: int) -> dict:
+def torch_net():
+    """The lecture's functional CNN in PyTorch (NCHW), seeded by the caller."""
     import torch
 
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
+    return torch.nn.Sequential(
         torch.nn.Conv2d(1, 32, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
         torch.nn.Conv2d(32, 64, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
         torch.nn.Conv2d(64, 128, 3), torch.nn.ReLU(),
         torch.nn.Flatten(), torch.nn.Linear(1152, 10),
     )
+
+
+def bench_pytorch(x, y, batch_size: int, repeats: int) -> dict:
+    import torch
+
+    torch.manual_seed(0)
+    net = torch_net()
     opt = torch.optim.RMSprop(net.parameters(), lr=RMSPROP["learning_rate"], alpha=RMSPROP["rho"],
                               eps=RMSPROP["epsilon"])
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -131,6 +152,189 @@ def bench_keras(x, y, batch_size: int, repeats: int) -> dict:
 PEERS = {"pytorch": ("torch", bench_pytorch), "keras": ("keras", bench_keras)}
 
 
+def malloc_setting() -> str:
+    """The malloc setting this process (and so every framework in it) runs under."""
+    from cnnjax import _memory, train
+
+    if train.tune_cpu_memory():
+        return (f"glibc mmap_threshold={_memory._THRESHOLD}, trim_threshold={_memory._THRESHOLD} "
+                "(set by cnnjax; every framework below ran in this process under it)")
+    return "the C library's defaults (cnnjax's tuning is off or not glibc)"
+
+
+def per_call_seconds(fn, min_seconds: float = 0.3, tries: int = 3) -> float:
+    """Best over ``tries`` of the mean time of ``fn()`` over at least ``min_seconds``."""
+    fn()
+    best = float("inf")
+    for _ in range(tries):
+        calls, t = 0, time.perf_counter()
+        while time.perf_counter() - t < min_seconds:
+            fn()
+            calls += 1
+        best = min(best, (time.perf_counter() - t) / calls)
+    return best
+
+
+INFERENCE_BATCHES = (1, 64, 256, 1024)
+
+
+def inference_cnnjax(batch: int) -> dict:
+    import jax
+    from flax import nnx
+
+    from cnnjax import lowering, models, train
+
+    model = models.mnist_functional(rngs=nnx.Rngs(0))
+    x = data(batch, seed=1)[0]
+    predictor = train.Predictor(model, batch_size=batch, logits=True)
+    row = {"predictor": batch / per_call_seconds(lambda: predictor(x))}
+    graphdef, state = nnx.split(model)
+    for name in ("patches", "reference"):
+        with lowering.use(conv=name, maxpool=name):
+            f = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)).lower(state, x).compile()
+        row[name] = batch / per_call_seconds(lambda f=f: np.asarray(f(state, x)))
+    return row
+
+
+def inference_pytorch(batch: int) -> float:
+    import torch
+
+    torch.manual_seed(0)
+    net = torch_net().eval()
+    x = torch.from_numpy(np.ascontiguousarray(data(batch, seed=1)[0].transpose(0, 3, 1, 2)))
+    best = 0.0
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        net, xf = net.to(memory_format=fmt), x.contiguous(memory_format=fmt)
+
+        def call(net=net, xf=xf):
+            with torch.inference_mode():
+                return net(xf).numpy()
+
+        best = max(best, batch / per_call_seconds(call))
+    return best
+
+
+def inference_table(rounds: int, peers: list[str]) -> list[dict]:
+    have_torch = "pytorch" in peers and importlib.util.find_spec("torch") is not None
+    rows = []
+    for batch in INFERENCE_BATCHES:
+        best: dict = {}
+        for _ in range(rounds):  # in turns, each one's best round counts
+            for name, value in inference_cnnjax(batch).items():
+                best[name] = max(best.get(name, 0.0), value)
+            if have_torch:
+                best["pytorch"] = max(best.get("pytorch", 0.0), inference_pytorch(batch))
+        rows.append({"batch_size": batch, **{k: round(v) for k, v in best.items()}})
+    print("\ninference, lecture functional CNN, images/s (best of "
+          f"{rounds} rounds); Predictor includes its Python per call\n")
+    print(f"{'batch':>6s} {'Predictor':>10s} {'ms/call':>8s} {'patches':>9s} {'reference':>10s} "
+          f"{'pytorch':>9s} {'vs faster lowering':>19s} {'vs pytorch':>11s}")
+    for r in rows:
+        torch_ips = r.get("pytorch")
+        faster = max(r["patches"], r["reference"])
+        print(f"{r['batch_size']:6d} {r['predictor']:10d} {1e3 * r['batch_size'] / r['predictor']:8.3f} "
+              f"{r['patches']:9d} {r['reference']:10d} {torch_ips or 0:9d} {r['predictor'] / faster:18.2f}x "
+              f"{(r['predictor'] / torch_ips if torch_ips else float('nan')):10.2f}x")
+    for r in rows:
+        print(json.dumps({"table": "inference", **r}))
+    return rows
+
+
+# (name, input shape, kernel shape, stride): one convolution each, with bias and ReLU.
+SHAPES = [
+    ("lecture conv1", (64, 28, 28, 1), (3, 3, 1, 32), 1),
+    ("lecture conv2", (64, 13, 13, 32), (3, 3, 32, 64), 1),
+    ("lecture conv3", (64, 5, 5, 64), (3, 3, 64, 128), 1),
+    ("64x64x32 maps", (16, 64, 64, 32), (3, 3, 32, 32), 1),
+    ("5x5 window", (32, 32, 32, 16), (5, 5, 16, 32), 1),
+    ("7x7 stride-2 stem", (16, 112, 112, 3), (7, 7, 3, 64), 2),
+    ("11x11 stride-4 stem", (8, 224, 224, 3), (11, 11, 3, 64), 4),
+    ("1-D, kernel 3", (16, 1024, 64), (3, 64, 64), 1),
+    ("1-D, kernel 31", (16, 4096, 16), (31, 16, 32), 1),
+    ("3-D 3x3x3", (8, 16, 16, 16, 8), (3, 3, 3, 8, 16), 1),
+]
+
+
+# Whole networks, where XLA:CPU may fuse several layers: (name, input shape, layers), a
+# layer being (C_in, C_out) for a 3x3 "same" convolution with ReLU, or "pool" (2x2).
+NETWORKS = [
+    ("lecture CNN, batch 256", (256, 28, 28, 1), [(1, 32), "pool", (32, 64), "pool", (64, 128)]),
+    ("CIFAR-style net, batch 256", (256, 32, 32, 3),
+     [(3, 32), (32, 32), "pool", (32, 64), (64, 64), "pool", (64, 128), "pool"]),
+]
+
+
+def _network(layers):
+    import jax
+    import jax.numpy as jnp
+
+    import cnnjax
+
+    def forward(kernels, x):
+        kernels = iter(kernels)
+        for layer in layers:
+            x = cnnjax.maxpool(x, 2) if layer == "pool" else jax.nn.relu(cnnjax.conv(x, next(kernels), padding="SAME"))
+        return jnp.mean(x, axis=(1, 2))
+
+    return forward
+
+
+def _time_forms(row: dict, fn, *args) -> dict:
+    """Adds ms per call of ``fn(*args)`` and of its gradient under each lowering to ``row``."""
+    import jax
+    import jax.numpy as jnp
+
+    from cnnjax import lowering
+
+    argnums = tuple(range(len(args)))
+    for form in ("patches", "reference", "auto"):
+        with lowering.use(conv=form, maxpool=form):
+            fwd = jax.jit(fn).lower(*args).compile()
+            both = jax.jit(jax.grad(lambda *a: jnp.sum(fn(*a) ** 2), argnums=argnums)).lower(*args).compile()
+        row[f"{form}_fwd_ms"] = 1e3 * per_call_seconds(lambda f=fwd: jax.block_until_ready(f(*args)))
+        row[f"{form}_fwd_bwd_ms"] = 1e3 * per_call_seconds(lambda f=both: jax.block_until_ready(f(*args)))
+    return row
+
+
+def shapes_table() -> list[dict]:
+    import jax
+    import jax.numpy as jnp
+
+    import cnnjax
+    from cnnjax import lowering
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, x_shape, k_shape, stride in SHAPES:
+        x = jnp.asarray(rng.uniform(size=x_shape).astype(np.float32))
+        k = jnp.asarray(0.1 * rng.standard_normal(k_shape).astype(np.float32))
+        b = jnp.zeros(k_shape[-1:], jnp.float32)
+        layer = lambda x, k, b, stride=stride: jax.nn.relu(cnnjax.conv(x, k, b, stride=stride))
+        row = _time_forms({"shape": name}, layer, x, k, b)
+        n = len(k_shape) - 2
+        row["auto_forms"] = lowering.auto.conv_forms(x_shape, k_shape, (stride,) * n, ((0, 0),) * n, (1,) * n)
+        rows.append(row)
+    for name, x_shape, layers in NETWORKS:
+        x = jnp.asarray(rng.uniform(size=x_shape).astype(np.float32))
+        kernels = [jnp.asarray(0.1 * rng.standard_normal((3, 3, *c)).astype(np.float32)) for c in layers if c != "pool"]
+        forward = _network(layers)
+        rows.append(_time_forms({"shape": name}, forward, kernels, x))
+    print("\nconvolution shapes (bias + ReLU), ms per call; 'auto' is the CPU default, and "
+          "'/best' its time over the faster lowering's\n")
+    print(f"{'shape':20s} {'fwd: patches':>12s} {'reference':>10s} {'auto':>8s} {'/best':>6s}   "
+          f"{'fwd+bwd: patches':>16s} {'reference':>10s} {'auto':>8s} {'/best':>6s}")
+    for r in rows:
+        cells = []
+        for d in ("fwd", "fwd_bwd"):
+            p, ref, a = (r[f"{f}_{d}_ms"] for f in ("patches", "reference", "auto"))
+            cells.append(f"{p:{12 if d == 'fwd' else 16}.2f} {ref:10.2f} {a:8.2f} {a / min(p, ref):6.2f}")
+        print(f"{r['shape']:20s} {cells[0]}   {cells[1]}")
+    for r in rows:
+        print(json.dumps({"table": "shapes", **{k: (round(v, 3) if isinstance(v, float) else v)
+                                                 for k, v in r.items()}}))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=64)
@@ -139,7 +343,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--rounds", type=int, default=2,
                         help="times the whole set of frameworks runs, in turn; each one's best round counts")
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
+    parser.add_argument("--inference", action="store_true", help="also time inference at batch 1, 64, 256, 1024")
+    parser.add_argument("--shapes", action="store_true", help="also time one convolution per shape of a table")
+    parser.add_argument("--no-training", dest="training", action="store_false", help="skip the training race")
     args = parser.parse_args(argv)
+    print(f"malloc: {malloc_setting()}")
+    if args.inference:
+        inference_table(args.rounds, args.peers)
+    if args.shapes:
+        shapes_table()
+    if not args.training:
+        return []
     x, y = data(args.steps * args.batch_size)
     benches = [bench_cnnjax]
     for name in args.peers:

@@ -122,7 +122,8 @@ class Checkpointer:
             if tuple(np.shape(a)) != tuple(b.shape):
                 raise ValueError(
                     f"The checkpoint at step {step} in {self.directory} does not match this model and "
-                    f"optimizer: {jax.tree_util.keystr(path)} has shape {tuple(np.shape(a))}, expected {tuple(b.shape)}."
+                    f"optimizer: {jax.tree_util.keystr(path)} has shape {tuple(np.shape(a))}, "
+                    f"expected {tuple(b.shape)}."
                 )
         return out["state"], dict(out["record"])
 

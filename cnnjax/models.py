@@ -27,12 +27,16 @@ from . import _checks, lecture
 from .nn import Conv, Dense, Flatten, MaxPool, ReLU, Sequential, capture
 
 
-def _input_shape(input_shape: Any) -> tuple[int, ...]:
-    if not (isinstance(input_shape, Sequence) and len(input_shape) >= 2):
+def _input_shape(input_shape: Any, images: bool = True) -> tuple[int, ...]:
+    """One example's shape: (height, width, channels) for the lecture's 2-D models, else
+    (*spatial, channels)."""
+    if images and not (isinstance(input_shape, Sequence) and len(input_shape) == 3):
         raise ValueError(
-            f"`input_shape` must be (*spatial, channels) without the batch axis, e.g. "
+            f"`input_shape` must be (height, width, channels) without the batch axis, e.g. "
             f"(28, 28, 1), got {input_shape!r}."
         )
+    if not (isinstance(input_shape, Sequence) and len(input_shape) >= 2):
+        raise ValueError(f"`input_shape` must be (*spatial, channels) without the batch axis, got {input_shape!r}.")
     return _checks.positive_tuple(tuple(input_shape), len(input_shape), "input_shape")
 
 
@@ -177,7 +181,7 @@ def weighted_layers(model, input_shape: Sequence[int] | None = None) -> list:
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
     if shape is None:
         raise ValueError("`input_shape` is needed: the model does not record one.")
-    x = jax.ShapeDtypeStruct((1, *_input_shape(shape)), jnp.float32)
+    x = jax.ShapeDtypeStruct((1, *_input_shape(shape, images=False)), jnp.float32)
     layers = []
 
     def run(x):

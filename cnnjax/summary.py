@@ -112,7 +112,8 @@ def _count(module) -> tuple[int, int, int, int]:
     return tuple(counts)
 
 
-def summary(model, input_shape: Sequence[int], *, dtype: Any = jnp.float32, name: str | None = None, show_input: bool | None = None) -> Summary:
+def summary(model, input_shape: Sequence[int], *, dtype: Any = jnp.float32, name: str | None = None,
+            show_input: bool | None = None) -> Summary:
     """The Keras-format summary of ``model`` for inputs of ``input_shape``.
 
     Args:

@@ -52,7 +52,8 @@ def _map_image(ax, values: np.ndarray, *, title: str | None = None, annotate: bo
     if annotate:
         printed = as_printed(values)
         for (i, j), v in np.ndenumerate(values):
-            ax.text(j, i, f"{printed[i, j]:.2f}".replace("0.", ".") if v else "0", ha="center", va="center", fontsize=5.5,
+            label = f"{printed[i, j]:.2f}".replace("0.", ".") if v else "0"
+            ax.text(j, i, label, ha="center", va="center", fontsize=5.5,
                     color="white" if abs(v) > 0.6 * limit else "black")
 
 
@@ -96,7 +97,7 @@ def response_maps(model, x, *, layers: Sequence[str] | None = None, max_channels
     Returns:
       A figure: for each image, its input and one row per layer.
     """
-    outputs = [(n, l, o) for n, l, o in layer_outputs(model, x) if (layers is None and isinstance(l, Conv)) or
+    outputs = [(n, m, o) for n, m, o in layer_outputs(model, x) if (layers is None and isinstance(m, Conv)) or
                (layers is not None and n in layers)]
     if not outputs:
         raise ValueError(f"No layer to show: `layers` {layers!r} matched none of the model's layers.")

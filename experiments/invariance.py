@@ -22,8 +22,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cnnjax import train, transforms, viz  # noqa: E402
 from common import build_model, fail, load_train_test, num_classes, read_config, write_json  # noqa: E402
+
+from cnnjax import train, transforms, viz  # noqa: E402
 
 SWEEPS = {
     "shift (pixels)": ([-4, -3, -2, -1, 0, 1, 2, 3, 4], lambda x, v: transforms.shift(x, 0, v)),

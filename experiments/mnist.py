@@ -36,10 +36,21 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from common import (  # noqa: E402
+    CLASS_NAMES,
+    MODELS,
+    as_records,
+    build_model,
+    class_names,
+    fail,
+    load_train_test,
+    num_classes,
+    read_config,
+    write_json,
+)
+
 import cnnjax  # noqa: E402
 from cnnjax import summary, train, viz  # noqa: E402
-from common import (CLASS_NAMES, MODELS, as_records, build_model, class_names, fail, load_train_test,  # noqa: E402
-                    num_classes, read_config, write_json)
 
 # What must match for a run directory to be resumed (epochs may grow).
 RESUMABLE = ("model", "dataset", "data_dir", "batch_size", "learning_rate", "seed", "limit_train")
@@ -104,7 +115,8 @@ def run(config: dict, verbose: int = 1) -> dict:
         previous = read_config(workdir)
         changed = [k for k in RESUMABLE if previous.get(k) != config[k]]
         if changed:
-            fail(f"{workdir} holds a run with other settings ({', '.join(f'{k}={previous.get(k)!r}' for k in changed)}); "
+            settings = ", ".join(f"{k}={previous.get(k)!r}" for k in changed)
+            fail(f"{workdir} holds a run with other settings ({settings}); "
                  f"use another --workdir, or the same settings to resume it.")
     workdir.mkdir(parents=True, exist_ok=True)
     write_json(workdir / "config.json", config)

@@ -5,10 +5,10 @@ import re
 import numpy as np
 import optax
 import pytest
+from training import finite, params_of, small_data, small_model
 
 import cnnjax
 from cnnjax import data, train
-from training import finite, params_of, small_data, small_model
 
 
 def rising_validation():

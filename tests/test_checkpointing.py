@@ -7,10 +7,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from training import DropoutBatchNormNet, params_of, small_data, small_model
 
 import cnnjax
 from cnnjax import train
-from training import DropoutBatchNormNet, params_of, small_data, small_model
 
 # orbax leaves its failed reads of the damaged files to the garbage collector: collected inside
 # the tests that damage files (gc.collect() below), where this filter applies

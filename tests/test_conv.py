@@ -7,58 +7,15 @@ import jax
 import jax.numpy as jnp
 import jax.test_util as jtu
 import numpy as np
+import numpy_reference as ref
 import pytest
+from helpers import conv_configs, make
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cnnjax
-import numpy_reference as ref
 
 pytestmark = pytest.mark.usefixtures("each_lowering")
-
-
-@st.composite
-def conv_configs(draw):
-    n = draw(st.integers(1, 3))
-    max_size = {1: 9, 2: 7, 3: 5}[n]
-    window = tuple(draw(st.integers(1, 3)) for _ in range(n))
-    stride = tuple(draw(st.integers(1, 3)) for _ in range(n))
-    dilation = tuple(draw(st.integers(1, 2)) for _ in range(n))
-    style = draw(st.sampled_from(["valid", "same", "int", "pairs"]))
-    sizes, pads = [], []
-    for i in range(n):
-        eff = (window[i] - 1) * dilation[i] + 1
-        if style == "pairs":
-            pad = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-        elif style == "int":
-            pad = (draw(st.integers(0, 2)),) * 2
-        else:
-            pad = (0, 0)
-        lo_size = max(1, eff - pad[0] - pad[1])
-        sizes.append(draw(st.integers(lo_size, max(lo_size, max_size))))
-        pads.append(pad)
-    if style == "same":
-        padding = draw(st.sampled_from(["SAME", "same"]))
-        pads = [ref.same_pads(s, w, st_, d) for s, w, st_, d in zip(sizes, window, stride, dilation)]
-    elif style == "valid":
-        padding = draw(st.sampled_from(["VALID", "valid", "Valid"]))
-    elif style == "int":
-        padding = pads[0][0] if len(set(pads)) == 1 else [p[0] for p in pads]
-    else:
-        padding = [tuple(p) for p in pads]
-    c_in, c_out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    batch = draw(st.integers(1, 2))
-    seed = draw(st.integers(0, 2**16))
-    return dict(n=n, sizes=tuple(sizes), window=window, stride=stride, dilation=dilation,
-                padding=padding, pads=tuple(pads), c_in=c_in, c_out=c_out, batch=batch, seed=seed)
-
-
-def make(cfg, dtype=np.float32):
-    rng = np.random.default_rng(cfg["seed"])
-    x = rng.standard_normal((cfg["batch"], *cfg["sizes"], cfg["c_in"])).astype(dtype)
-    k = rng.standard_normal((*cfg["window"], cfg["c_in"], cfg["c_out"])).astype(dtype)
-    b = rng.standard_normal((cfg["c_out"],)).astype(dtype)
-    return x, k, b
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -4,32 +4,13 @@ import gzip
 import os
 import re
 import socket
-import struct
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from helpers import idx_bytes, write, write_pair
 
 from cnnjax import data
-
-
-def idx_bytes(array, type_code=0x08):
-    """The IDX format from its definition: 0, 0, type code, ndim, big-endian uint32 dims, data."""
-    array = np.asarray(array)
-    header = struct.pack(">BBBB", 0, 0, type_code, array.ndim)
-    header += b"".join(struct.pack(">I", d) for d in array.shape)
-    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
-def write(path, payload, gz):
-    path.write_bytes(gzip.compress(payload) if gz else payload)
-    return path
-
-
-def write_pair(directory, prefix, images, labels, gz=True):
-    ext = ".gz" if gz else ""
-    write(directory / f"{prefix}-images-idx3-ubyte{ext}", idx_bytes(images), gz)
-    write(directory / f"{prefix}-labels-idx1-ubyte{ext}", idx_bytes(labels), gz)
 
 
 @pytest.fixture

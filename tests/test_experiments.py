@@ -3,17 +3,15 @@
 import json
 import re
 import sys
-import types
 
+import lecture_tables as T
 import nbformat
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
-
-import lecture_tables as T
 import scripts
-from cnnjax import data, lecture
-from test_data import write_pair
+from helpers import write_pair
+
+from cnnjax import lecture
 
 RUN_FILES = ["config.json", "metrics.json", "summary.txt", "results.json", "learning_curves.png", "filters.png",
              "response_maps.png", "confusion_matrix.png", "saliency.png"]

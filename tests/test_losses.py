@@ -67,7 +67,7 @@ def test_out_of_range_labels_raise_on_concrete_arrays_and_give_nan_under_jit(fn)
         labels = jnp.array([0, 3, bad])
         with pytest.raises(ValueError, match=re.escape(f"`labels` must be class indices in [0, 4), got {bad} at index {index}")):
             fn(logits, labels)
-        per_example = np.asarray(jax.jit(lambda l, y: fn(l, y, reduction="none"))(logits, labels))
+        per_example = np.asarray(jax.jit(lambda z, y: fn(z, y, reduction="none"))(logits, labels))
         assert np.isfinite(per_example[:2]).all() and np.isnan(per_example[2])
         assert np.isnan(float(jax.jit(fn)(logits, labels)))
     with pytest.raises(ValueError, match=re.escape("got 9 at index (1, 0)")):  # per-pixel labels

@@ -6,13 +6,12 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from helpers import conv_configs, make, pool_configs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnjax
 from cnnjax import lowering, models
-from test_conv import conv_configs, make
-from test_pool import pool_configs
 
 PATHS = [name for name in lowering.available("conv") if name != "reference"]
 
@@ -193,7 +192,8 @@ def test_a_training_step_agrees_across_paths(path):
     def train(params):
         opt = tx.init(params)
         for i in range(3):
-            grads = jax.grad(lambda p: cnnjax.sparse_categorical_crossentropy(nnx.merge(graphdef, p)(x[i]), y[i]))(params)
+            loss = lambda p, xi=x[i], yi=y[i]: cnnjax.sparse_categorical_crossentropy(nnx.merge(graphdef, p)(xi), yi)
+            grads = jax.grad(loss)(params)
             updates, opt = tx.update(grads, opt, params)
             params = optax.apply_updates(params, updates)
         return params

@@ -25,4 +25,4 @@ def test_orbax_and_matplotlib_load_only_when_used():
 
 def test_unknown_attribute():
     with pytest.raises(AttributeError, match="module 'cnnjax' has no attribute 'convolve'"):
-        cnnjax.convolve
+        _ = cnnjax.convolve

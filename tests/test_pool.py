@@ -7,42 +7,15 @@ import jax
 import jax.numpy as jnp
 import jax.test_util as jtu
 import numpy as np
+import numpy_reference as ref
 import pytest
+from helpers import pool_configs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cnnjax
-import numpy_reference as ref
 
 pytestmark = pytest.mark.usefixtures("each_lowering")
-
-
-@st.composite
-def pool_configs(draw):
-    n = draw(st.integers(1, 3))
-    max_size = {1: 11, 2: 9, 3: 6}[n]
-    window = tuple(draw(st.integers(1, 3)) for _ in range(n))
-    stride = draw(st.one_of(st.none(), st.tuples(*(st.integers(1, 3) for _ in range(n)))))
-    strides = window if stride is None else stride
-    style = draw(st.sampled_from(["valid", "same", "pairs"]))
-    ceil_mode = draw(st.booleans())
-    sizes, pads = [], []
-    for w in window:
-        # As in PyTorch, padding at most half the window: no window lies wholly in padding.
-        pad = (draw(st.integers(0, w // 2)), draw(st.integers(0, w // 2))) if style == "pairs" else (0, 0)
-        lo_size = max(1, w - pad[0] - pad[1])
-        sizes.append(draw(st.integers(lo_size, max_size)))
-        pads.append(pad)
-    if style == "same":
-        padding = "same"
-        pads = [ref.same_pads(s, w, st_) for s, w, st_ in zip(sizes, window, strides)]
-    elif style == "valid":
-        padding = "VALID"
-    else:
-        padding = pads
-    return dict(sizes=tuple(sizes), window=window, stride=stride, strides=strides,
-                padding=padding, pads=tuple(pads), ceil_mode=ceil_mode,
-                channels=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**16)))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -126,7 +99,8 @@ def test_second_derivatives_with_ties_route_to_the_first_maximum():
 
 
 def test_gradient_under_jit():
-    """reduce_window must still see a max (not a generic reduction) once traced by jit."""
+    """Under jit the gradient still goes to each window's maximum on every lowering (on the
+    reference one, reduce_window must still be seen as a max once traced)."""
     x = jnp.arange(16.0).reshape(1, 4, 4, 1)
     g = jax.jit(jax.grad(lambda x: cnnjax.maxpool(x, 2, ceil_mode=True).sum()))(x)
     np.testing.assert_array_equal(g[0, :, :, 0], [[0, 0, 0, 0], [0, 1, 0, 1], [0, 0, 0, 0], [0, 1, 0, 1]])

@@ -13,10 +13,10 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from training import CompileCounter, DropoutBatchNormNet, params_of, small_data, small_model
 
 import cnnjax
 from cnnjax import data, lowering, models, train
-from training import CompileCounter, DropoutBatchNormNet, params_of, small_data, small_model
 
 
 def test_lecture_functional_cnn_reaches_97_percent_on_real_mnist(mnist_dir):

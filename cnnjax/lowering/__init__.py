@@ -44,7 +44,6 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 import jax
-
 from jax.extend import core as jex_core
 
 from . import auto, patches, reference

@@ -31,8 +31,7 @@ every host the same dataset and seed: each host feeds its own devices' slices of
 global batch (not yet tested across processes).
 """
 
-from .callbacks import (Callback, EarlyStopping, History, LambdaCallback, ProgressBar, Run,
-                        StopTraining, TerminateOnNaN)
+from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ProgressBar, Run, StopTraining, TerminateOnNaN
 from .checkpointing import ModelCheckpoint, restore
 from .cpu import auto_microbatches, tune_cpu_memory
 from .evaluation import Predictor, evaluate, predict

@@ -18,10 +18,9 @@ from flax import nnx
 from jax import lax
 from jax.typing import ArrayLike
 
-from .. import data
+from .. import _checks, data
 from ..activations import softmax
 from . import cpu
-from .. import _checks
 from .objective import check_data, check_fit, objective
 from .placement import Placement
 from .state import TrainState, create_state, mode_preserved

@@ -13,8 +13,7 @@ import optax
 from flax import nnx
 
 from .. import _checks
-from .callbacks import (Callback, CallbackList, History, ProgressBar, Run, TerminateOnNaN,
-                        as_callback)
+from .callbacks import Callback, CallbackList, History, ProgressBar, Run, TerminateOnNaN, as_callback
 from .checkpointing import ModelCheckpoint
 from .cpu import auto_microbatches
 from .evaluation import Evaluator, output_shape

@@ -9,7 +9,8 @@ import numpy as np
 import optax
 
 
-def rmsprop(learning_rate: float | optax.Schedule = 1e-3, rho: float = 0.9, epsilon: float = 1e-7) -> optax.GradientTransformation:
+def rmsprop(learning_rate: float | optax.Schedule = 1e-3, rho: float = 0.9,
+            epsilon: float = 1e-7) -> optax.GradientTransformation:
     """Keras' RMSprop defaults, as optax: ``v = rho v + (1 - rho) g^2``, ``w -= lr g / (sqrt(v) + eps)``.
 
     Epsilon is added outside the square root, as in Keras 2 / ``tf.keras`` (which
