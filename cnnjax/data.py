@@ -43,6 +43,16 @@ from . import _checks
 IDX_SPLITS = {"train": "train", "test": "t10k", "t10k": "t10k"}
 _IDX_NAME = re.compile(r"^(?:.*-)?(train|t10k)-(images|labels)[-.]idx([13])-ubyte(\.gz)?$")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+IDX_DATASETS = ("mnist", "fashion_mnist", "kmnist", "emnist")
+"""The datasets published as IDX files (EMNIST's variants as ``emnist/<variant>``)."""
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(str(i) for i in range(10)),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+    "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
+"""Each known dataset's class names, in label order (as tensorflow-datasets lists them)."""
 DOWNLOAD_HOST = ("storage.googleapis.com", 443)
 """Where tensorflow-datasets downloads MNIST-family data from; checked before a download."""
 
@@ -482,7 +492,9 @@ def split_validation(
 
 
 __all__ = [
+    "CLASS_NAMES",
     "DatasetNotFoundError",
+    "IDX_DATASETS",
     "batch_indices",
     "batch_plan",
     "batches",

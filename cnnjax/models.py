@@ -181,15 +181,8 @@ def weighted_layers(model, input_shape: Sequence[int] | None = None) -> list:
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
     if shape is None:
         raise ValueError("`input_shape` is needed: the model does not record one.")
-    x = jax.ShapeDtypeStruct((1, *_input_shape(shape, images=False)), jnp.float32)
-    layers = []
-
-    def run(x):
-        _, calls = capture(model, x)
-        layers.extend(layer for _, layer, _, _ in calls if isinstance(layer, (Conv, Dense)))
-
-    jax.eval_shape(run, x)
-    return layers
+    _, calls = capture(model, jax.ShapeDtypeStruct((1, *_input_shape(shape, images=False)), jnp.float32))
+    return [c.layer for c in calls if isinstance(c.layer, (Conv, Dense))]
 
 
 def load_keras_weights(model, weights: Sequence[Any], input_shape: Sequence[int] | None = None):

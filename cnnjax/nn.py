@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -410,6 +410,16 @@ class Sequential(nnx.Module):
         return self.layers[i]
 
 
+class Call(NamedTuple):
+    """One layer call seen by :func:`capture`: the Keras-style ``name``, the ``layer``,
+    its ``input`` and its ``output``."""
+
+    name: str
+    layer: Any
+    input: Any
+    output: Any
+
+
 @contextlib.contextmanager
 def _recording() -> Iterator[list]:
     record: list = []
@@ -420,31 +430,77 @@ def _recording() -> Iterator[list]:
         _recorder.reset(token)
 
 
-def capture(model: Callable, x) -> tuple[Any, list[tuple[str, Layer, Any, Any]]]:
-    """Runs ``model(x)`` and returns its output and every cnnjax layer call, in order.
-
-    Args:
-      model: any callable built from :mod:`cnnjax.nn` layers (a :class:`Sequential`, a
-        module written in the functional style, a plain function).
-      x: the input batch (arrays, or ``jax.ShapeDtypeStruct`` under ``jax.eval_shape``).
-
-    Returns:
-      ``(y, calls)`` where ``calls`` is a list of ``(name, layer, input, output)`` in
-      call order; names are Keras-style (``conv``, ``conv_1``, ``max_pool``, ...).
-
-    Example: the response maps of every conv layer are
-    ``[out for name, layer, _, out in calls if isinstance(layer, nn.Conv)]``.
-    """
-    with _recording() as record:
-        y = model(x)
+def _named(record: Sequence[tuple[Any, Any, Any]]) -> list[Call]:
+    """Keras-style names (``conv``, ``conv_1``, ...) for ``(layer, input, output)`` in call order."""
     counts: dict[str, int] = {}
     calls = []
     for layer, inp, out in record:
         base = snake_case(type(layer).__name__)
         k = counts.get(base, 0)
         counts[base] = k + 1
-        calls.append((base if k == 0 else f"{base}_{k}", layer, inp, out))
-    return y, calls
+        calls.append(Call(base if k == 0 else f"{base}_{k}", layer, inp, out))
+    return calls
+
+
+def capture(model: Callable, x) -> tuple[Any, list[Call]]:
+    """Runs ``model(x)`` and returns its output and every cnnjax layer call, in order.
+
+    The one way cnnjax reads layer outputs: :func:`cnnjax.summary`,
+    :func:`cnnjax.viz.layer_outputs` and :func:`cnnjax.models.load_keras_weights` are
+    built on it. Every layer of :mod:`cnnjax.nn` reports its call (``Layer.__call__``)
+    while a capture runs; outside one, a layer call costs nothing extra.
+
+    Args:
+      model: any callable built from :mod:`cnnjax.nn` layers (a :class:`Sequential`, a
+        module written in the functional style, a plain function).
+      x: the input batch, or a ``jax.ShapeDtypeStruct`` to get shapes only (then
+        nothing is computed: ``jax.eval_shape``).
+
+    Returns:
+      ``(y, calls)``: the output and a list of :class:`Call` ``(name, layer, input,
+      output)`` in call order, named as Keras names layers (``conv``, ``conv_1``,
+      ``max_pool``, ...). For an ``nnx.Module`` the pass runs functionally
+      (``nnx.split``/``nnx.merge`` under ``jax.jit``, or ``jax.eval_shape``): the
+      model's variables are left as they were (BatchNorm's running statistics, Dropout's
+      random stream), and each ``layer`` is the model's own layer object.
+
+    Example: the response maps of every conv layer are
+    ``[c.output for c in calls if isinstance(c.layer, nn.Conv)]``.
+    """
+    shapes_only = isinstance(x, jax.ShapeDtypeStruct)
+    if not isinstance(model, nnx.Module):
+        def run(x):
+            with _recording() as record:
+                return model(x), record
+
+        if not shapes_only:
+            y, record = run(x)
+            return y, _named(record)
+        layers: list = []
+
+        def abstract(x):
+            y, record = run(x)
+            layers[:] = [layer for layer, _, _ in record]
+            return y, [(i, o) for _, i, o in record]
+
+        y, values = jax.eval_shape(abstract, x)
+        return y, _named([(layer, i, o) for layer, (i, o) in zip(layers, values)])
+
+    graphdef, state = nnx.split(model)
+    where: list = []
+
+    def functional(state, x):
+        copy = nnx.merge(graphdef, state)
+        paths = {id(node): path for path, node in nnx.iter_graph(copy)}
+        with _recording() as record:
+            y = copy(x)
+        where[:] = [(paths.get(id(layer)), layer) for layer, _, _ in record]
+        return y, [(i, o) for _, i, o in record]
+
+    y, values = jax.eval_shape(functional, state, x) if shapes_only else jax.jit(functional)(state, x)
+    originals = dict(nnx.iter_graph(model))
+    return y, _named([(originals.get(path, layer) if path is not None else layer, i, o)
+                      for (path, layer), (i, o) in zip(where, values)])
 
 
 def snake_case(name: str) -> str:
@@ -460,6 +516,7 @@ def snake_case(name: str) -> str:
 __all__ = [
     "AvgPool",
     "BatchNorm",
+    "Call",
     "Conv",
     "ConvTranspose",
     "Dense",

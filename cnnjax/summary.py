@@ -146,17 +146,12 @@ def summary(model, input_shape: Sequence[int], *, dtype: Any = jnp.float32, name
     rows = []
     if show_input if show_input is not None else not isinstance(model, Sequential):
         rows.append(Row("input_layer", "InputLayer", (None, *shape), 0, 0))
-    graphdef, variables = nnx.split(model)  # run functionally: a layer may update its variables
-
-    def run(variables, x):
-        y, recorded = capture(nnx.merge(graphdef, variables), x)
-        for layer_name, layer, i, o in recorded:
-            trainable, non_trainable, _, _ = _count(layer)
-            flops = layer.flops(i.shape, o.shape) if hasattr(layer, "flops") else 0
-            rows.append(Row(layer_name, type(layer).__name__, (None, *o.shape[1:]), trainable + non_trainable, flops))
-        return y
-
-    jax.eval_shape(run, variables, jax.ShapeDtypeStruct((1, *shape), dtype))
+    _, calls = capture(model, jax.ShapeDtypeStruct((1, *shape), dtype))
+    for call in calls:
+        trainable, non_trainable, _, _ = _count(call.layer)
+        flops = call.layer.flops(call.input.shape, call.output.shape) if hasattr(call.layer, "flops") else 0
+        rows.append(Row(call.name, type(call.layer).__name__, (None, *call.output.shape[1:]),
+                        trainable + non_trainable, flops))
     trainable, non_trainable, t_bytes, n_bytes = _count(model)
     title = name or snake_case(type(model).__name__)
     return Summary(title, tuple(rows), trainable, non_trainable, t_bytes, n_bytes)

@@ -25,7 +25,9 @@ from .lecture import as_printed
 from .nn import Conv, capture
 
 
-def _figure(width: float, height: float) -> Figure:
+def figure(width: float, height: float) -> Figure:
+    """An empty figure of ``width`` x ``height`` inches on the Agg canvas (no display needed),
+    with constrained layout: the base of every picture here, for pictures of your own."""
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -40,46 +42,78 @@ def save(fig: Figure, path: str | os.PathLike, *, dpi: int = 100) -> str:
 
 
 def _map_image(ax, values: np.ndarray, *, title: str | None = None, annotate: bool = False, cmap: str = "RdBu_r",
-               symmetric: bool = True):
+               limits: tuple[float, float] | None = None):
+    """Draws one 2-D map on ``ax`` with colour limits ``(vmin, vmax)`` (default symmetric
+    about 0 at the map's largest magnitude); returns the image for a colour bar."""
     values = np.asarray(values, np.float32)
-    limit = float(np.abs(values).max()) or 1.0
-    kw = dict(vmin=-limit, vmax=limit) if symmetric else {}
-    ax.imshow(values, cmap=cmap, interpolation="nearest", **kw)
+    if limits is None:
+        limit = float(np.abs(values).max()) or 1.0
+        limits = (-limit, limit)
+    image = ax.imshow(values, cmap=cmap, interpolation="nearest", vmin=limits[0], vmax=limits[1])
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=8)
     if annotate:
         printed = as_printed(values)
+        extreme = max(abs(limits[0]), abs(limits[1]))
         for (i, j), v in np.ndenumerate(values):
             label = f"{printed[i, j]:.2f}".replace("0.", ".") if v else "0"
             ax.text(j, i, label, ha="center", va="center", fontsize=5.5,
-                    color="white" if abs(v) > 0.6 * limit else "black")
+                    color="white" if abs(v) > 0.6 * extreme else "black")
+    return image
+
+
+def _symmetric(values) -> tuple[float, float]:
+    limit = float(np.max(np.abs(values))) if np.size(values) else 0.0
+    return (-limit, limit) if limit else (-1.0, 1.0)
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    """An ``(H, W, C)`` image as one 2-D map: its only channel, or the mean of its channels."""
+    return image[..., 0] if image.shape[-1] == 1 else image.mean(-1)
+
+
+def images(images, *, titles: Sequence[str] | Sequence[Sequence[str]] | None = None, cmap: str = "gray_r",
+           title: str | None = None, cell: float = 1.1) -> Figure:
+    """A grid of images: ``(N, H, W[, C])`` as one row, or ``(rows, cols, H, W[, C])``.
+
+    Args:
+      images: the images; several channels are averaged into one gray map.
+      titles: one per image, in the layout of ``images`` (a list, or a list of rows).
+      cmap: the colour map (default: dark ink on light paper).
+      title: the figure's title.
+      cell: inches per image.
+    """
+    grid = np.asarray(images, np.float32)
+    if grid.ndim == 3:  # (N, H, W)
+        grid = grid[None, ..., None]
+    elif grid.ndim == 4:  # (N, H, W, C) or (rows, cols, H, W)
+        grid = grid[None] if grid.shape[-1] in (1, 3) else grid[..., None]
+    if grid.ndim != 5:
+        raise ValueError(f"`images` must have shape (N, H, W[, C]) or (rows, cols, H, W[, C]), got {np.shape(images)}.")
+    rows, cols = grid.shape[:2]
+    names = titles
+    if titles is not None and rows == 1 and (not titles or isinstance(titles[0], str)):
+        names = [titles]
+    if names is not None and [len(r) for r in names] != [cols] * rows:
+        raise ValueError(f"`titles` must give one title per image ({rows} rows of {cols}), got {titles!r}.")
+    fig = figure(cell * cols, (cell + 0.15) * rows + (0.3 if title else 0))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    low, high = float(grid.min()), float(grid.max())
+    for (r, c), ax in np.ndenumerate(axes):
+        _map_image(ax, _gray(grid[r, c]), title=names[r][c] if names is not None else None, cmap=cmap,
+                   limits=(low, high if high > low else low + 1))
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
 
 
 def layer_outputs(model, x) -> list[tuple[str, Any, np.ndarray]]:
-    """``(name, layer, output)`` for every cnnjax layer call of ``model(x)``, in order.
-
-    For an ``nnx.Module`` the forward pass is compiled once (``jax.jit``) instead of
-    running op by op.
-    """
-    x = jnp.asarray(x)
-    if not isinstance(model, nnx.Module):
-        _, calls = capture(model, x)
-        return [(name, layer, np.asarray(out)) for name, layer, _, out in calls]
-    graphdef, state = nnx.split(model)
-    paths: list = []
-
-    def outputs(state, x):
-        copy = nnx.merge(graphdef, state)
-        where = {id(node): path for path, node in nnx.iter_graph(copy)}
-        _, calls = capture(copy, x)
-        paths[:] = [(name, where[id(layer)]) for name, layer, _, _ in calls]
-        return [out for _, _, _, out in calls]
-
-    values = jax.jit(outputs)(state, x)
-    originals = dict(nnx.iter_graph(model))
-    return [(name, originals[path], np.asarray(v)) for (name, path), v in zip(paths, values)]
+    """``(name, layer, output)`` for every cnnjax layer call of ``model(x)``, in order, the
+    outputs as NumPy arrays (:func:`cnnjax.nn.capture`, compiled once for an ``nnx.Module``)."""
+    _, calls = capture(model, jnp.asarray(x))
+    return [(c.name, c.layer, np.asarray(c.output)) for c in calls]
 
 
 def response_maps(model, x, *, layers: Sequence[str] | None = None, max_channels: int = 8,
@@ -105,23 +139,29 @@ def response_maps(model, x, *, layers: Sequence[str] | None = None, max_channels
     cols = 1 + min(max_channels, max(o.shape[-1] for _, _, o in outputs))
     rows = len(x) * len(outputs)
     cell = 2.0 if annotate else 1.3
-    fig = _figure(cell * cols, (cell + 0.05) * rows)
+    fig = figure(cell * cols + 0.6, (cell + 0.05) * rows)
     axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
     for b in range(len(x)):
         for r, (name, _, out) in enumerate(outputs):
             row = b * len(outputs) + r
             if r == 0:
-                _map_image(axes[row, 0], x[b, ..., 0] if x.shape[-1] == 1 else x[b].mean(-1),
-                           title=f"input {b}", cmap="gray", symmetric=False)
+                _map_image(axes[row, 0], _gray(x[b]), title=f"input {b}", cmap="gray", limits=(x.min(), x.max()))
             else:
                 axes[row, 0].axis("off")
+            shown = out[b, ..., : cols - 1]
+            limits = _symmetric(shown)  # one scale per layer and image: its channels compare
             for c in range(cols - 1):
                 ax = axes[row, c + 1]
                 if c < out.shape[-1]:
-                    _map_image(ax, out[b, ..., c], title=f"{name}[{c}]", annotate=annotate)
+                    image = _map_image(ax, out[b, ..., c], title=f"{name}[{c}]", annotate=annotate, limits=limits)
                 else:
                     ax.axis("off")
-    fig.suptitle("Response maps: where each filter matches (red) or mismatches (blue)", fontsize=9)
+            fig.colorbar(image, ax=axes[row, 1:], shrink=0.8, aspect=12, pad=0.01)
+    if all(float(o.min()) >= 0 for _, _, o in outputs):
+        what = "how strongly each filter matches at each position (0: no match, after ReLU)"
+    else:
+        what = "where each filter matches (red) or mismatches (blue)"
+    fig.suptitle(f"Response maps: {what}", fontsize=9)
     return fig
 
 
@@ -142,13 +182,16 @@ def filters(kernel, *, titles: Sequence[str] | None = None, annotate: bool = Fal
     cols = min(n, 8)
     rows = math.ceil(n / cols)
     cell = 1.7 if annotate else 1.2
-    fig = _figure(cell * cols, (cell + 0.1) * rows + (0.3 if title else 0))
+    fig = figure(cell * cols + 0.6, (cell + 0.1) * rows + (0.3 if title else 0))
     axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
+    limits = _symmetric(kernel[:, :, 0, :])  # one scale for all: the filters compare
     for i, ax in enumerate(axes.flat):
         if i < n:
-            _map_image(ax, kernel[:, :, 0, i], title=titles[i] if titles else f"filter {i}", annotate=annotate)
+            image = _map_image(ax, kernel[:, :, 0, i], title=titles[i] if titles else f"filter {i}",
+                               annotate=annotate, limits=limits)
         else:
             ax.axis("off")
+    fig.colorbar(image, ax=axes, shrink=0.8, aspect=15, pad=0.02, label="weight (red +, blue -)")
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
@@ -178,19 +221,38 @@ def saliency(model, x, label: int | Sequence[int] | None = None) -> np.ndarray:
     return np.asarray(jnp.max(jnp.abs(grad), axis=-1))
 
 
-def saliency_maps(model, x, *, class_names: Sequence[str] | None = None) -> Figure:
-    """Images and their saliency (where a change would most move the predicted score)."""
+def saliency_maps(model, x, labels=None, *, class_names: Sequence[str] | None = None) -> Figure:
+    """Images and their saliency for the predicted class: where a change of a pixel would
+    most move the predicted score.
+
+    Args:
+      model: a cnnjax model returning logits.
+      x: a batch ``(B, H, W, C)``.
+      labels: the true classes ``(B,)``, shown next to the prediction when given.
+      class_names: a name per class.
+
+    Each saliency map is scaled to its own largest value (one colour bar, 0 to 1).
+    """
     x = np.asarray(x)
     pred = np.asarray(jnp.argmax(model(jnp.asarray(x)), axis=-1))
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != pred.shape:
+            raise ValueError(f"`labels` must have shape {pred.shape} (one per image), got {labels.shape}.")
     maps = saliency(model, x, pred)
-    fig = _figure(1.4 * len(x), 3.0)
+    maps = maps / np.maximum(maps.max(axis=(1, 2), keepdims=True), 1e-12)
+    name = (lambda k: class_names[k]) if class_names else str
+    fig = figure(1.4 * len(x) + 0.6, 3.2)
     axes = fig.subplots(2, len(x), squeeze=False)
     for b in range(len(x)):
-        name = class_names[pred[b]] if class_names else str(pred[b])
-        _map_image(axes[0, b], x[b, ..., 0] if x.shape[-1] == 1 else x[b].mean(-1), title=f"predicted {name}",
-                   cmap="gray", symmetric=False)
-        _map_image(axes[1, b], maps[b], cmap="hot", symmetric=False)
-    fig.suptitle("Saliency: |d score / d pixel|", fontsize=9)
+        said = f"predicted {name(pred[b])}"
+        if labels is not None:
+            said = f"true {name(labels[b])}\n{said}" + ("" if labels[b] == pred[b] else " (wrong)")
+        _map_image(axes[0, b], _gray(x[b]), title=said, cmap="gray", limits=(x.min(), x.max()))
+        image = _map_image(axes[1, b], maps[b], cmap="hot", limits=(0.0, 1.0))
+    bar = fig.colorbar(image, ax=axes[1, :], shrink=0.8, aspect=12, pad=0.01)
+    bar.set_label("x image's largest", fontsize=7)
+    fig.suptitle("Saliency: |d score / d pixel| of the predicted class", fontsize=9)
     return fig
 
 
@@ -201,7 +263,7 @@ def learning_curves(epochs: Sequence[dict[str, float]]) -> Figure:
         raise ValueError("`epochs` is empty: nothing to plot.")
     not_metrics = ("epoch", "loss", "learning_rate", "seconds", "images_per_s")
     metrics = ["loss", *(k for k in epochs[0] if k not in not_metrics and not k.startswith("val_"))]
-    fig = _figure(4 * len(metrics), 3)
+    fig = figure(4 * len(metrics), 3)
     axes = np.atleast_1d(fig.subplots(1, len(metrics)))
     x = [e["epoch"] for e in epochs]
     for ax, metric in zip(axes, metrics):
@@ -227,7 +289,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str] | None 
     matrix = np.asarray(matrix)
     k = len(matrix)
     names = list(class_names) if class_names else [str(i) for i in range(k)]
-    fig = _figure(1.0 + 0.55 * k, 0.8 + 0.5 * k)
+    fig = figure(1.0 + 0.55 * k, 0.8 + 0.5 * k)
     ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     for (i, j), v in np.ndenumerate(matrix):
@@ -243,7 +305,9 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str] | None 
 
 __all__ = [
     "confusion_matrix",
+    "figure",
     "filters",
+    "images",
     "layer_outputs",
     "learning_curves",
     "plot_confusion_matrix",

@@ -1,11 +1,24 @@
-"""What the MNIST-style experiments share: their data, their models, their run directories."""
+"""What the experiments share: a typed configuration read from the command line, the
+MNIST-style data and models, and run directories.
+
+A script's configuration is a frozen dataclass whose fields are its flags (``--batch-size``
+for ``batch_size``); each field's metadata holds its help, and ``__post_init__`` checks the
+values, so a bad setting stops the script with one ``error:`` line and exit code 2 before
+any data loads and before anything is written.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
+import math
 import os
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
@@ -13,16 +26,81 @@ from cnnjax import data, models
 
 MODELS = {"functional": models.mnist_functional, "sequential": models.mnist_sequential}
 
-CLASS_NAMES = {
-    "mnist": [str(i) for i in range(10)],
-    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                      "Ankle boot"],
-    "kmnist": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
-    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-}
+
+class ConfigError(ValueError):
+    """A setting out of its range: ``field`` names it, the message says what was expected."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
 
 
-def fail(message: str) -> None:
+def flag(default: Any = dataclasses.MISSING, help: str = "") -> Any:
+    """A configuration field: its default (none: the flag is required) and the help its
+    command-line flag shows."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def expect(ok: bool, field: str, value: Any, expected: str) -> None:
+    """Raises :class:`ConfigError` naming ``field`` and ``value`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(field, f"expected {expected}, got {value!r}")
+
+
+def expect_int(value: Any, field: str, low: int = 1, high: int | None = None, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    expect(ok, field, value, f"an integer >= {low}" + (f" and <= {high}" if high is not None else ""))
+
+
+def expect_rate(value: Any, field: str, high: float = 1.0) -> None:
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= high
+    expect(ok, field, value, f"a finite number in (0, {high:g}]")
+
+
+def _flag_type(annotation):
+    """``(type, choices)`` for argparse from a field's annotation (``int``, ``str | None``,
+    ``Literal[...]``)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if typing.get_origin(annotation) is Literal:
+        choices = typing.get_args(annotation)
+        return type(choices[0]), list(choices)
+    return annotation, None
+
+
+def parser(cls: type, description: str) -> argparse.ArgumentParser:
+    """An ``argparse`` parser with one flag per field of the dataclass ``cls``."""
+    p = argparse.ArgumentParser(description=description)
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        kind, choices = _flag_type(hints[field.name])
+        required = field.default is dataclasses.MISSING
+        shown = "" if required or field.default is None else f" (default: {field.default})"
+        p.add_argument("--" + field.name.replace("_", "-"), type=kind, choices=choices, required=required,
+                       default=None if required else field.default, help=field.metadata["help"] + shown,
+                       metavar=None if choices else field.name.upper())
+    return p
+
+
+def parse(cls: type, argv: list[str] | None, description: str):
+    """The configuration ``cls`` from ``argv``; a bad flag ends the script (exit code 2) with
+    argparse's usage line and one ``error:`` line naming the flag, its value and what is
+    expected."""
+    p = parser(cls, description)
+    values = vars(p.parse_args(argv))
+    try:
+        config = cls(**values)
+        if hasattr(config, "check_paths"):
+            config.check_paths()
+    except ConfigError as e:
+        p.error(f"argument --{e.field.replace('_', '-')}: {e.message}")
+    return config
+
+
+def fail(message: str) -> typing.NoReturn:
     """Stops the script with a one-line error, no traceback."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
@@ -53,11 +131,10 @@ def load_train_test(dataset: str, data_dir: str | None, limit_train: int | None)
         return (x[:limit_train], y[:limit_train]), (x[limit_train:], y[limit_train:]), note
 
 
-def build_model(config: dict, input_shape, num_classes: int):
+def build_model(name: str, seed: int, input_shape, num_classes: int):
     from flax import nnx
 
-    return MODELS[config["model"]](input_shape=tuple(input_shape), num_classes=num_classes,
-                                   rngs=nnx.Rngs(config["seed"]))
+    return MODELS[name](input_shape=tuple(input_shape), num_classes=num_classes, rngs=nnx.Rngs(seed))
 
 
 def read_config(workdir: str | os.PathLike) -> dict:
@@ -79,15 +156,15 @@ def as_records(epochs):
     return [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in e.items()} for e in epochs]
 
 
-def class_names(dataset: str, num_classes: int):
-    names = CLASS_NAMES.get(dataset)
-    return names if names and len(names) == num_classes else [str(i) for i in range(num_classes)]
+def class_names(dataset: str, num_classes: int) -> list[str]:
+    names = data.CLASS_NAMES.get(dataset)
+    return list(names) if names and len(names) == num_classes else [str(i) for i in range(num_classes)]
 
 
 def num_classes(dataset: str, **splits: np.ndarray) -> int:
     """The dataset's class count (10 for the MNIST family and CIFAR-10; for other datasets, the
     largest label + 1); stops with a one-line error naming the first label outside it."""
-    names = CLASS_NAMES.get(dataset)
+    names = data.CLASS_NAMES.get(dataset)
     if names is None:
         return int(max(np.max(y) for y in splits.values())) + 1
     for split, labels in splits.items():

@@ -13,18 +13,25 @@ Example::
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+from common import build_model, expect_int, fail, flag, load_train_test, num_classes, parse, read_config, write_json
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cnnjax import train, transforms, viz
 
-from common import build_model, fail, load_train_test, num_classes, read_config, write_json  # noqa: E402
 
-from cnnjax import train, transforms, viz  # noqa: E402
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Which run to test, on how many images: every field is a flag."""
+
+    workdir: str = flag(help="a run directory written by experiments/mnist.py")
+    limit: int = flag(2000, "test images to use")
+
+    def __post_init__(self):
+        expect_int(self.limit, "limit")
+
 
 SWEEPS = {
     "shift (pixels)": ([-4, -3, -2, -1, 0, 1, 2, 3, 4], lambda x, v: transforms.shift(x, 0, v)),
@@ -47,7 +54,7 @@ def sweep(model, images, labels, batch_size: int = 500) -> dict[str, list[tuple[
 
 
 def plot(results):
-    fig = viz._figure(10, 2.6)
+    fig = viz.figure(10, 2.6)
     axes = fig.subplots(1, len(results))
     for ax, (name, row) in zip(axes, results.items()):
         ax.plot([v for v, _ in row], [a for _, a in row], "o-")
@@ -59,15 +66,12 @@ def plot(results):
     return fig
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workdir", required=True, help="a run directory of experiments/mnist.py")
-    p.add_argument("--limit", type=int, default=2000, help="test images to use")
-    args = p.parse_args(argv)
+def main(argv: list[str] | None = None) -> dict:
+    args = parse(Config, argv, __doc__.splitlines()[0])
     workdir = Path(args.workdir)
     config = read_config(workdir)
     (x, y), (tx, ty), _ = load_train_test(config["dataset"], config["data_dir"], config["limit_train"])
-    model = build_model(config, tx.shape[1:], num_classes(config["dataset"], train=y, test=ty))
+    model = build_model(config["model"], config["seed"], tx.shape[1:], num_classes(config["dataset"], train=y, test=ty))
     try:
         record = train.restore(model, workdir / "checkpoints")
     except FileNotFoundError as e:

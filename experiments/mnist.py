@@ -23,76 +23,121 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import datetime
 import json
 import os
-import sys
+import re
 import time
 from pathlib import Path
+from typing import Literal
 
 import jax
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from common import (  # noqa: E402
-    CLASS_NAMES,
+from common import (
     MODELS,
     as_records,
     build_model,
     class_names,
+    expect,
+    expect_int,
+    expect_rate,
     fail,
+    flag,
     load_train_test,
     num_classes,
+    parse,
     read_config,
     write_json,
 )
 
-import cnnjax  # noqa: E402
-from cnnjax import summary, train, viz  # noqa: E402
+import cnnjax
+from cnnjax import data, summary, train, viz
 
 # What must match for a run directory to be resumed (epochs may grow).
 RESUMABLE = ("model", "dataset", "data_dir", "batch_size", "learning_rate", "seed", "limit_train")
+_TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[a-z0-9_.-]+)?(:[0-9.*]+)?")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=sorted(MODELS), default="functional")
-    p.add_argument("--dataset", default=None,
-                   help="a tensorflow-datasets name (mnist, fashion_mnist, kmnist, ...); default mnist, or the "
-                        "name of the --data-dir folder when it is one of those (e.g. .../fashion-mnist)")
-    p.add_argument("--data-dir", default=None, help="a folder of IDX files (offline), or the tfds data_dir")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit-train", type=int, default=None, help="train on the first N training images")
-    p.add_argument("--workdir", default=None, help="run directory (default runs/<model>-<dataset>-<time>)")
-    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
-    return p.parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One run of the lecture's MNIST CNN: every field is a flag (``--batch-size`` for ``batch_size``)."""
+
+    model: Literal["functional", "sequential"] = flag(
+        "functional", "the lecture's Keras Functional model (104,202 parameters) or Sequential one (93,322)")
+    dataset: str | None = flag(
+        None, "a tensorflow-datasets name (mnist, fashion_mnist, kmnist, cifar10, ...); default: the --data-dir "
+              "folder's name when it is one of those (e.g. .../fashion-mnist), else mnist")
+    data_dir: str | None = flag(None, "a folder of IDX files (offline), or tensorflow-datasets' data_dir")
+    epochs: int = flag(5, "passes over the training data; the same --workdir with more epochs continues a run")
+    batch_size: int = flag(64, "images per training step")
+    learning_rate: float = flag(1e-3, "RMSprop's learning rate, in (0, 1]")
+    seed: int = flag(0, "seed of the initial weights and of the data order, 0 <= seed < 2**32")
+    limit_train: int | None = flag(None, "train on the first N training images (or, for a folder holding only "
+                                         "the test split, on its first N images)")
+    workdir: str | None = flag(None, "the run directory (default runs/<model>-<dataset>-<time>); a directory "
+                                     "holding a checkpoint of the same settings resumes")
+    verbose: Literal[0, 1, 2] = flag(1, "0 quiet, 1 a progress bar, 2 one line per epoch")
+
+    def __post_init__(self):
+        expect(self.model in MODELS, "model", self.model, f"one of {sorted(MODELS)}")
+        expect_int(self.epochs, "epochs")
+        expect_int(self.batch_size, "batch_size")
+        expect_rate(self.learning_rate, "learning_rate")
+        expect_int(self.seed, "seed", low=0, high=2**32 - 1)
+        expect_int(self.limit_train, "limit_train", optional=True)
+        expect(self.verbose in (0, 1, 2), "verbose", self.verbose, "0, 1 or 2")
+        if self.dataset is not None:
+            expect(isinstance(self.dataset, str) and bool(_TFDS_NAME.fullmatch(self.dataset)), "dataset",
+                   self.dataset, "a tensorflow-datasets name such as mnist or fashion_mnist")
+
+    def check_paths(self) -> None:
+        """The folders named exist and fit: raises :class:`ConfigError` before anything is read or written."""
+        if self.data_dir is not None:
+            expect(os.path.isdir(self.data_dir), "data_dir", self.data_dir, "an existing directory")
+            if self.dataset is not None and data.idx_files(self.data_dir):
+                base = self.dataset.split("/")[0]
+                expect(base in data.IDX_DATASETS, "dataset", self.dataset,
+                       f"the name of the IDX dataset in {self.data_dir}: one of {', '.join(data.IDX_DATASETS)} "
+                       f"(or no --dataset)")
+        if self.workdir is not None:
+            expect(not os.path.exists(self.workdir) or os.path.isdir(self.workdir), "workdir", self.workdir,
+                   "a directory (new, or a run to resume), not a file")
+
+    def resolved(self) -> Config:
+        """The dataset named (from --data-dir's folder name when not given) and the paths absolute."""
+        dataset = self.dataset
+        if dataset is None:
+            folder = os.path.basename(os.path.normpath(self.data_dir or "")).lower().replace("-", "_")
+            dataset = folder if folder in data.CLASS_NAMES else "mnist"
+        now = f"{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        workdir = self.workdir or os.path.join("runs", f"{self.model}-{dataset}-{now}")
+        return dataclasses.replace(self, dataset=dataset, workdir=os.path.abspath(workdir),
+                                   data_dir=os.path.abspath(self.data_dir) if self.data_dir else None)
+
+    def record(self) -> dict:
+        """What ``config.json`` holds: the settings, and where and with what they ran."""
+        settings = {k: v for k, v in dataclasses.asdict(self).items() if k != "verbose"}
+        return {**settings, "optimizer": "rmsprop (rho 0.9, epsilon 1e-7 outside the square root)",
+                "cnnjax": cnnjax.__version__, "jax": jax.__version__, "backend": jax.default_backend(),
+                "devices": jax.device_count()}
 
 
-def dataset_name(args: argparse.Namespace) -> str:
-    if args.dataset:
-        return args.dataset
-    folder = os.path.basename(os.path.normpath(args.data_dir or "")).lower().replace("-", "_")
-    return folder if folder in CLASS_NAMES else "mnist"
+def parse_args(argv: list[str] | None = None) -> Config:
+    return parse(Config, argv, __doc__.splitlines()[0])
 
 
-def make_config(args: argparse.Namespace) -> dict:
-    args.dataset = dataset_name(args)
-    workdir = args.workdir or os.path.join(
-        "runs", f"{args.model}-{args.dataset}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
-    return {
-        "model": args.model, "dataset": args.dataset,
-        "data_dir": os.path.abspath(args.data_dir) if args.data_dir else None,
-        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-        "seed": args.seed, "limit_train": args.limit_train, "workdir": os.path.abspath(workdir),
-        "optimizer": "rmsprop (rho 0.9, epsilon 1e-7 outside the square root)",
-        "cnnjax": cnnjax.__version__, "jax": jax.__version__, "backend": jax.default_backend(),
-        "devices": jax.device_count(),
-    }
+def saved_run(workdir: Path) -> dict | None:
+    """The settings of a run in ``workdir`` that saved a checkpoint, else None (a run that
+    failed before its first checkpoint leaves nothing to resume, and its folder is free)."""
+    checkpoints = workdir / "checkpoints"
+    if not (workdir / "config.json").is_file() or not checkpoints.is_dir():
+        return None
+    ckpt = cnnjax.checkpoint.Checkpointer(checkpoints)
+    try:
+        return read_config(workdir) if ckpt.latest_step() is not None else None
+    finally:
+        ckpt.close()
 
 
 def figures(model, workdir: Path, test, names, history) -> None:
@@ -104,34 +149,35 @@ def figures(model, workdir: Path, test, names, history) -> None:
     predictions = train.predict(model, x).argmax(-1)
     matrix = viz.confusion_matrix(y, predictions, len(names))
     viz.save(viz.plot_confusion_matrix(matrix, names), workdir / "confusion_matrix.png")
-    viz.save(viz.saliency_maps(model, x[:8], class_names=names), workdir / "saliency.png")
+    viz.save(viz.saliency_maps(model, x[:8], y[:8], class_names=names), workdir / "saliency.png")
 
 
-def run(config: dict, verbose: int = 1) -> dict:
-    workdir = Path(config["workdir"])
-    checkpoints = workdir / "checkpoints"
-    resume = (workdir / "config.json").exists() and checkpoints.exists()
-    if resume:
-        previous = read_config(workdir)
-        changed = [k for k in RESUMABLE if previous.get(k) != config[k]]
+def run(config: Config) -> dict:
+    """Trains and evaluates as ``config`` says, writing the run directory; returns the results."""
+    config = config.resolved()
+    workdir = Path(config.workdir)
+    previous = saved_run(workdir)
+    if previous is not None:
+        settings = config.record()
+        changed = [k for k in RESUMABLE if previous.get(k) != settings[k]]
         if changed:
-            settings = ", ".join(f"{k}={previous.get(k)!r}" for k in changed)
-            fail(f"{workdir} holds a run with other settings ({settings}); "
+            was = ", ".join(f"{k}={previous.get(k)!r}" for k in changed)
+            fail(f"{workdir} holds a run with other settings ({was}); "
                  f"use another --workdir, or the same settings to resume it.")
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_json(workdir / "config.json", config)
 
-    (x, y), test, note = load_train_test(config["dataset"], config["data_dir"], config["limit_train"])
+    (x, y), test, note = load_train_test(config.dataset, config.data_dir, config.limit_train)
     if note:
         print(note)
-    k = num_classes(config["dataset"], train=y, test=test[1])
-    model = build_model(config, x.shape[1:], k)
-    table = summary(model, x.shape[1:], name=config["model"])
+    k = num_classes(config.dataset, train=y, test=test[1])
+    model = build_model(config.model, config.seed, x.shape[1:], k)
+    table = summary(model, x.shape[1:], name=config.model)
+    workdir.mkdir(parents=True, exist_ok=True)  # only now: a run that cannot start writes nothing
+    write_json(workdir / "config.json", config.record())
     (workdir / "summary.txt").write_text(str(table) + "\n")
     print(table)
     print(f"{len(x)} training and {len(test[0])} test images, {x.shape[1:]} -> {k} classes; "
           f"{jax.device_count()} {jax.default_backend()} device(s); run directory {workdir}"
-          + (" (resuming)" if resume else ""))
+          + (" (resuming)" if previous is not None else ""))
 
     metrics_path = workdir / "metrics.json"
 
@@ -140,9 +186,9 @@ def run(config: dict, verbose: int = 1) -> dict:
         write_json(metrics_path, as_records([e for e in earlier if e["epoch"] < record["epoch"]] + [record]))
 
     t0 = time.perf_counter()
-    history = train.fit(model, (x, y), epochs=config["epochs"], batch_size=config["batch_size"],
-                        validation=test, optimizer=train.rmsprop(config["learning_rate"]), seed=config["seed"],
-                        verbose=verbose, checkpoint_dir=checkpoints, resume=resume, callbacks=[keep])
+    history = train.fit(model, (x, y), epochs=config.epochs, batch_size=config.batch_size, validation=test,
+                        optimizer=train.rmsprop(config.learning_rate), seed=config.seed, verbose=config.verbose,
+                        checkpoint_dir=workdir / "checkpoints", resume=previous is not None, callbacks=[keep])
     write_json(metrics_path, as_records(history.epochs))
     result = train.evaluate(model, test, batch_size=256)
     steady = history.epochs[1:] or history.epochs  # the first epoch includes compilation
@@ -152,15 +198,14 @@ def run(config: dict, verbose: int = 1) -> dict:
                "compile_seconds": history.compile_seconds, "train_seconds": time.perf_counter() - t0,
                "train_images": len(x), "test_images": len(test[0]), "note": note}
     write_json(workdir / "results.json", results)
-    figures(model, workdir, test, class_names(config["dataset"], k), history.epochs)
+    figures(model, workdir, test, class_names(config.dataset, k), history.epochs)
     print(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {len(test[0])} images; "
           f"{images_per_s:,.0f} images/s; run directory {workdir}")
     return results
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
-    return run(make_config(args), verbose=args.verbose)
+def main(argv: list[str] | None = None) -> dict:
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -17,17 +17,40 @@ Run: ``python experiments/xo.py``
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import datetime
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from common import expect_int, flag, parse
 from flax import nnx
 
 import cnnjax
 from cnnjax import lecture, models, train, viz
+
+SHOWN_PER_CASE = 6  # images per trickier case in trickier_cases.png
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The X's and O's experiment's settings: every field is a flag (``--train-size``)."""
+
+    image: Literal["x", "o"] = flag("x", "the lecture's image to walk through")
+    train_size: int = flag(2000, "mildly varied X's and O's to train xo_net on")
+    test_size: int = flag(400, f"images per trickier case (at least {SHOWN_PER_CASE}, the picture shows as many)")
+    epochs: int = flag(30, "passes over the training images")
+    seed: int = flag(0, "seed of the data and the initial weights, 0 <= seed < 2**32")
+    workdir: str | None = flag(None, "where the pictures and results go (default runs/xo-<time>)")
+    verbose: Literal[0, 1, 2] = flag(0, "0 quiet, 1 a progress bar, 2 one line per epoch")
+
+    def __post_init__(self):
+        expect_int(self.train_size, "train_size", low=2)
+        expect_int(self.test_size, "test_size", low=SHOWN_PER_CASE)
+        expect_int(self.epochs, "epochs")
+        expect_int(self.seed, "seed", low=0, high=2**32 - 1 - len(lecture.CASES))
 
 
 def format_map(values: np.ndarray) -> str:
@@ -63,27 +86,15 @@ def print_walkthrough(image: np.ndarray, name: str) -> dict[str, np.ndarray]:
 
 
 def case_examples_figure(per_case: dict[str, tuple[np.ndarray, np.ndarray]]):
-    fig = viz._figure(1.1 * 6, 1.2 * len(per_case))
-    axes = fig.subplots(len(per_case), 6, squeeze=False)
-    for row, (case, (x, y)) in enumerate(per_case.items()):
-        for col in range(6):
-            viz._map_image(axes[row, col], x[col, :, :, 0], cmap="gray_r", symmetric=False,
-                           title=f"{case}: {lecture.XO_CLASSES[y[col]].upper()}" if col == 0 else
-                           lecture.XO_CLASSES[y[col]].upper())
-    fig.suptitle("The trickier cases (test sets)", fontsize=9)
-    return fig
+    """The first images of each trickier case, one row per case."""
+    grid = np.stack([x[:SHOWN_PER_CASE] for x, _ in per_case.values()])
+    titles = [[(f"{case}: " if col == 0 else "") + lecture.XO_CLASSES[y[col]].upper() for col in range(SHOWN_PER_CASE)]
+              for case, (_, y) in per_case.items()]
+    return viz.images(grid, titles=titles, title="The trickier cases (test sets)")
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", choices=["x", "o"], default="x", help="the image to walk through")
-    parser.add_argument("--train-size", type=int, default=2000)
-    parser.add_argument("--test-size", type=int, default=400, help="images per trickier case")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", default=None)
-    parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=0)
-    args = parser.parse_args(argv)
+    args = parse(Config, argv, __doc__.splitlines()[0])
     workdir = Path(args.workdir or os.path.join("runs", f"xo-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
     workdir.mkdir(parents=True, exist_ok=True)
 

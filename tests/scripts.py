@@ -14,5 +14,6 @@ def load(folder: str, name: str):
         sys.path.insert(0, str(directory))
     spec = importlib.util.spec_from_file_location(name, directory / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as an import does (dataclasses look their module up there)
     spec.loader.exec_module(module)
     return module

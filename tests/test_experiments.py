@@ -87,6 +87,54 @@ def test_mnist_writes_the_run_directory_and_resumes(tiny_idx, tmp_path, capsys):
     assert "holds a run with other settings (seed=0)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--learning-rate", "-1"], "argument --learning-rate: expected a finite number in (0, 1], got -1.0"),
+    (["--learning-rate", "0"], "argument --learning-rate: expected a finite number in (0, 1], got 0.0"),
+    (["--learning-rate", "1e6"], "argument --learning-rate: expected a finite number in (0, 1], got 1000000.0"),
+    (["--learning-rate", "nan"], "argument --learning-rate: expected a finite number in (0, 1], got nan"),
+    (["--seed", "-1"], "argument --seed: expected an integer >= 0 and <= 4294967295, got -1"),
+    (["--epochs", "0"], "argument --epochs: expected an integer >= 1, got 0"),
+    (["--batch-size", "0"], "argument --batch-size: expected an integer >= 1, got 0"),
+    (["--limit-train", "0"], "argument --limit-train: expected an integer >= 1, got 0"),
+    (["--dataset", "nonsense"], "argument --dataset: expected the name of the IDX dataset in "),
+    (["--dataset", "MNIST!"], "argument --dataset: expected a tensorflow-datasets name such as mnist or "
+                              "fashion_mnist, got 'MNIST!'"),
+    (["--workdir", "{file}"], "argument --workdir: expected a directory (new, or a run to resume), not a file"),
+    (["--verbose", "3"], "argument --verbose: invalid choice: 3 (choose from 0, 1, 2)"),
+])
+def test_mnist_refuses_a_bad_flag_before_reading_or_writing_anything(tiny_idx, tmp_path, capsys, monkeypatch,
+                                                                     flags, message):
+    from cnnjax import data
+
+    monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("data loaded despite a bad flag"))
+    (tmp_path / "afile").write_text("")
+    flags = [f.format(file=tmp_path / "afile") for f in flags]
+    with pytest.raises(SystemExit) as info:
+        load("mnist").main(["--data-dir", str(tiny_idx), "--workdir", str(tmp_path / "run"), *flags])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("usage: ") and ": error: " + message in err[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "idx"]  # nothing written
+
+
+def test_every_flag_has_help():
+    common = load("common")
+    for name in ["mnist", "xo", "invariance"]:
+        for action in common.parser(load(name).Config, "")._actions[1:]:
+            assert action.help and len(action.help) > 10, (name, action.dest)
+
+
+def test_a_run_that_stopped_before_its_first_checkpoint_does_not_block_its_folder(tiny_idx, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    (workdir / "checkpoints").mkdir(parents=True)  # what a run killed during its first epoch leaves
+    (workdir / "config.json").write_text(json.dumps({"model": "sequential", "seed": 3, "learning_rate": 0.5}))
+    load("mnist").main(["--data-dir", str(tiny_idx), "--epochs", "1", "--batch-size", "16", "--workdir",
+                        str(workdir), "--verbose", "0"])
+    assert "(resuming)" not in capsys.readouterr().out
+    config = json.loads((workdir / "config.json").read_text())
+    assert (config["model"], config["seed"], config["learning_rate"]) == ("functional", 0, 1e-3)
+
+
 def test_mnist_on_a_test_split_only_folder(tiny_idx, tmp_path, capsys):
     (tiny_idx / "train-images-idx3-ubyte.gz").unlink()
     (tiny_idx / "train-labels-idx1-ubyte.gz").unlink()
@@ -128,6 +176,7 @@ def test_mnist_without_any_data_stops_with_a_message(tmp_path, capsys, monkeypat
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: Could not fetch t10k-images-idx3-ubyte.gz of 'mnist' from http://127.0.0.1:9/")
     assert last.endswith("Check CNNJAX_DATA_MIRROR. Here: --data-dir DIR.") and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # a run that cannot start writes nothing
 
 
 def test_invariance_of_a_run(tiny_idx, tmp_path, capsys):

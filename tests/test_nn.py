@@ -74,6 +74,29 @@ def test_sequential_and_capture_names():
     assert len(model) == 6 and isinstance(model[0], nn.Conv)
 
 
+def test_capture_leaves_the_model_unchanged_and_returns_its_own_layers():
+    rngs = nnx.Rngs(0)
+    model = nn.Sequential(nn.Conv(1, 2, 3, rngs=rngs), nn.BatchNorm(2, rngs=rngs), nn.Flatten())
+    model.train()  # BatchNorm would update its running mean
+    x = jnp.arange(50.0).reshape(2, 5, 5, 1)
+    y, calls = nn.capture(model, x)
+    np.testing.assert_array_equal(model[1].mean[...], np.zeros(2))
+    assert [c.layer for c in calls] == [model[0], model[1], model[2]] and calls[1].layer is model[1]
+    np.testing.assert_allclose(y, model(x), rtol=1e-6)  # the plain call, which does update the mean
+    assert np.abs(model[1].mean[...]).sum() > 0
+    _, shapes = nn.capture(model, jax.ShapeDtypeStruct((4, 5, 5, 1), jnp.float32))
+    assert [c.output.shape for c in shapes] == [(4, 3, 3, 2), (4, 3, 3, 2), (4, 18)]
+    assert [c.input.shape for c in shapes][0] == (4, 5, 5, 1)
+
+
+def test_capture_of_a_plain_function():
+    rngs = nnx.Rngs(0)
+    conv, pool = nn.Conv(1, 2, 3, rngs=rngs), nn.MaxPool()
+    y, calls = nn.capture(lambda x: pool(conv(x)), jnp.ones((1, 6, 6, 1)))
+    assert [c.name for c in calls] == ["conv", "max_pool"] and calls[0].layer is conv
+    np.testing.assert_array_equal(calls[1].output, y)
+
+
 @pytest.mark.parametrize("make, error, message", [
     (lambda r: nn.Conv(0, 2, 3, rngs=r), ValueError, "`in_features` must be positive, got 0"),
     (lambda r: nn.Conv(1, 2.0, 3, rngs=r), TypeError, "`out_features` must be an int, got 2.0"),

@@ -42,13 +42,53 @@ def test_figures_render_and_save_as_png(tmp_path):
                                        {"epoch": 2, "loss": 0.5, "accuracy": 0.8, "val_loss": 0.6, "val_accuracy": 0.7}]),
         "confusion": viz.plot_confusion_matrix(np.eye(2, dtype=int) * 5, ["x", "o"]),
     }
-    assert len(figs["maps"].axes) == 1 + 3  # one image, one conv layer: its input and 3 response maps
+    assert len(figs["maps"].axes) == 1 + 3 + 1  # one image, one conv layer: its input, 3 maps, a colour bar
     assert [ax.get_title() for ax in figs["curves"].axes] == ["loss", "accuracy"]
     regression = viz.learning_curves([{"epoch": 1, "loss": 1.0, "mae": 0.9, "learning_rate": 1e-3, "seconds": 1.0}])
     assert [ax.get_title() for ax in regression.axes] == ["loss", "mae"]
     for name, fig in figs.items():
         path = viz.save(fig, tmp_path / "sub" / f"{name}.png")
         assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n", name
+
+
+def map_images(fig):
+    return [ax.images[0] for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+
+
+def test_response_maps_share_a_colour_scale_and_say_what_they_show():
+    net = models.xo_net(lecture_features=True, rngs=nnx.Rngs(0))
+    x = lecture.batch(lecture.X_IMAGE)
+    conv = viz.response_maps(net, x)  # before ReLU: the lecture's 0.77 ... -0.55
+    assert "matches (red) or mismatches (blue)" in conv.texts[0].get_text()
+    limits = {im.get_clim() for im in map_images(conv)[1:]}
+    assert len(limits) == 1 and np.isclose(limits.pop()[1], 1.0)  # the X feature matches the X fully
+    assert sum(ax.get_label() == "<colorbar>" for ax in conv.axes) == 1
+    rectified = viz.response_maps(net, x, layers=["re_lu"])
+    assert "blue" not in rectified.texts[0].get_text() and "after ReLU" in rectified.texts[0].get_text()
+
+
+def test_saliency_maps_name_the_true_and_the_predicted_class():
+    net = models.xo_net(lecture_features=True, rngs=nnx.Rngs(0))
+    x = np.concatenate([lecture.batch(lecture.X_IMAGE), lecture.batch(lecture.O_IMAGE)])
+    predicted = np.asarray(net(jnp.asarray(x)).argmax(-1))
+    fig = viz.saliency_maps(net, x, [0, 1], class_names=["X", "O"])
+    titles = [ax.get_title() for ax in fig.axes[:2]]
+    assert titles == [f"true {t}\npredicted {'XO'[p]}" + ("" if p == k else " (wrong)")
+                      for k, (t, p) in enumerate(zip("XO", predicted))]
+    with pytest.raises(ValueError, match=re.escape("`labels` must have shape (2,) (one per image), got (3,)")):
+        viz.saliency_maps(net, x, [0, 1, 1])
+
+
+def test_images_grid_and_titles():
+    grid = np.zeros((2, 3, 9, 9))
+    fig = viz.images(grid, titles=[["a", "b", "c"], ["d", "e", "f"]], title="six")
+    assert [ax.get_title() for ax in fig.axes] == list("abcdef")
+    assert len(viz.images(np.zeros((4, 9, 9, 1)), titles=list("abcd")).axes) == 4
+    with pytest.raises(ValueError, match=re.escape("`titles` must give one title per image (1 rows of 4)")):
+        viz.images(np.zeros((4, 9, 9)), titles=["a"])
+    with pytest.raises(ValueError, match=re.escape("`images` must have shape (N, H, W[, C]) or (rows, cols, H, W[, C]), "
+                                                   "got (9, 9)")):
+        viz.images(np.zeros((9, 9)))
 
 
 @pytest.mark.parametrize("call, message", [
