@@ -15,7 +15,7 @@ Flax modules and models are built on:
 Arrays are channels-last: images ``(N, H, W, C)``, kernels ``(H, W, C_in, C_out)``.
 """
 
-from . import data, lecture, losses, lowering, models, nn, train, transforms
+from . import data, lecture, losses, lowering, models, nn, synthetic, train, transforms
 from .activations import relu, softmax
 from .conv import conv, conv_transpose
 from .dense import dense, flatten
@@ -62,6 +62,7 @@ __all__ = [
     "softmax",
     "sparse_categorical_crossentropy",
     "summary",
+    "synthetic",
     "train",
     "transforms",
     "viz",

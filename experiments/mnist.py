@@ -154,6 +154,7 @@ def figures(model, workdir: Path, test, names, history) -> None:
 
 def run(config: Config) -> dict:
     """Trains and evaluates as ``config`` says, writing the run directory; returns the results."""
+    config.check_paths()
     config = config.resolved()
     workdir = Path(config.workdir)
     previous = saved_run(workdir)

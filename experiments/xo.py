@@ -29,7 +29,7 @@ from common import expect_int, flag, parse
 from flax import nnx
 
 import cnnjax
-from cnnjax import lecture, models, train, viz
+from cnnjax import lecture, models, synthetic, train, viz
 
 SHOWN_PER_CASE = 6  # images per trickier case in trickier_cases.png
 
@@ -50,7 +50,7 @@ class Config:
         expect_int(self.train_size, "train_size", low=2)
         expect_int(self.test_size, "test_size", low=SHOWN_PER_CASE)
         expect_int(self.epochs, "epochs")
-        expect_int(self.seed, "seed", low=0, high=2**32 - 1 - len(lecture.CASES))
+        expect_int(self.seed, "seed", low=0, high=2**32 - 1 - len(synthetic.CASES))
 
 
 def format_map(values: np.ndarray) -> str:
@@ -88,8 +88,8 @@ def print_walkthrough(image: np.ndarray, name: str) -> dict[str, np.ndarray]:
 def case_examples_figure(per_case: dict[str, tuple[np.ndarray, np.ndarray]]):
     """The first images of each trickier case, one row per case."""
     grid = np.stack([x[:SHOWN_PER_CASE] for x, _ in per_case.values()])
-    titles = [[(f"{case}: " if col == 0 else "") + lecture.XO_CLASSES[y[col]].upper() for col in range(SHOWN_PER_CASE)]
-              for case, (_, y) in per_case.items()]
+    titles = [[(f"{case}: " if col == 0 else "") + synthetic.XO_CLASSES[y[col]].upper()
+               for col in range(SHOWN_PER_CASE)] for case, (_, y) in per_case.items()]
     return viz.images(grid, titles=titles, title="The trickier cases (test sets)")
 
 
@@ -107,9 +107,9 @@ def main(argv: list[str] | None = None) -> dict:
     viz.save(fig, workdir / "lecture_maps.png", dpi=120)
 
     # 2. The trickier cases.
-    train_set = lecture.xo_dataset(args.train_size, "mixed", seed=args.seed, strength="train")
-    tests = {case: lecture.xo_dataset(args.test_size, case, seed=args.seed + 1 + i)
-             for i, case in enumerate(lecture.CASES)}
+    train_set = synthetic.xo_dataset(args.train_size, "mixed", seed=args.seed, strength="train")
+    tests = {case: synthetic.xo_dataset(args.test_size, case, seed=args.seed + 1 + i)
+             for i, case in enumerate(synthetic.CASES)}
     viz.save(case_examples_figure(tests), workdir / "trickier_cases.png")
 
     # 3. Learn the features from random ones.

@@ -11,7 +11,7 @@ import pytest
 import scripts
 from helpers import write_pair
 
-from cnnjax import lecture
+from cnnjax import synthetic
 
 RUN_FILES = ["config.json", "metrics.json", "summary.txt", "results.json", "learning_curves.png", "filters.png",
              "response_maps.png", "confusion_matrix.png", "saliency.png"]
@@ -29,23 +29,13 @@ def test_xo_walkthrough_training_and_cases(tmp_path, capsys):
         np.testing.assert_array_equal(T.cut_to_hundredths(pooled[:, :, channel]), T.POOLED[channel])
     assert " 1.00   0.33   0.55   0.33\n 0.33   1.00   0.33   0.55" in out  # as the lecture prints it
     assert " 0.77  -0.11   0.11   0.33   0.55  -0.11   0.33" in out
-    assert set(result["accuracy"]) == set(lecture.CASES)
+    assert set(result["accuracy"]) == set(synthetic.CASES)
     assert all(0 <= a <= 1 for a in result["accuracy"].values())
-    for case in lecture.CASES:
+    for case in synthetic.CASES:
         assert case in out
     for name in ["lecture_maps.png", "trickier_cases.png", "filters.png", "learning_curves.png", "metrics.json",
                  "results.json"]:
         assert (tmp_path / name).stat().st_size > 0, name
-
-
-def test_drawn_x_and_o_are_the_lectures_images():
-    np.testing.assert_array_equal(lecture.draw("x"), T.X_IMAGE)
-    o = lecture.draw("o")
-    assert set(np.unique(o)) == {-1.0, 1.0} and (o == lecture.O_IMAGE).all()
-    x, y = lecture.xo_dataset(10, "weight", seed=0)
-    assert x.shape == (10, 9, 9, 1) and sorted(y.tolist()) == [0] * 5 + [1] * 5
-    for image, label in zip(x, y):  # thicker strokes: more ink than the lecture's drawing
-        assert (image > 0).sum() > (lecture.draw(lecture.XO_CLASSES[label]) > 0).sum()
 
 
 @pytest.fixture

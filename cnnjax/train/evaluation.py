@@ -130,7 +130,8 @@ class Predictor:
         with mode_preserved(model):
             model.eval()
             graphdef, variables = nnx.split(model)  # the model's own Variable objects
-        pairs = sorted(nnx.to_flat_state(variables), key=lambda pair: not isinstance(pair[1], nnx.Param))  # params first
+        params_first = lambda pair: not isinstance(pair[1], nnx.Param)
+        pairs = sorted(nnx.to_flat_state(variables), key=params_first)
         self._variables = [v for _, v in pairs]
         paths = tuple(path for path, _ in pairs)
         n_params = sum(isinstance(v, nnx.Param) for v in self._variables)
