@@ -25,7 +25,7 @@ from .summary import print_summary, summary
 
 __version__ = "0.1.0"
 
-# Imported on first use: orbax and matplotlib take ~0.75 s to import.
+# Imported on first use: orbax and matplotlib are slow to import.
 _LAZY_SUBMODULES = ("checkpoint", "viz")
 
 

@@ -3,9 +3,8 @@
 XLA:CPU allocates a step's temporaries (tens of MB for the lecture's CNN at batch 64)
 with ``malloc`` at every call and frees them at its end. glibc serves blocks above its
 ``mmap`` threshold with fresh pages and returns them to the system on ``free``, so each
-call pays page faults on all of them: measured here, a standalone jitted training
-step of the functional CNN took 16.4 ms with glibc's defaults and 7.4 ms with the
-thresholds raised (a scanned epoch: 8% faster). :func:`keep_freed_memory` raises the
+call pays page faults on all of them, which can double a small jitted step's time
+(figures in ``docs/performance.md``). :func:`keep_freed_memory` raises the
 ``mmap`` and trim thresholds with ``mallopt``, as ``GLIBC_TUNABLES`` would before start.
 The cost: memory freed by the process stays mapped for reuse instead of going back to
 the system at once. Set ``CNNJAX_NO_MALLOC_TUNING=1`` to leave malloc alone.

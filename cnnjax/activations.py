@@ -8,14 +8,13 @@ probabilities (the losses in :mod:`cnnjax.losses` apply it for you).
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
+from jax.typing import ArrayLike
 
 from . import _checks
 
 
-def relu(x: Any):
+def relu(x: ArrayLike) -> jax.Array:
     """Rectified linear unit, ``max(x, 0)`` elementwise.
 
     Args:
@@ -27,6 +26,7 @@ def relu(x: Any):
 
     Example:
       >>> import jax.numpy as jnp
+from jax.typing import ArrayLike
       >>> import cnnjax
       >>> cnnjax.relu(jnp.array([0.77, -0.11, 0.11, -0.33]))
       Array([0.77, 0.  , 0.11, 0.  ], dtype=float32)
@@ -34,7 +34,7 @@ def relu(x: Any):
     return jax.nn.relu(_checks.as_array(x, "x"))
 
 
-def softmax(logits: Any, axis: int = -1):
+def softmax(logits: ArrayLike, axis: int = -1) -> jax.Array:
     """Class probabilities from scores: ``exp(logits)`` normalised along ``axis``.
 
     Args:

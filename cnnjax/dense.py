@@ -9,14 +9,15 @@ dense layer with 10 outputs holds ``1152 * 10 + 10`` parameters.
 from __future__ import annotations
 
 import math
-from typing import Any
 
+import jax
 from jax import lax
+from jax.typing import ArrayLike
 
 from . import _checks
 
 
-def flatten(x: Any):
+def flatten(x: ArrayLike) -> jax.Array:
     """Flattens every axis but the first, row-major: ``(N, *dims) -> (N, prod(dims))``.
 
     The order is C order over the spatial and channel axes, identical to Keras'
@@ -31,7 +32,9 @@ def flatten(x: Any):
 
     Example: the lecture's sequential CNN flattens ``(3, 3, 64)`` to 576 values.
 
-    >>> import jax.numpy as jnp
+    >>> import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
     >>> import cnnjax
     >>> cnnjax.flatten(jnp.zeros((2, 3, 3, 64))).shape
     (2, 576)
@@ -42,7 +45,7 @@ def flatten(x: Any):
     return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
 
-def dense(x: Any, kernel: Any, bias: Any = None):
+def dense(x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None = None) -> jax.Array:
     """Fully connected layer: ``x @ kernel + bias``.
 
     Args:

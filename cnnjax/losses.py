@@ -14,12 +14,11 @@ take *logits*: the softmax is applied inside, in a numerically stable way.
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.typing import ArrayLike
 
 from . import _checks
 
@@ -90,7 +89,7 @@ def _nan_where_invalid(values, valid):
     return values if valid is None else jnp.where(valid, values, jnp.nan)
 
 
-def sparse_categorical_crossentropy(logits: Any, labels: Any, *, reduction: str = "mean"):
+def sparse_categorical_crossentropy(logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean") -> jax.Array:
     """Softmax cross-entropy with integer labels (Keras' ``sparse_categorical_crossentropy``).
 
     Args:
@@ -121,7 +120,7 @@ def sparse_categorical_crossentropy(logits: Any, labels: Any, *, reduction: str 
     return _reduce(_nan_where_invalid(per_example, valid), reduction)
 
 
-def categorical_crossentropy(logits: Any, targets: Any, *, reduction: str = "mean"):
+def categorical_crossentropy(logits: ArrayLike, targets: ArrayLike, *, reduction: str = "mean") -> jax.Array:
     """Softmax cross-entropy with one-hot or soft targets (Keras' ``categorical_crossentropy``).
 
     Args:
@@ -139,7 +138,7 @@ def categorical_crossentropy(logits: Any, targets: Any, *, reduction: str = "mea
     return _reduce(per_example, reduction)
 
 
-def accuracy(logits: Any, labels: Any, *, reduction: str = "mean"):
+def accuracy(logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean") -> jax.Array:
     """Fraction of examples whose highest score is the right class.
 
     Args:
@@ -162,7 +161,7 @@ def accuracy(logits: Any, labels: Any, *, reduction: str = "mean"):
     return _reduce(_nan_where_invalid(correct, valid), reduction)
 
 
-def mean_squared_error(predictions: Any, targets: Any, *, reduction: str = "mean"):
+def mean_squared_error(predictions: ArrayLike, targets: ArrayLike, *, reduction: str = "mean") -> jax.Array:
     """Mean of ``(predictions - targets) ** 2`` over the last axis (Keras' ``mean_squared_error``).
 
     Args:
@@ -178,7 +177,7 @@ def mean_squared_error(predictions: Any, targets: Any, *, reduction: str = "mean
     return _reduce(jnp.mean(optax.squared_error(predictions, targets.astype(predictions.dtype)), axis=-1), reduction)
 
 
-def mean_absolute_error(predictions: Any, targets: Any, *, reduction: str = "mean"):
+def mean_absolute_error(predictions: ArrayLike, targets: ArrayLike, *, reduction: str = "mean") -> jax.Array:
     """Mean of ``|predictions - targets|`` over the last axis (Keras' ``mean_absolute_error``).
 
     >>> import jax.numpy as jnp
@@ -190,7 +189,7 @@ def mean_absolute_error(predictions: Any, targets: Any, *, reduction: str = "mea
     return _reduce(jnp.mean(jnp.abs(predictions - targets.astype(predictions.dtype)), axis=-1), reduction)
 
 
-def categorical_accuracy(logits: Any, targets: Any, *, reduction: str = "mean"):
+def categorical_accuracy(logits: ArrayLike, targets: ArrayLike, *, reduction: str = "mean") -> jax.Array:
     """Fraction of examples whose highest score is the class with the highest target
     (one-hot or soft targets; Keras' ``categorical_accuracy``).
 

@@ -26,7 +26,7 @@ Defaults, chosen by measurement (``benchmarks/compare.py``; figures in
   XLA:CPU's transposed convolutions are several times slower.
 - GPU, TPU: ``"reference"``: cuDNN and the MXU run the native convolution.
 
-XLA:CPU runs its own convolution (and its transposes) 10-60x slower inside a loop
+XLA:CPU runs its own convolution (and its transposes) many times slower inside a loop
 (``lax.scan``) than in a program of its own; :func:`runs_well_in_scan` finds such
 operations in a traced program, and :func:`cnnjax.train.fit` then loops in Python.
 

@@ -5,12 +5,12 @@ model) and a differentiated pass (training) want different forms on XLA:CPU:
 
 - **Forward**: XLA's own convolution and windowed reductions (:mod:`.reference`).
   XLA:CPU fuses a chain of them, with the biases and ReLUs between, into one YNNPACK
-  kernel, 1.5-4x faster than the patches matmuls at batches of 128 and more. Two shapes
+  kernel, faster than the patches matmuls at batches of 128 and more. Two shapes
   are left to :mod:`.patches`, whose matmul is faster there: 3-D convolutions (which
   XLA:CPU does not hand to YNNPACK) and convolutions with at most
   :data:`FEW_POSITIONS` output positions per example (a matmul over whole inputs).
 - **Derivatives**: XLA:CPU's transposed convolutions and ``select_and_scatter`` are
-  2-10x slower than the patches form's matmuls, so gradients (and higher derivatives)
+  several times slower than the patches form's matmuls, so gradients (and higher derivatives)
   come from :mod:`.patches`, except for 1-D convolutions and windows of more than
   :data:`MAX_PATCH_TAPS` taps, which XLA's own convolution does faster (the patch
   matrix is then many times the input's size).

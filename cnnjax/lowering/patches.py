@@ -13,11 +13,11 @@ to its *first* maximum, exactly as ``lax.reduce_window``'s does, instead of
 ``jnp.max``'s splitting among ties; reverse mode is JAX's transpose of that rule.
 
 How the arrays are shaped matters as much as the arithmetic here, because XLA:CPU
-fuses some forms and not others (measured on the lecture's CNN, ``benchmarks/``):
+fuses some forms and not others (the measurements are in ``docs/performance.md``):
 
 - The taps are stacked in nested groups of at most 8: XLA:CPU does not fuse a
   concatenate of more than 8 operands, and a 3x3 window stacked flat (9 operands)
-  materialises every tap before copying them again (2x slower for ``conv_1``).
+  materialises every tap before copying them again.
 - The patch matrix is 2-D ``(N * positions, taps * C_in)``, so that the forward matmul
   and both of its transposes (``dW = patches^T g``, ``dpatches = g W^T``) are plain
   2-D products, with no transposes of the batch-sized operands around them.
