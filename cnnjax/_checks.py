@@ -49,13 +49,13 @@ def check_ndim(x, name: str, expected: int, layout: str) -> None:
         )
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
     return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def positive_int(value: Any, name: str) -> int:
     """Returns ``value`` as a positive int, or raises ``TypeError``/``ValueError``."""
-    if not _is_int(value):
+    if not is_int(value):
         raise TypeError(f"`{name}` must be an int, got {value!r}.")
     if value <= 0:
         raise ValueError(f"`{name}` must be positive, got {value!r}.")
@@ -64,7 +64,7 @@ def positive_int(value: Any, name: str) -> int:
 
 def window_rank(value: Any, name: str, default: int) -> int:
     """Spatial dims of a window argument: ``default`` for an int, else the sequence's length."""
-    if _is_int(value):
+    if is_int(value):
         return default
     if isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0:
         return len(value)
@@ -83,10 +83,10 @@ def positive_tuple(value: Any, n: int, name: str) -> tuple[int, ...]:
       TypeError: if ``value`` is neither an int nor a sequence of ints.
       ValueError: if the sequence has the wrong length or an entry is not positive.
     """
-    if _is_int(value):
+    if is_int(value):
         out = (int(value),) * n
     elif isinstance(value, Sequence) and not isinstance(value, str):
-        if not all(_is_int(v) for v in value):
+        if not all(is_int(v) for v in value):
             raise TypeError(f"`{name}` must be an int or a sequence of {n} ints, got {value!r}.")
         if len(value) != n:
             raise ValueError(
@@ -134,7 +134,7 @@ def padding_pairs(
             f"`{name}` must be 'VALID', 'SAME', an int, or {n} (low, high) pairs, got "
             f"{padding!r}."
         )
-    if _is_int(padding):
+    if is_int(padding):
         pairs = ((int(padding), int(padding)),) * n
     elif isinstance(padding, Sequence):
         if len(padding) != n:
@@ -143,13 +143,13 @@ def padding_pairs(
             )
         pairs = []
         for p in padding:
-            if _is_int(p):
+            if is_int(p):
                 pairs.append((int(p), int(p)))
             elif (
                 isinstance(p, Sequence)
                 and not isinstance(p, str)
                 and len(p) == 2
-                and all(_is_int(v) for v in p)
+                and all(is_int(v) for v in p)
             ):
                 pairs.append((int(p[0]), int(p[1])))
             else:

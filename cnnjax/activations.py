@@ -26,7 +26,6 @@ def relu(x: ArrayLike) -> jax.Array:
 
     Example:
       >>> import jax.numpy as jnp
-from jax.typing import ArrayLike
       >>> import cnnjax
       >>> cnnjax.relu(jnp.array([0.77, -0.11, 0.11, -0.33]))
       Array([0.77, 0.  , 0.11, 0.  ], dtype=float32)

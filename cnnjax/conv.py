@@ -242,9 +242,9 @@ def _check_transpose_channels(c_in, kernel, groups) -> None:
 
 
 def _non_negative_tuple(value, n: int, name: str) -> tuple[int, ...]:
-    if _checks._is_int(value):
+    if _checks.is_int(value):
         value = (int(value),) * n
-    if not (isinstance(value, (tuple, list)) and len(value) == n and all(_checks._is_int(v) for v in value)):
+    if not (isinstance(value, (tuple, list)) and len(value) == n and all(_checks.is_int(v) for v in value)):
         raise TypeError(f"`{name}` must be an int or a sequence of {n} ints, got {value!r}.")
     if any(v < 0 for v in value):
         raise ValueError(f"`{name}` must be non-negative, got {value!r}.")

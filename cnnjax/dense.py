@@ -32,9 +32,7 @@ def flatten(x: ArrayLike) -> jax.Array:
 
     Example: the lecture's sequential CNN flattens ``(3, 3, 64)`` to 576 values.
 
-    >>> import jax
-import jax.numpy as jnp
-from jax.typing import ArrayLike
+    >>> import jax.numpy as jnp
     >>> import cnnjax
     >>> cnnjax.flatten(jnp.zeros((2, 3, 3, 64))).shape
     (2, 576)

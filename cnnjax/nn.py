@@ -210,7 +210,7 @@ class ConvTranspose(Layer):
         rngs: nnx.Rngs,
     ):
         self._geometry(in_features, out_features, kernel_size, stride, padding, dilation, groups)
-        self.output_padding = output_padding if _checks._is_int(output_padding) else tuple(output_padding)
+        self.output_padding = output_padding if _checks.is_int(output_padding) else tuple(output_padding)
         self._init_weights((*self.kernel_size, self.out_features // self.groups, self.in_features), activation,
                            use_bias, kernel_init, bias_init, dtype, param_dtype, rngs, bias_features=self.out_features)
 
@@ -273,9 +273,9 @@ class _Pool(Layer):
             _checks.positive_tuple(stride, _checks.window_rank(stride, "stride", default=1), "stride")
         if not isinstance(ceil_mode, bool):
             raise TypeError(f"`ceil_mode` must be a bool, got {ceil_mode!r}.")
-        self.window = window if n == 1 and _checks._is_int(window) else tuple(window)
-        self.stride = stride if stride is None or _checks._is_int(stride) else tuple(stride)
-        if not isinstance(padding, str) and not _checks._is_int(padding):
+        self.window = window if n == 1 and _checks.is_int(window) else tuple(window)
+        self.stride = stride if stride is None or _checks.is_int(stride) else tuple(stride)
+        if not isinstance(padding, str) and not _checks.is_int(padding):
             padding = tuple(tuple(p) if isinstance(p, Sequence) else p for p in padding)
         self.padding, self.ceil_mode = padding, ceil_mode
 
