@@ -15,7 +15,7 @@ Flax modules and models are built on:
 Arrays are channels-last: images ``(N, H, W, C)``, kernels ``(H, W, C_in, C_out)``.
 """
 
-from . import data, lecture, losses, lowering, models, nn, synthetic, train, transforms
+from . import audio, data, lecture, losses, lowering, models, nn, synthetic, train, transforms
 from .activations import relu, softmax
 from .conv import conv, conv_transpose
 from .dense import dense, flatten
@@ -41,6 +41,7 @@ def __getattr__(name):
 __all__ = [
     "__version__",
     "accuracy",
+    "audio",
     "avgpool",
     "categorical_crossentropy",
     "checkpoint",

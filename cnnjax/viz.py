@@ -149,11 +149,14 @@ def response_maps(model, x, *, layers: Sequence[str] | None = None, max_channels
             else:
                 axes[row, 0].axis("off")
             shown = out[b, ..., : cols - 1]
-            limits = _symmetric(shown)  # one scale per layer and image: its channels compare
+            # one scale per layer and image, so that its channels compare; from 0 after a ReLU
+            limits, cmap = (_symmetric(shown), "RdBu_r") if shown.min() < 0 else ((0.0, float(shown.max()) or 1.0),
+                                                                                  "Reds")
             for c in range(cols - 1):
                 ax = axes[row, c + 1]
                 if c < out.shape[-1]:
-                    image = _map_image(ax, out[b, ..., c], title=f"{name}[{c}]", annotate=annotate, limits=limits)
+                    image = _map_image(ax, out[b, ..., c], title=f"{name}[{c}]", annotate=annotate, limits=limits,
+                                       cmap=cmap)
                 else:
                     ax.axis("off")
             fig.colorbar(image, ax=axes[row, 1:], shrink=0.8, aspect=12, pad=0.01)
@@ -256,6 +259,28 @@ def saliency_maps(model, x, labels=None, *, class_names: Sequence[str] | None = 
     return fig
 
 
+def plot_spectrogram(values, *, sample_rate: int, frame_step: int, frame_length: int | None = None,
+                     title: str | None = None) -> Figure:
+    """A spectrogram ``(frames, bins)`` (e.g. :func:`cnnjax.audio.spectrogram`) as the lecture
+    shows one: time in seconds across, frequency in Hz up (linear bins from 0 to
+    ``sample_rate / 2``), loudness as colour with its scale beside."""
+    values = np.asarray(values, np.float32)
+    if values.ndim != 2:
+        raise ValueError(f"`values` must be one spectrogram (frames, bins), got shape {values.shape}.")
+    frames = values.shape[0]
+    start = (frame_length or 0) / 2 / sample_rate  # each frame's time is its centre
+    fig = figure(6, 3.2)
+    ax = fig.subplots()
+    image = ax.imshow(values.T, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
+                      extent=(start, start + frames * frame_step / sample_rate, 0, sample_rate / 2))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("frequency (Hz)")
+    fig.colorbar(image, ax=ax, label="log magnitude")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
 def learning_curves(epochs: Sequence[dict[str, float]]) -> Figure:
     """The loss and each metric per epoch, training and validation, one panel each (records as
     in :class:`cnnjax.train.History`: loss and accuracy for the lecture's models)."""
@@ -311,6 +336,7 @@ __all__ = [
     "layer_outputs",
     "learning_curves",
     "plot_confusion_matrix",
+    "plot_spectrogram",
     "response_maps",
     "save",
     "saliency",

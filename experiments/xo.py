@@ -7,10 +7,13 @@
    and drawn with thicker strokes (+1 ink on -1 background, 9x9).
 3. ``xo_net`` trained from random filters on mildly varied X's and O's; its accuracy
    on each trickier case separately; its learned filters next to the hand-made ones.
+4. Backpropagation: for the walked-through image at batch size 1, the slide's table
+   (prediction, right answer, error = predicted - right) and the gradient that the
+   error sends back into each of the three learned features.
 
 Runs offline in seconds on a laptop CPU. Writes to ``--workdir`` (default
 ``runs/xo-<time>``): ``lecture_maps.png``, ``trickier_cases.png``, ``filters.png``,
-``learning_curves.png``, ``metrics.json``, ``results.json``.
+``learning_curves.png``, ``backpropagation.png``, ``metrics.json``, ``results.json``.
 
 Run: ``python experiments/xo.py``
 """
@@ -24,6 +27,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from common import expect_int, flag, parse
 from flax import nnx
@@ -93,6 +98,40 @@ def case_examples_figure(per_case: dict[str, tuple[np.ndarray, np.ndarray]]):
     return viz.images(grid, titles=titles, title="The trickier cases (test sets)")
 
 
+def backpropagation(model, image: np.ndarray, label: int) -> dict[str, np.ndarray]:
+    """The lecture's backpropagation slide for one image at batch size 1.
+
+    Returns the predicted probabilities, the right answers (one-hot), the error
+    ``predicted - right`` and the gradient of the cross-entropy loss with respect to the
+    scores (it equals the error: the error is what flows back) and to each first-layer
+    feature's weights, ``(3, 3, 1, features)``.
+    """
+    x, y = lecture.batch(image), np.array([label])
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def loss(params, logits_offset):
+        logits = nnx.merge(graphdef, params, rest)(x) + logits_offset
+        return cnnjax.sparse_categorical_crossentropy(logits, y), logits
+
+    (d_params, d_logits), logits = jax.grad(loss, argnums=(0, 1), has_aux=True)(params, jnp.zeros((1, 2)))
+    predicted = np.asarray(jax.nn.softmax(logits)[0])
+    right = np.eye(len(predicted))[label]
+    return {"predicted": predicted, "right": right, "error": predicted - right, "d_scores": np.asarray(d_logits[0]),
+            "d_features": np.asarray(d_params["layers"][0]["kernel"][...])}
+
+
+def print_backpropagation(step: dict[str, np.ndarray], name: str) -> None:
+    print(f"\n== Backpropagation: one {name}, batch size 1. Error = predicted answer - right answer")
+    print(f"{'answer':8s} {'predicted':>9s} {'right':>6s} {'error':>7s} {'d loss / d score':>17s}")
+    for k, cls in enumerate(synthetic.XO_CLASSES):
+        print(f"{cls.upper():8s} {step['predicted'][k]:9.2f} {step['right'][k]:6.0f} {step['error'][k]:7.2f} "
+              f"{step['d_scores'][k]:17.2f}")
+    print("The error flows back into each feature: d loss / d weight, the step gradient descent takes against")
+    for c in range(step["d_features"].shape[-1]):
+        print(f"-- feature {c}")
+        print("\n".join("  ".join(f"{v:7.4f}" for v in row) for row in step["d_features"][:, :, 0, c]))
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse(Config, argv, __doc__.splitlines()[0])
     workdir = Path(args.workdir or os.path.join("runs", f"xo-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
@@ -129,11 +168,19 @@ def main(argv: list[str] | None = None) -> dict:
              workdir / "filters.png", dpi=120)
     viz.save(viz.learning_curves(history.epochs), workdir / "learning_curves.png")
     (workdir / "metrics.json").write_text(json.dumps(history.epochs, indent=2) + "\n")
+
+    # 4. Backpropagation, for the image of the walk-through.
+    step = backpropagation(net, image, synthetic.XO_CLASSES.index(args.image))
+    print_backpropagation(step, args.image.upper())
+    titles = [f"d loss / d feature {c}" for c in range(step["d_features"].shape[-1])]
+    viz.save(viz.filters(step["d_features"], titles=titles, annotate=True,
+                         title=f"Backpropagation: the error ({step['error'][0]:+.2f} for X) flowing into each feature"),
+             workdir / "backpropagation.png", dpi=120)
     results = {"accuracy": accuracy, "train_size": args.train_size, "test_size_per_case": args.test_size,
                "epochs": args.epochs, "seconds": sum(e["seconds"] for e in history.epochs)}
     (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"figures in {workdir}")
-    return {"stages": stages, **results, "workdir": str(workdir)}
+    return {"stages": stages, **results, "backpropagation": step, "workdir": str(workdir)}
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = Path(os.environ.get("CNNJAX_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
+FSDD_DIR = Path(os.environ.get("CNNJAX_FSDD_DIR", ROOT.parent / "shared" / "data" / "fsdd" / "recordings"))
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +27,14 @@ def mnist_dir():
     if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(f"real MNIST test split not found in {MNIST_DIR}")
     return MNIST_DIR
+
+
+@pytest.fixture
+def fsdd_dir():
+    """The Free Spoken Digit Dataset's recordings (../shared/data/fsdd/recordings); skips if absent."""
+    if not (FSDD_DIR / "0_george_0.wav").exists():
+        pytest.skip(f"the Free Spoken Digit Dataset not found in {FSDD_DIR}")
+    return FSDD_DIR
 
 
 @pytest.fixture(params=["reference", "patches"])

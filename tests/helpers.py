@@ -1,8 +1,9 @@
 """Helpers shared by several test files: random operation configurations (hypothesis
-strategies) and IDX files written from the format's definition."""
+strategies), IDX files written from the format's definition, and wav files."""
 
 import gzip
 import struct
+import wave
 
 import numpy as np
 import numpy_reference as ref
@@ -98,3 +99,11 @@ def write_pair(directory, prefix, images, labels, gz=True):
     ext = ".gz" if gz else ""
     write(directory / f"{prefix}-images-idx3-ubyte{ext}", idx_bytes(images), gz)
     write(directory / f"{prefix}-labels-idx1-ubyte{ext}", idx_bytes(labels), gz)
+
+
+def write_wav(path, samples, rate=8000, channels=1):
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(channels)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(np.asarray(samples, "<i2").tobytes())

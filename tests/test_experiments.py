@@ -9,9 +9,9 @@ import nbformat
 import numpy as np
 import pytest
 import scripts
-from helpers import write_pair
+from helpers import write_pair, write_wav
 
-from cnnjax import synthetic
+from cnnjax import lecture, synthetic
 
 RUN_FILES = ["config.json", "metrics.json", "summary.txt", "results.json", "learning_curves.png", "filters.png",
              "response_maps.png", "confusion_matrix.png", "saliency.png"]
@@ -33,9 +33,36 @@ def test_xo_walkthrough_training_and_cases(tmp_path, capsys):
     assert all(0 <= a <= 1 for a in result["accuracy"].values())
     for case in synthetic.CASES:
         assert case in out
+    step = result["backpropagation"]
+    np.testing.assert_allclose(step["error"], step["predicted"] - np.array([1, 0]), atol=1e-7)  # an X: right is X
+    np.testing.assert_allclose(step["d_scores"], step["error"], atol=1e-6)  # the error is what flows back
+    assert "Error = predicted answer - right answer" in out and "d loss / d score" in out
     for name in ["lecture_maps.png", "trickier_cases.png", "filters.png", "learning_curves.png", "metrics.json",
-                 "results.json"]:
+                 "results.json", "backpropagation.png"]:
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_backpropagation_gradient_into_a_feature_is_the_loss_slope():
+    """d loss / d weight of one feature weight against a central difference of the loss itself."""
+    from flax import nnx
+
+    from cnnjax import models, sparse_categorical_crossentropy
+
+    xo = load("xo")
+    net = models.xo_net(rngs=nnx.Rngs(3))
+    step = xo.backpropagation(net, lecture.X_IMAGE, 0)
+    kernel = np.asarray(net[0].kernel[...])
+
+    def loss_with(delta):
+        net[0].kernel[...] = kernel + delta
+        return float(sparse_categorical_crossentropy(net(lecture.batch(lecture.X_IMAGE)), np.array([0])))
+
+    for index in [(0, 0, 0, 0), (2, 2, 0, 2)]:  # weights of two features, away from max-pool ties
+        bump = np.zeros_like(kernel)
+        bump[index] = 3e-3
+        numeric = (loss_with(bump) - loss_with(-bump)) / 6e-3
+        assert abs(step["d_features"][index]) > 1e-2 and np.isclose(step["d_features"][index], numeric, rtol=1e-3)
+    net[0].kernel[...] = kernel
 
 
 @pytest.fixture
@@ -235,3 +262,48 @@ def test_data_fit_and_evaluate_need_no_tensorflow(mirror):
     result = subprocess.run([sys.executable, "-c", NO_TENSORFLOW], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("no tensorflow; accuracy "), result.stdout
+
+
+def tone_folder(directory, speakers, indices, samples=3000):
+    """Recordings whose pitch says the digit: 300 + 150 * digit Hz, a little noise, a voice per speaker."""
+    directory.mkdir()
+    rng = np.random.default_rng(0)
+    t = np.arange(samples) / 8000
+    for s, speaker in enumerate(speakers):
+        for digit in range(10):
+            for index in indices:
+                tone = np.sin(2 * np.pi * (300 + 150 * digit) * (1 + 0.02 * s) * t) + 0.1 * rng.normal(size=samples)
+                write_wav(directory / f"{digit}_{speaker}_{index}.wav", 8000 * tone)
+    return directory
+
+
+def test_spoken_digits_on_tiny_recordings(tmp_path, capsys):
+    data_dir = tone_folder(tmp_path / "wavs", ["ann", "bob"], [0, 5, 6])
+    test_dir = tone_folder(tmp_path / "mine", ["eve"], [0])
+    workdir = tmp_path / "run"
+    results = load("spoken_digits").main(["--data-dir", str(data_dir), "--test-dir", str(test_dir), "--epochs", "2",
+                                          "--length", "4000", "--batch-size", "8", "--workdir", str(workdir)])
+    out = capsys.readouterr().out
+    for kind in ["spectrogram", "waveform"]:
+        assert results["official"][kind]["total"] == 20  # index 0 of 10 digits x 2 speakers
+        assert results["test_accuracy"][kind]["total"] == 10
+        per_speaker = results["speakers"][kind]["per_speaker"]
+        assert {s: r["total"] for s, r in per_speaker.items()} == {"ann": 30, "bob": 30}
+        assert results["speakers"][kind]["mean"] == np.mean([r["accuracy"] for r in per_speaker.values()])
+    assert "leave out ann" in out and "official split" in out
+    for name in ["spectrogram_zero.png", "response_maps.png", "confusion_matrix.png", "results.json", "metrics.json"]:
+        assert (workdir / name).stat().st_size > 0, name
+    saved = json.loads((workdir / "results.json").read_text())
+    assert saved["official"]["waveform"]["correct"] == results["official"]["waveform"]["correct"]
+
+
+def test_spoken_digits_refuses_bad_flags(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        load("spoken_digits").main(["--data-dir", str(tmp_path), "--length", "1000"])
+    assert info.value.code == 2 and "argument --length: expected an integer >= 4000, got 1000" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        load("spoken_digits").main(["--data-dir", str(tmp_path / "nowhere")])
+    assert "argument --data-dir: expected an existing folder of wav files" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        load("spoken_digits").main(["--data-dir", str(tmp_path), "--workdir", str(tmp_path / "run")])
+    assert "holds no wav file named" in capsys.readouterr().err and not (tmp_path / "run").exists()

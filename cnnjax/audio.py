@@ -1,0 +1,199 @@
+"""Sound for CNNs: recordings from wav files, and spectrograms, "an image representation".
+
+The lecture's "CNNs are not just for images" slide: a spectrogram of a spoken digit is
+an image (time along one axis, frequency along the other, loudness as the pixel value),
+and in it, as in a photograph, "things closer together are more closely related". The
+waveform itself is a 1-D image a 1-D CNN can read.
+
+- :func:`load_recordings`: a folder of ``{digit}_{speaker}_{index}.wav`` files (the Free
+  Spoken Digit Dataset's names) as fixed-length waveforms, labels and speakers.
+- :func:`spectrogram`: the log-magnitude short-time Fourier transform, optionally on the
+  mel scale; pure ``jax.numpy`` / ``jax.scipy.signal``, so it runs under ``jit`` and
+  ``vmap`` and is differentiable (a model can take waveforms and compute its own
+  spectrogram).
+- :func:`mel_filterbank`: the triangular filters that map FFT bins to mel bins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import wave
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from . import _checks
+
+_NAME = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)\.wav$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recordings:
+    """Recordings of spoken digits, one row each.
+
+    Attributes:
+      waveforms: ``(N, length)`` float32 in [-1, 1) (16-bit samples / 32768).
+      labels: ``(N,)`` int32, the digit spoken.
+      speakers: ``(N,)`` str, who spoke it.
+      indices: ``(N,)`` int32, the recording's number (per digit and speaker).
+      lengths: ``(N,)`` int32, each recording's length before padding or cropping.
+      sample_rate: samples per second.
+    """
+
+    waveforms: np.ndarray
+    labels: np.ndarray
+    speakers: np.ndarray
+    indices: np.ndarray
+    lengths: np.ndarray
+    sample_rate: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, mask: ArrayLike) -> Recordings:
+        """The recordings where ``mask`` (a boolean array, or indices) selects them."""
+        return dataclasses.replace(self, waveforms=self.waveforms[mask], labels=self.labels[mask],
+                                   speakers=self.speakers[mask], indices=self.indices[mask],
+                                   lengths=self.lengths[mask])
+
+
+def _fit(samples: np.ndarray, length: int) -> np.ndarray:
+    """``samples`` centred in ``length``: zeros added evenly on both sides, or the middle kept."""
+    if len(samples) >= length:
+        start = (len(samples) - length) // 2
+        return samples[start : start + length]
+    before = (length - len(samples)) // 2
+    return np.pad(samples, (before, length - len(samples) - before))
+
+
+def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """``(samples, sample_rate)`` of a mono 16-bit PCM wav file, samples float32 in [-1, 1)."""
+    with wave.open(os.fspath(path), "rb") as f:
+        channels, width, rate, frames = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
+        if channels != 1 or width != 2:
+            raise ValueError(f"{path}: expected mono 16-bit PCM, got {channels} channel(s) of {8 * width} bits.")
+        data = f.readframes(frames)
+    return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0, rate
+
+
+def load_recordings(directory: str | os.PathLike, *, length: int = 8000,
+                    sample_rate: int = 8000) -> Recordings:
+    """Every ``{digit}_{speaker}_{index}.wav`` file of ``directory``, sorted by name.
+
+    Args:
+      directory: a folder of mono 16-bit wav files named as the Free Spoken Digit
+        Dataset names them (``7_jackson_32.wav``); other files are ignored.
+      length: samples per waveform. A shorter recording is centred between zeros, a
+        longer one keeps its middle ``length`` samples (the recordings are trimmed of
+        silence, so the word fills them). The default, 8000, is one second at 8 kHz:
+        FSDD's recordings are 0.14 s to 2.3 s long, 99% of them under one second.
+      sample_rate: the rate every file must have (no resampling is done).
+
+    Raises:
+      FileNotFoundError: if ``directory`` is not a folder or holds no such file.
+      ValueError: naming the first file that is not mono 16-bit PCM at ``sample_rate``.
+    """
+    length = _checks.positive_int(length, "length")
+    sample_rate = _checks.positive_int(sample_rate, "sample_rate")
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"`directory` {str(directory)!r} is not a folder.")
+    named = [(m, p) for p in sorted(folder.iterdir()) if (m := _NAME.match(p.name))]
+    if not named:
+        raise FileNotFoundError(f"{folder} holds no wav file named {{digit}}_{{speaker}}_{{index}}.wav "
+                                f"(e.g. 7_jackson_32.wav).")
+    waveforms = np.empty((len(named), length), np.float32)
+    lengths = np.empty(len(named), np.int32)
+    for i, (_, path) in enumerate(named):
+        samples, rate = read_wav(path)
+        if rate != sample_rate:
+            raise ValueError(f"{path}: sampled at {rate} Hz, expected `sample_rate`={sample_rate}.")
+        waveforms[i], lengths[i] = _fit(samples, length), len(samples)
+    return Recordings(
+        waveforms=waveforms,
+        labels=np.array([int(m.group(1)) for m, _ in named], np.int32),
+        speakers=np.array([m.group(2) for m, _ in named]),
+        indices=np.array([int(m.group(3)) for m, _ in named], np.int32),
+        lengths=lengths,
+        sample_rate=sample_rate,
+    )
+
+
+def hz_to_mel(hz: ArrayLike) -> jax.Array:
+    """The mel scale (HTK's formula): ``2595 * log10(1 + hz / 700)``."""
+    return 2595.0 * jnp.log10(1.0 + jnp.asarray(hz, jnp.float32) / 700.0)
+
+
+def mel_filterbank(mel_bins: int, fft_length: int, sample_rate: int, *, min_hz: float = 0.0,
+                   max_hz: float | None = None) -> np.ndarray:
+    """``(fft_length // 2 + 1, mel_bins)`` weights: column ``m`` a triangle over the FFT bins'
+    frequencies, rising from mel edge ``m`` to ``m + 1`` and falling to ``m + 2``, the
+    ``mel_bins + 2`` edges evenly spaced in mel from ``min_hz`` to ``max_hz`` (default:
+    half the sample rate). Peaks are 1 (no area normalisation)."""
+    mel_bins = _checks.positive_int(mel_bins, "mel_bins")
+    fft_length = _checks.positive_int(fft_length, "fft_length")
+    max_hz = sample_rate / 2 if max_hz is None else max_hz
+    if not 0 <= min_hz < max_hz <= sample_rate / 2:
+        raise ValueError(f"`min_hz` and `max_hz` must satisfy 0 <= min_hz < max_hz <= sample_rate / 2 = "
+                         f"{sample_rate / 2}, got {min_hz} and {max_hz}.")
+    mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f, np.float64) / 700.0)
+    edges = np.linspace(mel(min_hz), mel(max_hz), mel_bins + 2)
+    bins = mel(np.linspace(0, sample_rate / 2, fft_length // 2 + 1))[:, None]
+    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising, falling = (bins - lower) / (centre - lower), (upper - bins) / (upper - centre)
+    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+
+
+def spectrogram(waveforms: ArrayLike, *, sample_rate: int = 8000, frame_length: int = 256, frame_step: int = 128,
+                fft_length: int | None = None, mel_bins: int | None = None, min_hz: float = 0.0,
+                max_hz: float | None = None, floor: float = 1e-5) -> jax.Array:
+    """The log-magnitude spectrogram of ``waveforms (..., samples)``: ``(..., frames, bins)``.
+
+    Frames of ``frame_length`` samples, ``frame_step`` apart, with no padding at either
+    end (``frames = 1 + (samples - frame_length) // frame_step``), each multiplied by a
+    periodic Hann window and Fourier transformed (``jax.scipy.signal.stft``, which
+    scales as ``scipy.signal.stft`` does); ``bins = fft_length // 2 + 1`` frequencies
+    from 0 to ``sample_rate / 2``, or ``mel_bins`` mel bands (:func:`mel_filterbank`
+    applied to the power). The value is ``log(sqrt(power + floor**2))``: the log
+    magnitude, kept finite and differentiable where a bin is silent.
+
+    Args:
+      waveforms: float samples, the last axis time.
+      sample_rate: samples per second (sets the frequencies of the mel bands).
+      frame_length, frame_step: window and hop in samples.
+      fft_length: FFT size, at least ``frame_length`` (default ``frame_length``).
+      mel_bins: mel bands instead of linear frequencies (default: linear).
+      min_hz, max_hz: the mel bands' range (default 0 to ``sample_rate / 2``).
+      floor: the magnitude below which every value reads the same.
+
+    Example: one second at 8 kHz, 256-sample frames every 128 -> ``(61, 129)``; with
+    ``mel_bins=40`` -> ``(61, 40)``.
+    """
+    waveforms = _checks.as_array(waveforms, "waveforms")
+    _checks.check_floating(waveforms, "waveforms")
+    frame_length = _checks.positive_int(frame_length, "frame_length")
+    frame_step = _checks.positive_int(frame_step, "frame_step")
+    fft_length = frame_length if fft_length is None else _checks.positive_int(fft_length, "fft_length")
+    if fft_length < frame_length:
+        raise ValueError(f"`fft_length`={fft_length} must be at least `frame_length`={frame_length}.")
+    if frame_step > frame_length:
+        raise ValueError(f"`frame_step`={frame_step} must be at most `frame_length`={frame_length}: frames "
+                         f"would skip samples.")
+    if waveforms.ndim == 0 or waveforms.shape[-1] < frame_length:
+        raise ValueError(f"`waveforms` must have at least `frame_length`={frame_length} samples on its last axis, "
+                         f"got shape {waveforms.shape}.")
+    _, _, z = jax.scipy.signal.stft(waveforms, fs=sample_rate, window="hann", nperseg=frame_length,
+                                    noverlap=frame_length - frame_step, nfft=fft_length, boundary=None,
+                                    padded=False)
+    power = jnp.swapaxes(jnp.real(z) ** 2 + jnp.imag(z) ** 2, -1, -2)  # (..., frames, bins)
+    if mel_bins is not None:
+        power = power @ mel_filterbank(mel_bins, fft_length, sample_rate, min_hz=min_hz, max_hz=max_hz)
+    return 0.5 * jnp.log(power + floor**2)
+
+
+__all__ = ["Recordings", "hz_to_mel", "load_recordings", "mel_filterbank", "read_wav", "spectrogram"]

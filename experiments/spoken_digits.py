@@ -1,0 +1,252 @@
+"""CNNs are not just for images: spoken digits, as spectrograms (2-D) and as waveforms (1-D).
+
+The lecture's slide shows "a spectrogram, an image representation of spoken digit 0".
+This script trains two CNNs built from cnnjax's layers on the Free Spoken Digit Dataset
+(mono 8 kHz wav files named ``{digit}_{speaker}_{index}.wav``):
+
+- ``spectrogram``: a 2-D CNN on 40-band log-mel spectrograms (61 frames x 40 bands);
+- ``waveform``: a 1-D CNN on the one-second waveform itself (8,000 samples).
+
+and measures them two ways:
+
+- ``official``: the dataset's own split (recordings 0-4 of every digit and speaker
+  test, 5-49 train);
+- ``speakers``: leave one speaker out, for each speaker: train on the others, test on
+  every recording of the one never heard.
+
+Writes ``results.json`` (accuracies with their counts, per speaker), ``metrics.json``,
+``spectrogram_zero.png`` (the slide), ``response_maps.png`` and ``confusion_matrix.png``
+to ``--workdir`` (default ``runs/spoken_digits-<time>``).
+
+Examples::
+
+    python experiments/spoken_digits.py                          # the shared FSDD copy
+    python experiments/spoken_digits.py --data-dir DIR --test-dir MY_RECORDINGS
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import time
+from pathlib import Path
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from common import expect, expect_int, expect_rate, fail, flag, parse, write_json
+from flax import nnx
+
+from cnnjax import audio, nn, train, viz
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
+SAMPLE_RATE = 8000
+FRAME_LENGTH, FRAME_STEP, MEL_BINS = 256, 128, 40
+TEST_INDICES = range(5)  # the dataset's official test recordings per digit and speaker
+MIN_LENGTH = 4000  # half a second: what the CNNs' three pooling stages need
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The spoken-digit experiment's settings: every field is a flag (``--data-dir``)."""
+
+    data_dir: str = flag(str(DEFAULT_DATA), "a folder of {digit}_{speaker}_{index}.wav files (mono 16-bit, 8 kHz)")
+    test_dir: str | None = flag(None, "also evaluate the models trained on the official split on every wav file of "
+                                      "this folder (any speaker); written as test_accuracy")
+    inputs: Literal["both", "spectrogram", "waveform"] = flag("both", "which CNN: 2-D on spectrograms, 1-D on "
+                                                                      "waveforms, or both")
+    split: Literal["both", "official", "speakers"] = flag("both", "the official split, leave-one-speaker-out, or both")
+    epochs: int = flag(20, "passes over the training recordings, for every model trained")
+    batch_size: int = flag(32, "recordings per training step")
+    learning_rate: float = flag(1e-3, "Adam's learning rate, in (0, 1]")
+    seed: int = flag(0, "seed of the initial weights, dropout and data order, 0 <= seed < 2**32")
+    length: int = flag(8000, "samples per recording, at least 4000: shorter recordings are centred between zeros, "
+                             "longer ones keep their middle (8000: one second)")
+    augment: Literal["none", "speed"] = flag("none", "speed: train on each recording also played 10% slower and "
+                                                     "10% faster (pitch and tempo change together)")
+    normalise: Literal["recording", "band"] = flag("recording", "standardise each recording as a whole, or (band) "
+                                                               "each of its frequency bands over time as well")
+    workdir: str | None = flag(None, "where the results and pictures go (default runs/spoken_digits-<time>)")
+    verbose: Literal[0, 1, 2] = flag(0, "0 quiet, 1 a progress bar, 2 one line per epoch")
+
+    def __post_init__(self):
+        expect_int(self.epochs, "epochs")
+        expect_int(self.batch_size, "batch_size")
+        expect_rate(self.learning_rate, "learning_rate")
+        expect_int(self.seed, "seed", low=0, high=2**32 - 1)
+        expect_int(self.length, "length", low=MIN_LENGTH)
+
+    def check_paths(self) -> None:
+        expect(os.path.isdir(self.data_dir), "data_dir", self.data_dir, "an existing folder of wav files")
+        if self.test_dir is not None:
+            expect(os.path.isdir(self.test_dir), "test_dir", self.test_dir, "an existing folder of wav files")
+        if self.workdir is not None:
+            expect(not os.path.isfile(self.workdir), "workdir", self.workdir, "a directory, not a file")
+
+
+# ------------------------------------------------------------------------------- inputs
+
+
+def spectrograms(waveforms: np.ndarray) -> np.ndarray:
+    """``(N, samples)`` -> ``(N, frames, MEL_BINS, 1)`` log-mel spectrograms, computed in batches."""
+    fn = jax.jit(lambda w: audio.spectrogram(w, sample_rate=SAMPLE_RATE, frame_length=FRAME_LENGTH,
+                                             frame_step=FRAME_STEP, mel_bins=MEL_BINS))
+    return np.concatenate([np.asarray(fn(waveforms[i : i + 256])) for i in range(0, len(waveforms), 256)])[..., None]
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """Each recording to zero mean and unit variance: a loud and a quiet voice read alike."""
+    axes = tuple(range(1, x.ndim))
+    return ((x - x.mean(axes, keepdims=True)) / (x.std(axes, keepdims=True) + 1e-5)).astype(np.float32)
+
+
+def inputs(recordings: audio.Recordings, kind: str, normalise: str = "recording") -> np.ndarray:
+    if kind == "spectrogram":
+        x = spectrograms(recordings.waveforms)
+        if normalise == "band":  # each band's mean over time removed: the voice's and microphone's colouring
+            x = x - x.mean(axis=1, keepdims=True)
+        return standardise(x)
+    return standardise(recordings.waveforms)[..., None]  # (N, samples, 1): a 1-D image of one channel
+
+
+def speed_perturbed(recordings: audio.Recordings, factors=(0.9, 1.1)) -> audio.Recordings:
+    """The recordings followed by each played ``factor`` times as fast (linear interpolation
+    about the centre, as a tape played faster: pitch and tempo change together)."""
+    n = recordings.waveforms.shape[1]
+    centre = (n - 1) / 2
+    copies = [recordings.waveforms]
+    for factor in factors:
+        where = centre + (np.arange(n) - centre) * factor
+        copies.append(np.stack([np.interp(where, np.arange(n), w, left=0, right=0) for w in recordings.waveforms]))
+    k = len(factors) + 1
+    return dataclasses.replace(recordings, waveforms=np.concatenate(copies).astype(np.float32),
+                               labels=np.tile(recordings.labels, k), speakers=np.tile(recordings.speakers, k),
+                               indices=np.tile(recordings.indices, k), lengths=np.tile(recordings.lengths, k))
+
+
+# ------------------------------------------------------------------------------- models
+
+
+def spectrogram_cnn(input_shape, num_classes: int = 10, *, rngs: nnx.Rngs) -> nn.Sequential:
+    """Three 3x3 conv + 2x2 max-pool stages, dropout, two dense layers: the lecture's CNN, taller."""
+    features = [nn.Conv(1, 16, 3, activation="relu", rngs=rngs), nn.MaxPool(2),
+                nn.Conv(16, 32, 3, activation="relu", rngs=rngs), nn.MaxPool(2),
+                nn.Conv(32, 64, 3, activation="relu", rngs=rngs), nn.MaxPool(2), nn.Flatten()]
+    flat = jax.eval_shape(nn.Sequential(*features), jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)).shape[-1]
+    return nn.Sequential(*features, nn.Dropout(0.3, rngs=rngs), nn.Dense(flat, 64, activation="relu", rngs=rngs),
+                         nn.Dense(64, num_classes, rngs=rngs))
+
+
+def waveform_cnn(input_shape, num_classes: int = 10, *, rngs: nnx.Rngs) -> nn.Sequential:
+    """1-D convolutions over time (a 9-sample stride-4 first layer, then 9-sample ones), max pools
+    of 4, a global max pool over time and a dense layer."""
+    return nn.Sequential(
+        nn.Conv(1, 16, (9,), stride=4, activation="relu", rngs=rngs), nn.MaxPool((4,)),
+        nn.Conv(16, 32, (9,), activation="relu", rngs=rngs), nn.MaxPool((4,)),
+        nn.Conv(32, 64, (9,), activation="relu", rngs=rngs), nn.MaxPool((4,)),
+        nn.Conv(64, 64, (3,), activation="relu", rngs=rngs), nn.GlobalMaxPool(),
+        nn.Dropout(0.3, rngs=rngs), nn.Dense(64, num_classes, rngs=rngs))
+
+
+MODELS = {"spectrogram": spectrogram_cnn, "waveform": waveform_cnn}
+
+
+# ------------------------------------------------------------------------------- runs
+
+
+def counted(model, x, y) -> dict:
+    predictions = train.predict(model, x).argmax(-1)
+    correct = int((predictions == y).sum())
+    return {"accuracy": correct / len(y), "correct": correct, "total": int(len(y))}
+
+
+def train_one(kind: str, recordings: audio.Recordings, config: Config, validation=None):
+    """A ``kind`` CNN trained on ``recordings`` (augmented as ``config`` says)."""
+    if config.augment == "speed":
+        recordings = speed_perturbed(recordings)
+    x, y = inputs(recordings, kind, config.normalise), recordings.labels
+    model = MODELS[kind](x.shape[1:], rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
+    history = train.fit(model, (x, y), epochs=config.epochs, batch_size=config.batch_size, validation=validation,
+                        optimizer=optax.adam(config.learning_rate), seed=config.seed, verbose=config.verbose)
+    return model, history
+
+
+def slide_figure(recordings: audio.Recordings):
+    """The slide: a spectrogram of a spoken "0", time across, frequency up."""
+    i = int(np.flatnonzero(recordings.labels == 0)[0])
+    n = int(recordings.lengths[i])
+    start = max(0, (recordings.waveforms.shape[1] - n) // 2)
+    wave = recordings.waveforms[i, start : start + n]
+    values = np.asarray(audio.spectrogram(wave, sample_rate=SAMPLE_RATE, frame_length=FRAME_LENGTH, frame_step=32))
+    return viz.plot_spectrogram(values, sample_rate=SAMPLE_RATE, frame_step=32, frame_length=FRAME_LENGTH,
+                                title=f'A spectrogram of spoken digit 0 ("{recordings.speakers[i]}", '
+                                      f"recording {recordings.indices[i]})")
+
+
+def run(config: Config) -> dict:
+    config.check_paths()
+    try:
+        recordings = audio.load_recordings(config.data_dir, length=config.length, sample_rate=SAMPLE_RATE)
+        extra = (audio.load_recordings(config.test_dir, length=config.length, sample_rate=SAMPLE_RATE)
+                 if config.test_dir else None)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    workdir = Path(config.workdir or os.path.join("runs", f"spoken_digits-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    speakers = sorted(set(recordings.speakers.tolist()))
+    kinds = list(MODELS) if config.inputs == "both" else [config.inputs]
+    print(f"{len(recordings)} recordings of {len(speakers)} speakers ({', '.join(speakers)}) from {config.data_dir}")
+    viz.save(slide_figure(recordings), workdir / "spectrogram_zero.png")
+    results: dict = {"config": dataclasses.asdict(config), "official": {}, "speakers": {}}
+    histories: dict = {}
+    official_test = np.isin(recordings.indices, TEST_INDICES)
+    for kind in kinds:
+        x, y = inputs(recordings, kind, config.normalise), recordings.labels
+        print(f"\n== {kind} CNN, inputs {x.shape[1:]}")
+        if config.split in ("both", "official"):
+            t0 = time.perf_counter()
+            model, history = train_one(kind, recordings.subset(~official_test), config,
+                                       validation=(x[official_test], y[official_test]))
+            histories[f"{kind}/official"] = history.epochs
+            result = counted(model, x[official_test], y[official_test])
+            result["seconds"] = time.perf_counter() - t0
+            results["official"][kind] = result
+            print(f"official split: {result['accuracy']:.4f} ({result['correct']}/{result['total']}), "
+                  f"{result['seconds']:.0f} s")
+            if extra is not None:
+                results.setdefault("test_accuracy", {})[kind] = counted(model, inputs(extra, kind, config.normalise),
+                                                                        extra.labels)
+                print(f"--test-dir {config.test_dir}: {results['test_accuracy'][kind]['accuracy']:.4f}")
+            if kind == "spectrogram":
+                viz.save(viz.response_maps(model, x[official_test][:2], max_channels=8), workdir / "response_maps.png")
+                matrix = viz.confusion_matrix(y[official_test], train.predict(model, x[official_test]).argmax(-1), 10)
+                viz.save(viz.plot_confusion_matrix(matrix), workdir / "confusion_matrix.png")
+        if config.split in ("both", "speakers") and len(speakers) > 1:
+            per_speaker = {}
+            for speaker in speakers:
+                held = recordings.speakers == speaker
+                model, history = train_one(kind, recordings.subset(~held), config)
+                histories[f"{kind}/without_{speaker}"] = history.epochs
+                per_speaker[speaker] = counted(model, x[held], y[held])
+                print(f"leave out {speaker:10s}: {per_speaker[speaker]['accuracy']:.4f} "
+                      f"({per_speaker[speaker]['correct']}/{per_speaker[speaker]['total']})")
+            accuracies = {s: r["accuracy"] for s, r in per_speaker.items()}
+            worst = min(accuracies, key=accuracies.get)
+            results["speakers"][kind] = {"per_speaker": per_speaker, "mean": float(np.mean(list(accuracies.values()))),
+                                         "worst": {"speaker": worst, "accuracy": accuracies[worst]}}
+            print(f"mean over speakers {results['speakers'][kind]['mean']:.4f}, worst {worst} {accuracies[worst]:.4f}")
+    write_json(workdir / "metrics.json", histories)
+    write_json(workdir / "results.json", results)
+    print(f"\nresults and pictures in {workdir}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run(parse(Config, argv, __doc__.splitlines()[0]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""cnnjax.audio: spectrograms against scipy.signal, the mel filters against a NumPy loop, wav loading."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.signal
+from helpers import write_wav
+
+from cnnjax import audio
+
+
+def signal(shape=(2, 1000), seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def scipy_power(x, rate, frame_length, frame_step, fft_length=None):
+    _, _, z = scipy.signal.stft(x.astype(np.float64), fs=rate, window="hann", nperseg=frame_length,
+                                noverlap=frame_length - frame_step, nfft=fft_length, boundary=None, padded=False)
+    return np.swapaxes(np.abs(z) ** 2, -1, -2)
+
+
+@pytest.mark.parametrize("frame_length, frame_step, fft_length", [(128, 32, None), (256, 128, None), (100, 50, 128)])
+def test_spectrogram_is_scipys_log_magnitude(frame_length, frame_step, fft_length):
+    x = signal()
+    got = audio.spectrogram(x, sample_rate=8000, frame_length=frame_length, frame_step=frame_step,
+                            fft_length=fft_length)
+    want = np.log(np.sqrt(scipy_power(x, 8000, frame_length, frame_step, fft_length) + 1e-10))
+    frames, bins = 1 + (1000 - frame_length) // frame_step, (fft_length or frame_length) // 2 + 1
+    assert got.shape == (2, frames, bins)
+    np.testing.assert_allclose(got, want, atol=2e-4)
+
+
+def loop_filterbank(mel_bins, fft_length, rate, low, high):
+    """Each triangle written out bin by bin, from the mel scale's definition."""
+    to_mel = lambda f: 2595 * np.log10(1 + f / 700)
+    step = (to_mel(high) - to_mel(low)) / (mel_bins + 1)
+    out = np.zeros((fft_length // 2 + 1, mel_bins))
+    for k in range(fft_length // 2 + 1):
+        m = to_mel(k * rate / fft_length)
+        for j in range(mel_bins):
+            left, centre, right = (to_mel(low) + step * (j + i) for i in range(3))
+            if left < m <= centre:
+                out[k, j] = (m - left) / (centre - left)
+            elif centre < m < right:
+                out[k, j] = (right - m) / (right - centre)
+    return out
+
+
+def test_mel_filterbank_and_mel_spectrogram():
+    bank = audio.mel_filterbank(20, 256, 8000, min_hz=100, max_hz=3800)
+    np.testing.assert_allclose(bank, loop_filterbank(20, 256, 8000, 100, 3800), atol=1e-6)
+    assert bank.shape == (129, 20) and bank.max() <= 1 and (bank.max(0) > 0.5).all()
+    x = signal()
+    got = audio.spectrogram(x, frame_length=256, frame_step=128, mel_bins=20, min_hz=100, max_hz=3800)
+    want = np.log(np.sqrt(scipy_power(x, 8000, 256, 128) @ bank + 1e-10))
+    np.testing.assert_allclose(got, want, atol=2e-4)
+
+
+def test_spectrogram_under_jit_vmap_and_grad():
+    x = signal((3, 600))
+    fn = lambda w: audio.spectrogram(w, frame_length=128, frame_step=64, mel_bins=16)
+    np.testing.assert_allclose(jax.jit(jax.vmap(fn))(x), fn(x), atol=1e-5)
+    silent = np.zeros((1, 600), np.float32)  # a silent bin: the floor keeps the gradient finite
+    assert np.isfinite(jax.grad(lambda w: fn(w).sum())(silent)).all()
+    loss = lambda w: jnp.sum(fn(w) ** 2)
+    direction = signal((3, 600), seed=1)
+    grad = jax.grad(loss)(x)
+    step = 1e-2
+    numeric = (loss(x + step * direction) - loss(x - step * direction)) / (2 * step)
+    np.testing.assert_allclose(np.sum(grad * direction), numeric, rtol=2e-2)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: audio.spectrogram(np.ones(100, np.float32)), ValueError,
+     "`waveforms` must have at least `frame_length`=256 samples on its last axis, got shape (100,)"),
+    (lambda: audio.spectrogram(np.ones(1000, np.int16)), TypeError, "`waveforms` must have a floating-point dtype"),
+    (lambda: audio.spectrogram(np.ones(1000, np.float32), frame_step=300), ValueError,
+     "`frame_step`=300 must be at most `frame_length`=256"),
+    (lambda: audio.spectrogram(np.ones(1000, np.float32), fft_length=128), ValueError,
+     "`fft_length`=128 must be at least `frame_length`=256"),
+    (lambda: audio.mel_filterbank(10, 256, 8000, max_hz=5000), ValueError,
+     "`min_hz` and `max_hz` must satisfy 0 <= min_hz < max_hz <= sample_rate / 2 = 4000.0, got 0.0 and 5000"),
+])
+def test_errors(call, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        call()
+
+
+def test_load_recordings_centres_pads_and_crops(tmp_path):
+    write_wav(tmp_path / "3_ann_7.wav", np.arange(1, 5) * 1000)  # 4 samples: padded 3 before, 3 after
+    write_wav(tmp_path / "9_bob_0.wav", np.arange(20) * 100)  # 20 samples: the middle 10 kept
+    (tmp_path / "README.md").write_text("not a recording")
+    r = audio.load_recordings(tmp_path, length=10)
+    assert r.labels.tolist() == [3, 9] and r.speakers.tolist() == ["ann", "bob"] and r.indices.tolist() == [7, 0]
+    assert r.lengths.tolist() == [4, 20] and r.sample_rate == 8000 and len(r) == 2
+    np.testing.assert_array_equal(r.waveforms[0] * 32768, [0, 0, 0, 1000, 2000, 3000, 4000, 0, 0, 0])
+    np.testing.assert_array_equal(r.waveforms[1] * 32768, np.arange(5, 15) * 100)
+    assert r.subset(r.speakers == "bob").labels.tolist() == [9]
+
+
+def test_load_recordings_refuses_what_it_cannot_read(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no wav file named"):
+        audio.load_recordings(tmp_path)
+    write_wav(tmp_path / "1_ann_0.wav", np.zeros(10), rate=16000)
+    with pytest.raises(ValueError, match=re.escape("sampled at 16000 Hz, expected `sample_rate`=8000")):
+        audio.load_recordings(tmp_path)
+    write_wav(tmp_path / "1_ann_0.wav", np.zeros(10), channels=2)
+    with pytest.raises(ValueError, match="expected mono 16-bit PCM, got 2 channel"):
+        audio.load_recordings(tmp_path)
+
+
+def test_the_free_spoken_digit_dataset(fsdd_dir):
+    r = audio.load_recordings(fsdd_dir)
+    assert r.waveforms.shape == (2500, 8000) and np.bincount(r.labels).tolist() == [250] * 10
+    assert sorted(set(r.speakers)) == ["george", "jackson", "nicolas", "theo", "yweweler"]
+    assert (r.lengths.min(), r.lengths.max()) == (1148, 18262) and np.abs(r.waveforms).max() <= 1
