@@ -307,3 +307,35 @@ def test_spoken_digits_refuses_bad_flags(tmp_path, capsys):
     with pytest.raises(SystemExit):
         load("spoken_digits").main(["--data-dir", str(tmp_path), "--workdir", str(tmp_path / "run")])
     assert "holds no wav file named" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_customer_data_dense_does_not_care_about_pixel_order(tiny_idx, tmp_path, capsys):
+    results = load("customer_data").main(["--data-dir", str(tiny_idx), "--epochs", "2", "--batch-size", "16",
+                                          "--workdir", str(tmp_path / "run")])
+    dense = results["dense (784-128-10, 101,770 params)"]
+    cnn = results["CNN (lecture, 104,202 params)"]
+    assert set(cnn) == set(dense) == {"as they are", "pixels permuted"} and dense["as they are"]["total"] == 32
+    # the same sums in another order: the permuted dense network predicts as the plain one (float rounding aside)
+    assert abs(dense["as they are"]["correct"] - dense["pixels permuted"]["correct"]) <= 1
+    assert "pixels permuted" in capsys.readouterr().out
+    assert (tmp_path / "run" / "permuted_digits.png").stat().st_size > 0
+
+
+def test_the_permuted_dense_network_computes_what_the_plain_one_does():
+    from flax import nnx
+
+    customer = load("customer_data")
+    x = np.random.default_rng(0).uniform(size=(4, 5, 6, 2)).astype(np.float32)
+    permutation = np.random.default_rng(1).permutation(30)
+    plain = customer.dense_network((5, 6, 2), 3, rngs=nnx.Rngs(0))
+    moved = customer.follow_pixels(customer.dense_network((5, 6, 2), 3, rngs=nnx.Rngs(0)), permutation, 2)
+    np.testing.assert_allclose(moved(customer.permute(x, permutation)), plain(x), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(plain(customer.permute(x, permutation)), plain(x), atol=1e-3)
+
+
+def test_permute_moves_every_image_the_same_way():
+    permute = load("customer_data").permute
+    images = np.arange(2 * 2 * 3 * 1, dtype=np.float32).reshape(2, 2, 3, 1)
+    moved = permute(images, np.array([5, 0, 1, 2, 3, 4]))
+    np.testing.assert_array_equal(moved[0, :, :, 0], [[5, 0, 1], [2, 3, 4]])
+    np.testing.assert_array_equal(moved[1, :, :, 0], [[11, 6, 7], [8, 9, 10]])
