@@ -339,3 +339,33 @@ def test_permute_moves_every_image_the_same_way():
     moved = permute(images, np.array([5, 0, 1, 2, 3, 4]))
     np.testing.assert_array_equal(moved[0, :, :, 0], [[5, 0, 1], [2, 3, 4]])
     np.testing.assert_array_equal(moved[1, :, :, 0], [[11, 6, 7], [8, 9, 10]])
+
+
+def test_knobs_lecture_design_is_the_lectures_model():
+    from flax import nnx
+
+    from cnnjax import summary
+
+    knobs = load("knobs")
+    lecture_cnn = knobs.build(knobs.LECTURE, (28, 28, 1), 10, rngs=nnx.Rngs(0))
+    two_layers = knobs.build(knobs.Design(conv_layers=2), (28, 28, 1), 10, rngs=nnx.Rngs(0))
+    assert summary(lecture_cnn, (28, 28, 1)).total_params == 104_202  # the lecture's Functional table
+    assert summary(two_layers, (28, 28, 1)).total_params == 320 + 18_496 + 5 * 5 * 64 * 10 + 10  # by hand
+    with pytest.raises(ValueError, match="does not fit a \\(28, 28, 1\\) image: output size would be zero"):
+        knobs.build(knobs.Design(feature_size=5), (28, 28, 1), 10, rngs=nnx.Rngs(0))
+    assert len({d for _, _, d in knobs.settings()}) == len(knobs.settings()) - len(knobs.SWEEPS) + 1
+
+
+def test_knobs_sweep_on_tiny_data(tiny_idx, tmp_path, capsys, monkeypatch):
+    knobs = load("knobs")
+    monkeypatch.setattr(knobs, "SWEEPS", {"number of neurons": ("neurons", [0, 16]),
+                                          "pooling window / stride": ("pool", [(2, 2), (3, 2)])})
+    rows = knobs.main(["--data-dir", str(tiny_idx), "--epochs", "1", "--batch-size", "16",
+                       "--workdir", str(tmp_path / "run")])
+    assert [(r["knob"], r["value"]) for r in rows] == [("number of neurons", 0), ("number of neurons", 16),
+                                                       ("pooling window / stride", (2, 2)),
+                                                       ("pooling window / stride", (3, 2))]
+    assert rows[0]["params"] == 104_202 and rows[1]["params"] == 104_202 - 11_530 + 1152 * 16 + 16 + 16 * 10 + 10
+    assert rows[0]["accuracy"] == rows[2]["accuracy"]  # the lecture's design, trained once
+    assert all(r["total"] == 32 and r["flops"] > 0 and r["images_per_s"] > 0 for r in rows)
+    assert (tmp_path / "run" / "knobs.png").stat().st_size > 0 and "number of neurons" in capsys.readouterr().out

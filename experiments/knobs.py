@@ -1,0 +1,183 @@
+"""Hyperparameters (knobs): turn each of the lecture's knobs around its MNIST CNN, one at a time.
+
+The lecture's last slide lists what a designer chooses: the number and size of the
+features, the pooling window and stride, the number of neurons, the number of conv
+layers. Each is swept here around the lecture's Functional model (three 3x3 conv layers
+of 32, 64 and 128 features, 2x2 max pools after the first two, a dense output layer),
+everything else held, and each setting is trained the same way and measured: test
+accuracy, parameters, forward FLOPs per image, training images/s.
+
+Writes ``results.json`` and ``knobs.png`` (one panel per knob) to ``--workdir`` (default
+``runs/knobs-<time>``) and prints a table.
+
+Example::
+
+    python experiments/knobs.py --data-dir ../shared/data/mnist --limit-train 8000
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from pathlib import Path
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from common import expect, expect_int, expect_rate, flag, load_train_test, num_classes, parse, write_json
+from flax import nnx
+
+from cnnjax import nn, summary, train, viz
+
+
+@dataclasses.dataclass(frozen=True)
+class Design:
+    """One CNN of the sweep; the defaults are the lecture's Functional model."""
+
+    features: int = 32  # the first conv layer's; each later layer doubles them
+    feature_size: int = 3
+    pool_window: int = 2
+    pool_stride: int = 2
+    neurons: int = 0  # a hidden dense layer of this many ReLU units before the output (0: none)
+    conv_layers: int = 3  # max pools follow the first two
+
+
+LECTURE = Design()
+SWEEPS: dict[str, tuple[str, list]] = {
+    "number of features": ("features", [8, 16, 32, 64]),
+    "size of features": ("feature_size", [2, 3, 4]),
+    "pooling window / stride": ("pool", [(1, 1), (2, 1), (2, 2), (3, 2)]),
+    "number of neurons": ("neurons", [0, 32, 64, 128, 256]),
+    "number of conv layers": ("conv_layers", [1, 2, 3, 4]),
+}
+
+
+def build(design: Design, input_shape, num_classes: int, *, rngs: nnx.Rngs) -> nn.Sequential:
+    """The CNN ``design`` describes, from cnnjax's layers."""
+    layers: list = []
+    channels = input_shape[-1]
+    for i in range(design.conv_layers):
+        out = design.features * 2**i
+        layers.append(nn.Conv(channels, out, design.feature_size, activation="relu", rngs=rngs))
+        if i < 2 and design.pool_window > 1:
+            layers.append(nn.MaxPool(design.pool_window, design.pool_stride))
+        channels = out
+    layers.append(nn.Flatten())
+    try:
+        flat = jax.eval_shape(nn.Sequential(*layers), jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)).shape[-1]
+    except ValueError as e:
+        raise ValueError(f"{design} does not fit a {input_shape} image: {str(e).splitlines()[0]}") from None
+    if design.neurons:
+        layers.append(nn.Dense(flat, design.neurons, activation="relu", rngs=rngs))
+        flat = design.neurons
+    return nn.Sequential(*layers, nn.Dense(flat, num_classes, rngs=rngs))
+
+
+def settings() -> list[tuple[str, object, Design]]:
+    """``(knob, value, design)`` for every point of every sweep."""
+    out = []
+    for knob, (field, values) in SWEEPS.items():
+        for value in values:
+            if field == "pool":
+                design = dataclasses.replace(LECTURE, pool_window=value[0], pool_stride=value[1])
+            else:
+                design = dataclasses.replace(LECTURE, **{field: value})
+            out.append((knob, value, design))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The knobs experiment's settings: every field is a flag."""
+
+    dataset: str = flag("mnist", "a tensorflow-datasets name (mnist, fashion_mnist, kmnist, ...)")
+    data_dir: str | None = flag(None, "a folder of IDX files (offline), or tensorflow-datasets' data_dir")
+    limit_train: int | None = flag(None, "train on the first N training images (or, for a folder holding only the "
+                                         "test split, on its first N images)")
+    epochs: int = flag(3, "passes over the training images, for every setting")
+    batch_size: int = flag(64, "images per training step")
+    learning_rate: float = flag(1e-3, "RMSprop's learning rate, in (0, 1]")
+    seed: int = flag(0, "seed of the initial weights and the data order, 0 <= seed < 2**32")
+    workdir: str | None = flag(None, "where the results and the picture go (default runs/knobs-<time>)")
+    verbose: Literal[0, 1, 2] = flag(0, "0 quiet, 1 a progress bar, 2 one line per epoch")
+
+    def __post_init__(self):
+        expect_int(self.limit_train, "limit_train", optional=True)
+        expect_int(self.epochs, "epochs")
+        expect_int(self.batch_size, "batch_size")
+        expect_rate(self.learning_rate, "learning_rate")
+        expect_int(self.seed, "seed", low=0, high=2**32 - 1)
+
+    def check_paths(self) -> None:
+        if self.data_dir is not None:
+            expect(os.path.isdir(self.data_dir), "data_dir", self.data_dir, "an existing directory")
+        if self.workdir is not None:
+            expect(not os.path.isfile(self.workdir), "workdir", self.workdir, "a directory, not a file")
+
+
+def measure(design: Design, data, config: Config, k: int) -> dict:
+    (x, y), (tx, ty) = data
+    model = build(design, x.shape[1:], k, rngs=nnx.Rngs(config.seed))
+    table = summary(model, x.shape[1:])
+    history = train.fit(model, (x, y), epochs=config.epochs, batch_size=config.batch_size,
+                        optimizer=train.rmsprop(config.learning_rate), seed=config.seed, verbose=config.verbose)
+    correct = int((train.predict(model, tx).argmax(-1) == ty).sum())
+    steady = history.epochs[1:] or history.epochs  # the first epoch includes compilation
+    return {"accuracy": correct / len(ty), "correct": correct, "total": int(len(ty)), "params": table.total_params,
+            "flops": table.total_flops, "images_per_s": float(np.mean([e["images_per_s"] for e in steady]))}
+
+
+def plot(rows: list[dict]):
+    fig = viz.figure(3.2 * len(SWEEPS), 3.0)
+    axes = fig.subplots(1, len(SWEEPS))
+    for ax, knob in zip(axes, SWEEPS):
+        points = [r for r in rows if r["knob"] == knob]
+        labels = [str(r["value"]) for r in points]
+        ax.plot(labels, [r["accuracy"] for r in points], "o-", color="C0")
+        ax.set_xlabel(knob)
+        ax.set_ylabel("test accuracy", color="C0")
+        ax.grid(alpha=0.3)
+        twin = ax.twinx()
+        twin.plot(labels, [r["params"] for r in points], "s--", color="C1")
+        twin.set_yscale("log")
+        twin.set_ylabel("parameters", color="C1")
+        for r, label in zip(points, labels):
+            if r["design"] == dataclasses.asdict(LECTURE):
+                ax.annotate("lecture", (label, r["accuracy"]), textcoords="offset points", xytext=(0, 6),
+                            ha="center", fontsize=7)
+    fig.suptitle("The lecture's knobs, one at a time (accuracy: line; parameters: dashed, log scale)", fontsize=9)
+    return fig
+
+
+def run(config: Config) -> list[dict]:
+    config.check_paths()
+    (x, y), test, note = load_train_test(config.dataset, config.data_dir, config.limit_train)
+    if note:
+        print(note)
+    k = num_classes(config.dataset, train=y, test=test[1])
+    workdir = Path(config.workdir or os.path.join("runs", f"knobs-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    measured: dict[Design, dict] = {}
+    rows = []
+    print(f"{'knob':26s} {'value':>8s} {'accuracy':>18s} {'params':>10s} {'MFLOPs':>8s} {'images/s':>9s}")
+    for knob, value, design in settings():
+        if design not in measured:  # the lecture's design is a point of every sweep: trained once
+            measured[design] = measure(design, ((x, y), test), config, k)
+        r = {"knob": knob, "value": value, "design": dataclasses.asdict(design), **measured[design]}
+        rows.append(r)
+        print(f"{knob:26s} {str(value):>8s} {r['accuracy']:.4f} ({r['correct']:>4d}/{r['total']}) {r['params']:>10,} "
+              f"{r['flops'] / 1e6:8.2f} {r['images_per_s']:9,.0f}")
+    viz.save(plot(rows), workdir / "knobs.png")
+    write_json(workdir / "results.json", {"config": dataclasses.asdict(config), "note": note, "rows": rows})
+    print(f"\nresults and picture in {workdir}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    return run(parse(Config, argv, __doc__.splitlines()[0]))
+
+
+if __name__ == "__main__":
+    main()
