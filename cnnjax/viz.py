@@ -168,13 +168,16 @@ def response_maps(model, x, *, layers: Sequence[str] | None = None, max_channels
     return fig
 
 
-def filters(kernel, *, titles: Sequence[str] | None = None, annotate: bool = False, title: str | None = None) -> Figure:
+def filters(kernel, *, titles: Sequence[str] | None = None, annotate: bool = False, title: str | None = None,
+            value: str = "weight") -> Figure:
     """The filters of a conv layer: one image per output channel (first input channel).
 
     Args:
       kernel: a ``(kh, kw, C_in, C_out)`` array or a :class:`~cnnjax.nn.Conv` layer.
       titles: one title per filter.
       annotate: print the weights.
+      title: the figure's title.
+      value: what the numbers are, for the colour bar (e.g. ``"gradient"`` for a kernel's).
     """
     if isinstance(kernel, Conv):
         kernel = kernel.kernel[...]
@@ -194,7 +197,7 @@ def filters(kernel, *, titles: Sequence[str] | None = None, annotate: bool = Fal
                                annotate=annotate, limits=limits)
         else:
             ax.axis("off")
-    fig.colorbar(image, ax=axes, shrink=0.8, aspect=15, pad=0.02, label="weight (red +, blue -)")
+    fig.colorbar(image, ax=axes, shrink=0.8, aspect=15, pad=0.02, label=f"{value} (red +, blue -)")
     if title:
         fig.suptitle(title, fontsize=9)
     return fig

@@ -131,7 +131,9 @@ def measure(design: Design, data, config: Config, k: int) -> dict:
 
 def plot(rows: list[dict]):
     fig = viz.figure(3.2 * len(SWEEPS), 3.0)
-    axes = fig.subplots(1, len(SWEEPS))
+    axes = fig.subplots(1, len(SWEEPS), sharey=True)  # one accuracy scale: the knobs compare
+    low, high = min(r["accuracy"] for r in rows), max(r["accuracy"] for r in rows)
+    axes[0].set_ylim(low - 0.1 * (high - low) - 1e-3, high + 0.15 * (high - low) + 1e-3)
     for ax, knob in zip(axes, SWEEPS):
         points = [r for r in rows if r["knob"] == knob]
         labels = [str(r["value"]) for r in points]

@@ -67,7 +67,7 @@ class Config:
                              "longer ones keep their middle (8000: one second)")
     augment: Literal["none", "speed"] = flag("none", "speed: train on each recording also played 10% slower and "
                                                      "10% faster (pitch and tempo change together)")
-    normalise: Literal["recording", "band"] = flag("recording", "standardise each recording as a whole, or (band) "
+    normalise: Literal["recording", "band"] = flag("band", "standardise each recording as a whole, or (band) "
                                                                "each of its frequency bands over time as well")
     workdir: str | None = flag(None, "where the results and pictures go (default runs/spoken_digits-<time>)")
     verbose: Literal[0, 1, 2] = flag(0, "0 quiet, 1 a progress bar, 2 one line per epoch")

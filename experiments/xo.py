@@ -7,9 +7,10 @@
    and drawn with thicker strokes (+1 ink on -1 background, 9x9).
 3. ``xo_net`` trained from random filters on mildly varied X's and O's; its accuracy
    on each trickier case separately; its learned filters next to the hand-made ones.
-4. Backpropagation: for the walked-through image at batch size 1, the slide's table
+4. Backpropagation: for the walked-through image at batch size 1, through the lecture's
+   features and a dense layer as initialised (the start of training), the slide's table
    (prediction, right answer, error = predicted - right) and the gradient that the
-   error sends back into each of the three learned features.
+   error sends back into each of the three features.
 
 Runs offline in seconds on a laptop CPU. Writes to ``--workdir`` (default
 ``runs/xo-<time>``): ``lecture_maps.png``, ``trickier_cases.png``, ``filters.png``,
@@ -121,14 +122,15 @@ def backpropagation(model, image: np.ndarray, label: int) -> dict[str, np.ndarra
 
 
 def print_backpropagation(step: dict[str, np.ndarray], name: str) -> None:
-    print(f"\n== Backpropagation: one {name}, batch size 1. Error = predicted answer - right answer")
+    print(f"\n== Backpropagation: one {name}, batch size 1, the lecture's features, the dense layer as initialised. "
+          f"Error = predicted answer - right answer")
     print(f"{'answer':8s} {'predicted':>9s} {'right':>6s} {'error':>7s} {'d loss / d score':>17s}")
     for k, cls in enumerate(synthetic.XO_CLASSES):
         print(f"{cls.upper():8s} {step['predicted'][k]:9.2f} {step['right'][k]:6.0f} {step['error'][k]:7.2f} "
               f"{step['d_scores'][k]:17.2f}")
     print("The error flows back into each feature: d loss / d weight, the step gradient descent takes against")
-    for c in range(step["d_features"].shape[-1]):
-        print(f"-- feature {c}")
+    for c, feature in enumerate(lecture.FEATURE_NAMES):
+        print(f"-- feature: {feature}")
         print("\n".join("  ".join(f"{v:7.4f}" for v in row) for row in step["d_features"][:, :, 0, c]))
 
 
@@ -169,11 +171,12 @@ def main(argv: list[str] | None = None) -> dict:
     viz.save(viz.learning_curves(history.epochs), workdir / "learning_curves.png")
     (workdir / "metrics.json").write_text(json.dumps(history.epochs, indent=2) + "\n")
 
-    # 4. Backpropagation, for the image of the walk-through.
-    step = backpropagation(net, image, synthetic.XO_CLASSES.index(args.image))
+    # 4. Backpropagation, for the image of the walk-through, into the lecture's features (the
+    #    dense layer still as initialised, as at the start of training: the error is not yet 0).
+    step = backpropagation(hand_made, image, synthetic.XO_CLASSES.index(args.image))
     print_backpropagation(step, args.image.upper())
-    titles = [f"d loss / d feature {c}" for c in range(step["d_features"].shape[-1])]
-    viz.save(viz.filters(step["d_features"], titles=titles, annotate=True,
+    titles = [f"d loss / d {name}" for name in lecture.FEATURE_NAMES]
+    viz.save(viz.filters(step["d_features"], titles=titles, annotate=True, value="gradient",
                          title=f"Backpropagation: the error ({step['error'][0]:+.2f} for X) flowing into each feature"),
              workdir / "backpropagation.png", dpi=120)
     results = {"accuracy": accuracy, "train_size": args.train_size, "test_size_per_case": args.test_size,
