@@ -25,15 +25,12 @@ import dataclasses
 import datetime
 import os
 from pathlib import Path
-from typing import Literal
 
 import jax.numpy as jnp
 import numpy as np
 from common import (
+    TrainingConfig,
     build_model,
-    expect,
-    expect_int,
-    expect_rate,
     fail,
     flag,
     load_train_test,
@@ -47,32 +44,13 @@ from cnnjax import nn, train, viz
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(TrainingConfig):
     """The customer-data experiment's settings: every field is a flag."""
 
     dataset: str = flag("mnist", "a tensorflow-datasets name of the MNIST family (mnist, fashion_mnist, kmnist)")
-    data_dir: str | None = flag(None, "a folder of IDX files (offline), or tensorflow-datasets' data_dir")
-    limit_train: int | None = flag(None, "train on the first N training images (or, for a folder holding only the "
-                                         "test split, on its first N images)")
     epochs: int = flag(5, "passes over the training images, for each of the four models")
-    batch_size: int = flag(64, "images per training step")
-    learning_rate: float = flag(1e-3, "RMSprop's learning rate, in (0, 1]")
     seed: int = flag(0, "seed of the permutation, the initial weights and the data order, 0 <= seed < 2**32")
     workdir: str | None = flag(None, "where the results and the picture go (default runs/customer_data-<time>)")
-    verbose: Literal[0, 1, 2] = flag(0, "0 quiet, 1 a progress bar, 2 one line per epoch")
-
-    def __post_init__(self):
-        expect_int(self.limit_train, "limit_train", optional=True)
-        expect_int(self.epochs, "epochs")
-        expect_int(self.batch_size, "batch_size")
-        expect_rate(self.learning_rate, "learning_rate")
-        expect_int(self.seed, "seed", low=0, high=2**32 - 1)
-
-    def check_paths(self) -> None:
-        if self.data_dir is not None:
-            expect(os.path.isdir(self.data_dir), "data_dir", self.data_dir, "an existing directory")
-        if self.workdir is not None:
-            expect(not os.path.isfile(self.workdir), "workdir", self.workdir, "a directory, not a file")
 
 
 def dense_network(input_shape, num_classes: int, *, rngs: nnx.Rngs) -> nn.Sequential:
