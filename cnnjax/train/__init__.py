@@ -26,11 +26,14 @@ The parts, one module each:
 - :mod:`~cnnjax.train.fit` and :mod:`~cnnjax.train.evaluation`: ``fit``, ``evaluate``,
   ``predict`` and :class:`Predictor` (many small calls).
 
-For several hosts, call ``jax.distributed.initialize()`` first on every host and give
-every host the same dataset and seed: each host feeds its own devices' slices of each
-global batch (not yet tested across processes).
+- :mod:`~cnnjax.train.distributed`: training across processes (one per host or GPU):
+  :func:`~cnnjax.train.distributed.initialize` on every process, then ``fit`` as usual;
+  every process holds the same dataset and seed and feeds its own devices' slices of
+  each global batch (tested: 2 processes of 1 CPU device give the parameters 1 process
+  of 2 devices gives).
 """
 
+from . import distributed
 from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ProgressBar, Run, StopTraining, TerminateOnNaN
 from .checkpointing import ModelCheckpoint, restore
 from .cpu import auto_microbatches, tune_cpu_memory
@@ -59,6 +62,7 @@ __all__ = [
     "auto_microbatches",
     "choose_loop",
     "create_state",
+    "distributed",
     "eval_step",
     "evaluate",
     "fit",

@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -191,7 +192,7 @@ class History(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per epoch (``verbose=1``) or one line per epoch (``verbose=2``)."""
+    """A tqdm bar per epoch (``verbose=1``) or one line per epoch (``verbose=2``), in process 0."""
 
     def __init__(self, verbose: int = 1):
         self.verbose = verbose
@@ -202,7 +203,7 @@ class ProgressBar(Callback):
 
         run = self.run
         self._bar = tqdm(total=run.steps_per_epoch, desc=f"Epoch {epoch + 1}/{run.epochs}", unit="step",
-                         disable=self.verbose != 1, dynamic_ncols=True, leave=True)
+                         disable=self.verbose != 1 or jax.process_index() != 0, dynamic_ncols=True, leave=True)
         self._bar.update(run.steps_done)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -213,7 +214,7 @@ class ProgressBar(Callback):
         shown = {k: f"{v:.4f}" for k, v in logs.items() if k not in ("epoch", "seconds", "images_per_s")}
         self._bar.set_postfix(shown, refresh=True)
         self._bar.close()
-        if self.verbose == 2:
+        if self.verbose == 2 and jax.process_index() == 0:  # across processes: one line, not one per process
             line = " - ".join(f"{k}: {v}" for k, v in shown.items())
             print(f"Epoch {epoch + 1}/{self.run.epochs} - {logs['seconds']:.1f}s - {line} - "
                   f"{logs['images_per_s']:.0f} images/s")

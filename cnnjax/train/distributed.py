@@ -1,0 +1,98 @@
+"""Training across processes: JAX's multi-controller runtime, one process per host or GPU.
+
+Every process runs the same script. :func:`initialize` connects them (JAX's distributed
+runtime; on CPU its collectives are gloo's, over TCP), after which ``jax.devices()`` lists
+every process's devices and :func:`cnnjax.train.fit` builds its mesh over all of them:
+each global batch is split across every device of every process, and the gradients are
+averaged over all of them, so N processes of one device each compute what one process of
+N devices computes (tested: the same parameters to the bit on CPU).
+
+Each process holds the whole dataset and the same seed, and feeds its own devices' slices
+of each global batch. The progress bar and per-epoch lines print in process 0 only.
+
+Starting N processes on one machine, to try it::
+
+    python experiments/mnist.py ... --coordinator 127.0.0.1:12345 --num-processes 2 --process-id 0 &
+    python experiments/mnist.py ... --coordinator 127.0.0.1:12345 --num-processes 2 --process-id 1
+
+On a cluster (SLURM, Open MPI, Kubernetes, Cloud TPU) ``initialize()`` with no arguments
+lets JAX read the cluster's own environment.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import jax
+
+from .. import _checks
+
+
+def _address(coordinator: str) -> tuple[str, int]:
+    host, _, port = coordinator.rpartition(":") if isinstance(coordinator, str) else ("", "", "")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"`coordinator` must be 'HOST:PORT' (e.g. '127.0.0.1:12345'), got {coordinator!r}.")
+    return host.strip("[]"), int(port)
+
+
+def _wait_for(address: tuple[str, int], timeout: float) -> None:
+    """Returns once ``address`` accepts a TCP connection; raises ConnectionError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(address, timeout=min(1.0, timeout)):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise ConnectionError(
+                    f"Could not reach the coordinator at {address[0]}:{address[1]} within {timeout:g} s "
+                    f"({e.strerror or e}). Start process 0 there first (it hosts the coordinator), and check the "
+                    f"address and any firewall between the hosts.") from None
+            time.sleep(0.2)
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
+               *, timeout: float = 60.0) -> None:
+    """Connects this process to the others: ``jax.distributed.initialize`` with checks first.
+
+    Args:
+      coordinator: ``"HOST:PORT"`` of process 0, which hosts the coordination service.
+      num_processes: how many processes take part.
+      process_id: this process's number, ``0 <= process_id < num_processes``.
+      timeout: seconds to wait for the coordinator (and, in JAX, for every process).
+
+    With no arguments JAX detects the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU).
+
+    Raises:
+      ValueError: for an argument out of range, before anything connects.
+      ConnectionError: when a process other than 0 cannot reach the coordinator within
+        ``timeout`` (JAX itself would end the process with a fatal error instead).
+    """
+    given = [coordinator is not None, num_processes is not None, process_id is not None]
+    if any(given) and not all(given):
+        raise ValueError(f"`coordinator`, `num_processes` and `process_id` go together (or none, for JAX's cluster "
+                         f"detection), got {coordinator!r}, {num_processes!r}, {process_id!r}.")
+    if not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ValueError(f"`timeout` must be a positive number of seconds, got {timeout!r}.")
+    if any(given):
+        address = _address(coordinator)
+        num_processes = _checks.positive_int(num_processes, "num_processes")
+        if not (_checks.is_int(process_id) and 0 <= process_id < num_processes):
+            raise ValueError(f"`process_id` must be an int in [0, {num_processes}), got {process_id!r}.")
+        if process_id != 0:
+            _wait_for(address, timeout)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices talk over TCP
+    if not any(given):
+        jax.distributed.initialize(initialization_timeout=max(1, int(timeout)))
+    else:
+        jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id,
+                                   initialization_timeout=max(1, int(timeout)))
+
+
+def is_main() -> bool:
+    """Whether this is process 0, the one that prints and writes shared files."""
+    return jax.process_index() == 0
+
+
+__all__ = ["initialize", "is_main"]

@@ -1,0 +1,71 @@
+"""cnnjax.train.distributed: processes on 127.0.0.1 (JAX's runtime, gloo collectives) train as
+one process of as many devices does."""
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnjax.train import distributed
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(*args):
+    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_processes_of_one_device_train_as_one_process_of_two(tmp_path):
+    port = free_port()
+    processes = [start("group", tmp_path / f"group{i}.npz", port, i) for i in range(2)]
+    processes.append(start("alone", tmp_path / "alone.npz"))
+    try:
+        outputs = [p.communicate(timeout=240)[0] for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+    for p, out in zip(processes, outputs):
+        assert p.returncode == 0, out[-3000:]
+    group = [np.load(tmp_path / f"group{i}.npz") for i in range(2)]
+    alone = np.load(tmp_path / "alone.npz")
+    assert int(group[0]["devices"]) == int(alone["devices"]) == 2
+    params = [k for k in alone.files if k.startswith("arr_")]
+    assert len(params) == 8  # the lecture CNN's four kernels and four biases
+    for k in params + ["loss", "accuracy"]:
+        np.testing.assert_allclose(group[0][k], alone[k], atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(group[1][k], alone[k], atol=1e-6, err_msg=k)
+    # one progress line per epoch, from process 0 only
+    assert "Epoch 1/1" in outputs[0] and "Epoch 1/1" not in outputs[1]
+
+
+def test_an_unreachable_coordinator_fails_within_the_timeout():
+    port = free_port()  # nothing listens there
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionError, match=re.escape(f"Could not reach the coordinator at 127.0.0.1:{port} within "
+                                                        "1 s")):
+        distributed.initialize(f"127.0.0.1:{port}", 2, 1, timeout=1)
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("args, message", [
+    (("127.0.0.1", 2, 1), "`coordinator` must be 'HOST:PORT' (e.g. '127.0.0.1:12345'), got '127.0.0.1'"),
+    (("127.0.0.1:1234", 2, 2), "`process_id` must be an int in [0, 2), got 2"),
+    (("127.0.0.1:1234", 0, 0), "`num_processes` must be positive, got 0"),
+    (("127.0.0.1:1234", None, 0), "`coordinator`, `num_processes` and `process_id` go together"),
+])
+def test_bad_arguments_fail_before_anything_connects(args, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        distributed.initialize(*args, timeout=1)
