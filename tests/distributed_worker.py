@@ -1,19 +1,27 @@
 """Run by tests/test_distributed.py as a process of its own: trains the lecture's CNN for a
-few steps, in a group of processes (``group OUT PORT ID``) or alone on two CPU devices
-(``alone OUT``), and saves the final parameters and loss to ``OUT`` (``.npz``)."""
+few steps, in a group of processes (``--port P --process-id I``) or alone on two CPU
+devices, optionally with checkpoints (``--checkpoints DIR``, resumed when there), and saves
+the final parameters, loss and accuracy to ``--out`` (``.npz``)."""
 
-import sys
+import argparse
 
 
-def main(mode: str, out: str, port: str = "", process_id: str = "") -> None:
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", required=True)
+    p.add_argument("--port", type=int)
+    p.add_argument("--process-id", type=int)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--checkpoints")
+    args = p.parse_args(argv)
     import jax
 
-    if mode == "alone":
+    if args.port is None:
         jax.config.update("jax_num_cpu_devices", 2)
     else:
         from cnnjax.train import distributed
 
-        distributed.initialize(f"127.0.0.1:{port}", 2, int(process_id), timeout=60)
+        distributed.initialize(f"127.0.0.1:{args.port}", 2, args.process_id, timeout=60)
     import numpy as np
     from flax import nnx
 
@@ -23,11 +31,13 @@ def main(mode: str, out: str, port: str = "", process_id: str = "") -> None:
     x = rng.uniform(size=(128, 28, 28, 1)).astype(np.float32)
     y = (np.arange(128) % 10).astype(np.int32)
     model = models.mnist_functional(rngs=nnx.Rngs(0))
-    history = train.fit(model, (x, y), epochs=1, batch_size=32, seed=0, verbose=2)
+    history = train.fit(model, (x, y), epochs=args.epochs, batch_size=32, seed=0, verbose=2,
+                        checkpoint_dir=args.checkpoints, resume=args.checkpoints is not None)
     accuracy = train.evaluate(model, (x[:64], y[:64]))["accuracy"]
     leaves = [np.asarray(leaf.addressable_data(0)) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))]
-    np.savez(out, *leaves, loss=history.epochs[-1]["loss"], accuracy=accuracy, devices=jax.device_count())
+    np.savez(args.out, *leaves, loss=history.epochs[-1]["loss"], accuracy=accuracy, devices=jax.device_count(),
+             epochs=[e["epoch"] for e in history.epochs])
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main()

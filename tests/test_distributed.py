@@ -22,15 +22,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(*args):
-    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+def start(out, *flags):
+    return subprocess.Popen([sys.executable, str(WORKER), "--out", str(out), *map(str, flags)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_two_processes_of_one_device_train_as_one_process_of_two(tmp_path):
-    port = free_port()
-    processes = [start("group", tmp_path / f"group{i}.npz", port, i) for i in range(2)]
-    processes.append(start("alone", tmp_path / "alone.npz"))
+def finish(processes) -> list[str]:
+    """Waits for every process (killing any left on a failure) and checks each succeeded."""
     try:
         outputs = [p.communicate(timeout=240)[0] for p in processes]
     finally:
@@ -39,14 +37,35 @@ def test_two_processes_of_one_device_train_as_one_process_of_two(tmp_path):
                 p.kill()
     for p, out in zip(processes, outputs):
         assert p.returncode == 0, out[-3000:]
-    group = [np.load(tmp_path / f"group{i}.npz") for i in range(2)]
-    alone = np.load(tmp_path / "alone.npz")
-    assert int(group[0]["devices"]) == int(alone["devices"]) == 2
-    params = [k for k in alone.files if k.startswith("arr_")]
+    return outputs
+
+
+def group(tmp_path, name, *flags):
+    port = free_port()
+    outputs = finish([start(tmp_path / f"{name}{i}.npz", "--port", port, "--process-id", i, *flags) for i in range(2)])
+    return [np.load(tmp_path / f"{name}{i}.npz") for i in range(2)], outputs
+
+
+def assert_same_training(result, reference):
+    params = [k for k in reference.files if k.startswith("arr_")]
     assert len(params) == 8  # the lecture CNN's four kernels and four biases
     for k in params + ["loss", "accuracy"]:
-        np.testing.assert_allclose(group[0][k], alone[k], atol=1e-6, err_msg=k)
-        np.testing.assert_allclose(group[1][k], alone[k], atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(result[k], reference[k], atol=1e-6, err_msg=k)
+
+
+def test_two_processes_train_and_resume_as_one_process_of_two_devices(tmp_path):
+    """Epoch 1 in 2 processes of 1 CPU device each, stopped, then resumed from the checkpoint both
+    wrote for epoch 2: the result equals 2 uninterrupted epochs in 1 process of 2 devices."""
+    alone = start(tmp_path / "alone.npz", "--epochs", 2)
+    checkpoints = tmp_path / "checkpoints"  # one folder both processes write (a shared file system)
+    _, outputs = group(tmp_path, "stopped", "--epochs", 1, "--checkpoints", checkpoints)
+    (first, second), _ = group(tmp_path, "resumed", "--epochs", 2, "--checkpoints", checkpoints)
+    finish([alone])
+    alone = np.load(tmp_path / "alone.npz")
+    assert int(first["devices"]) == int(alone["devices"]) == 2
+    assert first["epochs"].tolist() == [1, 2]  # epoch 1 restored from the checkpoint, epoch 2 trained
+    assert_same_training(first, alone)
+    assert_same_training(second, alone)
     # one progress line per epoch, from process 0 only
     assert "Epoch 1/1" in outputs[0] and "Epoch 1/1" not in outputs[1]
 
