@@ -50,6 +50,7 @@ from common import (
     read_config,
     write_json,
 )
+from flax import nnx
 
 import cnnjax
 from cnnjax import data, summary, train, viz
@@ -78,6 +79,10 @@ class Config:
     workdir: str | None = flag(None, "the run directory (default runs/<model>-<dataset>-<time>); a directory "
                                      "holding a checkpoint of the same settings resumes")
     verbose: Literal[0, 1, 2] = flag(1, "0 quiet, 1 a progress bar, 2 one line per epoch")
+    coordinator: str | None = flag(None, "HOST:PORT of process 0, to train across processes (one per host or GPU; "
+                                         "every process runs this command with its own --process-id)")
+    num_processes: int = flag(1, "how many processes train together (with --coordinator)")
+    process_id: int = flag(0, "this process's number, 0 to --num-processes minus 1 (with --coordinator)")
 
     def __post_init__(self):
         expect(self.model in MODELS, "model", self.model, f"one of {sorted(MODELS)}")
@@ -90,6 +95,15 @@ class Config:
         if self.dataset is not None:
             expect(isinstance(self.dataset, str) and bool(_TFDS_NAME.fullmatch(self.dataset)), "dataset",
                    self.dataset, "a tensorflow-datasets name such as mnist or fashion_mnist")
+        expect_int(self.num_processes, "num_processes")
+        expect_int(self.process_id, "process_id", low=0, high=self.num_processes - 1)
+        if self.coordinator is None:
+            expect(self.num_processes == 1, "num_processes", self.num_processes, "1 without --coordinator HOST:PORT")
+        else:
+            expect(bool(re.fullmatch(r"[^\s:]+:\d{1,5}", self.coordinator)), "coordinator", self.coordinator,
+                   "HOST:PORT, e.g. 127.0.0.1:12345")
+            expect(self.workdir is not None, "workdir", self.workdir,
+                   "a directory every process names alike (required with --coordinator)")
 
     def check_paths(self) -> None:
         """The folders named exist and fit: raises :class:`ConfigError` before anything is read or written."""
@@ -117,7 +131,8 @@ class Config:
 
     def record(self) -> dict:
         """What ``config.json`` holds: the settings, and where and with what they ran."""
-        settings = {k: v for k, v in dataclasses.asdict(self).items() if k != "verbose"}
+        per_process = ("verbose", "coordinator", "process_id")  # not settings of the run
+        settings = {k: v for k, v in dataclasses.asdict(self).items() if k not in per_process}
         return {**settings, "optimizer": "rmsprop (rho 0.9, epsilon 1e-7 outside the square root)",
                 "cnnjax": cnnjax.__version__, "jax": jax.__version__, "backend": jax.default_backend(),
                 "devices": jax.device_count()}
@@ -156,6 +171,13 @@ def run(config: Config) -> dict:
     """Trains and evaluates as ``config`` says, writing the run directory; returns the results."""
     config.check_paths()
     config = config.resolved()
+    if config.coordinator is not None:
+        try:
+            train.distributed.initialize(config.coordinator, config.num_processes, config.process_id)
+        except ConnectionError as e:
+            fail(str(e))
+    main = jax.process_index() == 0  # the one that prints and writes the run directory's files
+    say = print if main else (lambda *args, **kwargs: None)
     workdir = Path(config.workdir)
     previous = saved_run(workdir)
     if previous is not None:
@@ -168,21 +190,24 @@ def run(config: Config) -> dict:
 
     (x, y), test, note = load_train_test(config.dataset, config.data_dir, config.limit_train)
     if note:
-        print(note)
+        say(note)
     k = num_classes(config.dataset, train=y, test=test[1])
     model = build_model(config.model, config.seed, x.shape[1:], k)
     table = summary(model, x.shape[1:], name=config.model)
-    workdir.mkdir(parents=True, exist_ok=True)  # only now: a run that cannot start writes nothing
-    write_json(workdir / "config.json", config.record())
-    (workdir / "summary.txt").write_text(str(table) + "\n")
-    print(table)
-    print(f"{len(x)} training and {len(test[0])} test images, {x.shape[1:]} -> {k} classes; "
-          f"{jax.device_count()} {jax.default_backend()} device(s); run directory {workdir}"
-          + (" (resuming)" if previous is not None else ""))
+    if main:
+        workdir.mkdir(parents=True, exist_ok=True)  # only now: a run that cannot start writes nothing
+        write_json(workdir / "config.json", config.record())
+        (workdir / "summary.txt").write_text(str(table) + "\n")
+    say(table)
+    say(f"{len(x)} training and {len(test[0])} test images, {x.shape[1:]} -> {k} classes; "
+        f"{jax.device_count()} {jax.default_backend()} device(s) in {jax.process_count()} process(es); "
+        f"run directory {workdir}" + (" (resuming)" if previous is not None else ""))
 
     metrics_path = workdir / "metrics.json"
 
     def keep(record):  # after every epoch, so an interrupted run still has its metrics
+        if not main:
+            return
         earlier = json.loads(metrics_path.read_text()) if metrics_path.exists() else []
         write_json(metrics_path, as_records([e for e in earlier if e["epoch"] < record["epoch"]] + [record]))
 
@@ -190,8 +215,12 @@ def run(config: Config) -> dict:
     history = train.fit(model, (x, y), epochs=config.epochs, batch_size=config.batch_size, validation=test,
                         optimizer=train.rmsprop(config.learning_rate), seed=config.seed, verbose=config.verbose,
                         checkpoint_dir=workdir / "checkpoints", resume=previous is not None, callbacks=[keep])
+    result = train.evaluate(model, test, batch_size=256)  # every process takes part, as in training
+    if not main:
+        return {"test_loss": result["loss"], "test_accuracy": result["accuracy"]}
+    if jax.process_count() > 1:  # the replicated variables as this process's own copy, for the pictures
+        nnx.update(model, jax.tree.map(lambda a: a.addressable_data(0), nnx.state(model)))
     write_json(metrics_path, as_records(history.epochs))
-    result = train.evaluate(model, test, batch_size=256)
     steady = history.epochs[1:] or history.epochs  # the first epoch includes compilation
     images_per_s = float(np.mean([e["images_per_s"] for e in steady]))
     results = {"test_loss": result["loss"], "test_accuracy": result["accuracy"], "images_per_s": images_per_s,
@@ -200,7 +229,7 @@ def run(config: Config) -> dict:
                "train_images": len(x), "test_images": len(test[0]), "note": note}
     write_json(workdir / "results.json", results)
     figures(model, workdir, test, class_names(config.dataset, k), history.epochs)
-    print(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {len(test[0])} images; "
+    say(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {len(test[0])} images; "
           f"{images_per_s:,.0f} images/s; run directory {workdir}")
     return results
 

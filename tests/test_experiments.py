@@ -118,6 +118,11 @@ def test_mnist_writes_the_run_directory_and_resumes(tiny_idx, tmp_path, capsys):
                               "fashion_mnist, got 'MNIST!'"),
     (["--workdir", "{file}"], "argument --workdir: expected a directory (new, or a run to resume), not a file"),
     (["--verbose", "3"], "argument --verbose: invalid choice: 3 (choose from 0, 1, 2)"),
+    (["--num-processes", "2"], "argument --num-processes: expected 1 without --coordinator HOST:PORT, got 2"),
+    (["--coordinator", "localhost", "--num-processes", "2"],
+     "argument --coordinator: expected HOST:PORT, e.g. 127.0.0.1:12345, got 'localhost'"),
+    (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
+     "argument --process-id: expected an integer >= 0 and <= 1, got 2"),
 ])
 def test_mnist_refuses_a_bad_flag_before_reading_or_writing_anything(tiny_idx, tmp_path, capsys, monkeypatch,
                                                                      flags, message):
@@ -369,3 +374,37 @@ def test_knobs_sweep_on_tiny_data(tiny_idx, tmp_path, capsys, monkeypatch):
     assert rows[0]["accuracy"] == rows[2]["accuracy"]  # the lecture's design, trained once
     assert all(r["total"] == 32 and r["flops"] > 0 and r["images_per_s"] > 0 for r in rows)
     assert (tmp_path / "run" / "knobs.png").stat().st_size > 0 and "number of neurons" in capsys.readouterr().out
+
+
+def test_mnist_across_two_processes_writes_one_run_that_matches_one_process_of_two_devices(tiny_idx, tmp_path):
+    import os
+    import socket
+    import subprocess
+
+    script = str(scripts.ROOT / "experiments" / "mnist.py")
+    flags = ["--data-dir", str(tiny_idx), "--epochs", "2", "--batch-size", "16", "--verbose", "2"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    group = [[sys.executable, script, *flags, "--workdir", str(tmp_path / "group"), "--coordinator",
+              f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)] for i in range(2)]
+    alone = [sys.executable, script, *flags, "--workdir", str(tmp_path / "alone")]
+    runs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for c in group]
+    runs.append(subprocess.Popen(alone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env={**os.environ, "JAX_NUM_CPU_DEVICES": "2"}))
+    try:
+        outputs = [r.communicate(timeout=300)[0] for r in runs]
+    finally:
+        for r in runs:
+            if r.poll() is None:
+                r.kill()
+    for r, out in zip(runs, outputs):
+        assert r.returncode == 0, out[-3000:]
+    assert "2 cpu device(s) in 2 process(es)" in outputs[0] and "test accuracy" not in outputs[1]
+    got, want = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("group", "alone"))
+    assert [e["epoch"] for e in got] == [1, 2]
+    for g, w in zip(got, want):
+        for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert abs(g[k] - w[k]) <= 1e-5, (k, g[k], w[k])
+    assert json.loads((tmp_path / "group" / "config.json").read_text())["num_processes"] == 2
+    assert (tmp_path / "group" / "saliency.png").stat().st_size > 0

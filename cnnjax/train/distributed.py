@@ -53,7 +53,7 @@ def _wait_for(address: tuple[str, int], timeout: float) -> None:
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
-               *, timeout: float = 60.0) -> None:
+               *, timeout: float = 60.0, heartbeat_timeout: int = 100) -> None:
     """Connects this process to the others: ``jax.distributed.initialize`` with checks first.
 
     Args:
@@ -61,6 +61,10 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
       num_processes: how many processes take part.
       process_id: this process's number, ``0 <= process_id < num_processes``.
       timeout: seconds to wait for the coordinator (and, in JAX, for every process).
+      heartbeat_timeout: seconds of silence after which JAX declares a process dead. A
+        process that dies mid-run makes the others' next step raise
+        ``jax.errors.JaxRuntimeError`` ("Gloo all-reduce failed ... Connection reset by
+        peer") at once; their exit then waits up to this long for it before JAX aborts them.
 
     With no arguments JAX detects the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU).
 
@@ -75,6 +79,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
                          f"detection), got {coordinator!r}, {num_processes!r}, {process_id!r}.")
     if not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ValueError(f"`timeout` must be a positive number of seconds, got {timeout!r}.")
+    heartbeat_timeout = _checks.positive_int(heartbeat_timeout, "heartbeat_timeout")
     if any(given):
         address = _address(coordinator)
         num_processes = _checks.positive_int(num_processes, "num_processes")
@@ -83,11 +88,11 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         if process_id != 0:
             _wait_for(address, timeout)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices talk over TCP
+    timeouts = dict(initialization_timeout=max(1, int(timeout)), heartbeat_timeout_seconds=heartbeat_timeout)
     if not any(given):
-        jax.distributed.initialize(initialization_timeout=max(1, int(timeout)))
+        jax.distributed.initialize(**timeouts)
     else:
-        jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id,
-                                   initialization_timeout=max(1, int(timeout)))
+        jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id, **timeouts)
 
 
 def is_main() -> bool:
