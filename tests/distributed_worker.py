@@ -13,6 +13,7 @@ def main(argv=None) -> None:
     p.add_argument("--process-id", type=int)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--checkpoints")
+    p.add_argument("--steps-per-segment", type=int)
     args = p.parse_args(argv)
     import jax
 
@@ -32,7 +33,8 @@ def main(argv=None) -> None:
     y = (np.arange(128) % 10).astype(np.int32)
     model = models.mnist_functional(rngs=nnx.Rngs(0))
     history = train.fit(model, (x, y), epochs=args.epochs, batch_size=32, seed=0, verbose=2,
-                        checkpoint_dir=args.checkpoints, resume=args.checkpoints is not None)
+                        checkpoint_dir=args.checkpoints, resume=args.checkpoints is not None,
+                        steps_per_segment=args.steps_per_segment)
     accuracy = train.evaluate(model, (x[:64], y[:64]))["accuracy"]
     leaves = [np.asarray(leaf.addressable_data(0)) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))]
     np.savez(args.out, *leaves, loss=history.epochs[-1]["loss"], accuracy=accuracy, devices=jax.device_count(),

@@ -53,21 +53,32 @@ def assert_same_training(result, reference):
         np.testing.assert_allclose(result[k], reference[k], atol=1e-6, err_msg=k)
 
 
-def test_two_processes_train_and_resume_as_one_process_of_two_devices(tmp_path):
-    """Epoch 1 in 2 processes of 1 CPU device each, stopped, then resumed from the checkpoint both
-    wrote for epoch 2: the result equals 2 uninterrupted epochs in 1 process of 2 devices."""
-    alone = start(tmp_path / "alone.npz", "--epochs", 2)
-    checkpoints = tmp_path / "checkpoints"  # one folder both processes write (a shared file system)
-    _, outputs = group(tmp_path, "stopped", "--epochs", 1, "--checkpoints", checkpoints)
-    (first, second), _ = group(tmp_path, "resumed", "--epochs", 2, "--checkpoints", checkpoints)
+def test_two_processes_killed_and_started_again_train_as_one_process_of_two_devices(tmp_path):
+    """2 processes of 1 CPU device each, both SIGKILLed in epoch 2 (a checkpoint after every step),
+    then started again: their final parameters, loss and accuracy equal an uninterrupted
+    run of 1 process with 2 devices."""
+    alone = start(tmp_path / "alone.npz", "--epochs", 6)
+    checkpoints = tmp_path / "checkpoints"
+    flags = ["--epochs", 6, "--checkpoints", checkpoints, "--steps-per-segment", 1]
+    port = free_port()
+    killed = [start(tmp_path / f"killed{i}.npz", "--port", port, "--process-id", i, *flags) for i in range(2)]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and max([int(d.name) for d in checkpoints.glob("*") if d.name.isdigit()],
+                                               default=0) < 5:  # into epoch 2 (4 steps an epoch)
+        time.sleep(0.05)
+    for p in killed:
+        p.kill()
+        p.wait()
+    assert not (tmp_path / "killed0.npz").exists()  # stopped before the end
+    (first, second), outputs = group(tmp_path, "resumed", *flags)
     finish([alone])
     alone = np.load(tmp_path / "alone.npz")
     assert int(first["devices"]) == int(alone["devices"]) == 2
-    assert first["epochs"].tolist() == [1, 2]  # epoch 1 restored from the checkpoint, epoch 2 trained
+    assert first["epochs"].tolist() == list(range(1, 7))
     assert_same_training(first, alone)
     assert_same_training(second, alone)
-    # one progress line per epoch, from process 0 only
-    assert "Epoch 1/1" in outputs[0] and "Epoch 1/1" not in outputs[1]
+    assert "Epoch 6/6" in outputs[0] and "Epoch 6/6" not in outputs[1]  # progress from process 0 only
+    assert "Epoch 1/6" not in outputs[0]  # resumed after epoch 1, not trained again from the start
 
 
 def test_an_unreachable_coordinator_fails_within_the_timeout():
