@@ -69,7 +69,7 @@ def as_printed(values) -> np.ndarray:
     >>> as_printed([7 / 9, -1 / 9, 0.99999994]).tolist()
     [0.77, -0.11, 1.0]
     """
-    return np.fix(np.round(np.asarray(values, np.float64) * 10_000) / 100) / 100
+    return np.trunc(np.round(np.asarray(values, np.float64) * 10_000) / 100) / 100
 
 
 def batch(image: np.ndarray) -> np.ndarray:

@@ -14,6 +14,28 @@ MNIST_DIR = Path(os.environ.get("CNNJAX_MNIST_DIR", ROOT.parent / "shared" / "da
 FSDD_DIR = Path(os.environ.get("CNNJAX_FSDD_DIR", ROOT.parent / "shared" / "data" / "fsdd" / "recordings"))
 
 
+def pytest_configure(config):
+    """On GPUs the suite computes float32 convolutions and matmuls in float32, and
+    deterministically.
+
+    JAX's default precision lets NVIDIA GPUs use TensorFloat-32 (about 1e-3 relative) for
+    them; the suite's references (NumPy loops, the lecture's tables, one lowering against
+    another) are exact to ~1e-6, so it asks for "highest", here and in the processes its
+    tests start. Tests of bit-identical resumption need XLA's deterministic GPU kernels and
+    the same kernel in every compilation (no autotuning), as a user who wants it does
+    (README, "On a GPU"). The library itself keeps JAX's defaults. The XLA flags have no
+    effect on a CPU.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_gpu_deterministic_ops" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true --xla_gpu_autotune_level=0".strip()
+    import jax
+
+    if jax.default_backend() == "gpu":
+        jax.config.update("jax_default_matmul_precision", "highest")
+        os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
+
+
 @pytest.fixture(autouse=True)
 def no_internet_downloads(monkeypatch):
     """Tests never touch the internet: cnnjax.fetch goes to a closed loopback port unless a test

@@ -21,7 +21,7 @@ def table(text: str) -> np.ndarray:
 def cut_to_hundredths(values) -> np.ndarray:
     """The lecture's printing rule: round away float noise, then truncate to 2 decimals."""
     v = np.asarray(values, dtype=np.float64)
-    return np.fix(np.round(v * 10_000) / 100).astype(np.int64)
+    return np.trunc(np.round(v * 10_000) / 100).astype(np.int64)
 
 
 def pixels(text: str) -> np.ndarray:

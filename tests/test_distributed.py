@@ -1,6 +1,7 @@
 """cnnjax.train.distributed: processes on 127.0.0.1 (JAX's runtime, gloo collectives) train as
 one process of as many devices does."""
 
+import os
 import re
 import socket
 import subprocess
@@ -23,8 +24,10 @@ def free_port() -> int:
 
 
 def start(out, *flags):
+    # CPU devices on any machine: one GPU cannot be shared by two processes of a group
     return subprocess.Popen([sys.executable, str(WORKER), "--out", str(out), *map(str, flags)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
 
 
 def finish(processes) -> list[str]:

@@ -5,7 +5,6 @@ import re
 import sys
 
 import lecture_tables as T
-import nbformat
 import numpy as np
 import pytest
 import scripts
@@ -218,8 +217,8 @@ def test_invariance_of_a_run(tiny_idx, tmp_path, capsys):
 def test_colab_notebook_runs_as_written_on_cpu_against_a_loopback_mirror(mirror, monkeypatch):
     """The notebook in a real Jupyter kernel (nbclient): device detection, MNIST fetched through the
     mirror (the real t10k files; tfds has nothing prepared), training, evaluation, five figures."""
-    import nbclient
-
+    nbclient = pytest.importorskip("nbclient", reason="the test extra's Jupyter packages are not installed")
+    nbformat = pytest.importorskip("nbformat", reason="the test extra's Jupyter packages are not installed")
     notebook = nbformat.read(scripts.ROOT / "experiments" / "colab.ipynb", as_version=4)
     nbformat.validate(notebook)
     monkeypatch.setenv("CNNJAX_NOTEBOOK_EPOCHS", "1")
@@ -389,9 +388,10 @@ def test_mnist_across_two_processes_writes_one_run_that_matches_one_process_of_t
     group = [[sys.executable, script, *flags, "--workdir", str(tmp_path / "group"), "--coordinator",
               f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)] for i in range(2)]
     alone = [sys.executable, script, *flags, "--workdir", str(tmp_path / "alone")]
-    runs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for c in group]
+    cpu = {**os.environ, "JAX_PLATFORMS": "cpu"}  # CPU devices on any machine, as a GPU is not shared
+    runs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cpu) for c in group]
     runs.append(subprocess.Popen(alone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 env={**os.environ, "JAX_NUM_CPU_DEVICES": "2"}))
+                                 env={**cpu, "JAX_NUM_CPU_DEVICES": "2"}))
     try:
         outputs = [r.communicate(timeout=300)[0] for r in runs]
     finally:

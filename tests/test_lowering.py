@@ -53,9 +53,9 @@ def test_lowerings_receive_normalised_arguments():
 
 
 def test_an_export_for_cpu_and_cuda_holds_each_platforms_lowering():
-    """Made on this CPU machine, of a training gradient: the CUDA branch is the native
-    convolution, the CPU branch the patches matmul, and running it here gives the jitted
-    function's gradients."""
+    """Of a training gradient, on any machine: the CUDA branch is the native convolution,
+    the CPU branch the patches matmul, and running it here gives the jitted function's
+    gradients."""
     model = cnnjax.models.mnist_functional(rngs=nnx.Rngs(0))
     graphdef, params = nnx.split(model)
     f = jax.jit(jax.grad(lambda p, x: jnp.sum(nnx.merge(graphdef, p)(x) ** 2)))
@@ -67,13 +67,14 @@ def test_an_export_for_cpu_and_cuda_holds_each_platforms_lowering():
     assert "stablehlo.dot_general" in text and "stablehlo.case" in text  # CPU: patches, chosen by platform
     for got, want in zip(jax.tree.leaves(exported.call(params, x)), jax.tree.leaves(f(params, x))):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    cpu_only = f.lower(params, x)
+    cpu_only = f.trace(params, x).lower(lowering_platforms=("cpu",))
     assert "stablehlo.convolution" not in cpu_only.as_text()  # lowered for one platform: its form only
-    assert "conditional" not in cpu_only.compile().as_text()  # and the platform switch folded away
+    assert "conditional" not in f.lower(params, x).compile().as_text()  # for one platform the switch folds away
 
 
 def _has_native_conv(fn, *args) -> bool:
-    return "stablehlo.convolution" in jax.jit(fn).lower(*args).as_text()
+    """Whether ``fn`` lowered for a CPU (from any machine) holds XLA's own convolution."""
+    return "stablehlo.convolution" in jax.jit(fn).trace(*args).lower(lowering_platforms=("cpu",)).as_text()
 
 
 def test_auto_runs_xla_forward_and_patches_derivatives():
@@ -82,7 +83,7 @@ def test_auto_runs_xla_forward_and_patches_derivatives():
     x = jnp.ones((2, 12, 12, 2))
     k = jnp.ones((3, 3, 2, 4))
     f = lambda x, k: jnp.sum(cnnjax.maxpool(cnnjax.conv(x, k), 2) ** 2)
-    assert lowering.current("conv") == "auto"
+    assert lowering.current("conv", "cpu") == "auto"
     assert _has_native_conv(f, x, k)
     assert not _has_native_conv(jax.grad(f, argnums=(0, 1)), x, k)
     assert not _has_native_conv(lambda x, k: jax.jvp(lambda k: f(x, k), (k,), (k,)), x, k)
@@ -176,7 +177,10 @@ def test_maxpool_paths_agree_values_and_gradients(path, cfg):
     w = rng.standard_normal(jax.eval_shape(f, x).shape).astype(np.float32)
     g = lambda x: jax.grad(lambda x: jnp.sum(f(x) * w))(x)
     np.testing.assert_array_equal(on(path, f, x), on("reference", f, x))
-    np.testing.assert_array_equal(on(path, g, x), on("reference", g, x))
+    # an input that is the maximum of several overlapping windows sums their weights, in an
+    # order that differs between paths (the last bit may differ); a tie routed elsewhere
+    # would move a whole weight
+    np.testing.assert_allclose(on(path, g, x), on("reference", g, x), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("path", PATHS)

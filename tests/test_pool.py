@@ -79,13 +79,20 @@ def test_gradients():
     ((1, 6, 5, 2), (3, 2), (1, 2)),     # 2-D, overlapping in one dimension
     ((1, 4, 4, 4, 1), (2, 2, 2), (2, 2, 2)),  # 3-D
 ])
-def test_second_derivatives(shape, window, stride):
-    """Forward-over-reverse, reverse-over-reverse and forward-over-forward, against finite differences."""
+def test_second_derivatives(shape, window, stride, each_lowering):
+    """Forward-over-reverse, reverse-over-reverse and forward-over-forward, against finite differences.
+
+    In float64, except XLA's max-pool on GPUs: its second derivative (JAX's
+    select_and_gather_add) packs value and tangent into one 64-bit word, so float64 runs
+    there at reduced precision (JAX warns) while float32 is exact; it is checked in float32.
+    """
     rng = np.random.default_rng(0)
-    with jax.enable_x64(True):
+    x64 = not (each_lowering == "reference" and jax.default_backend() == "gpu")
+    with jax.enable_x64(x64):
         x = jnp.asarray(rng.permutation(int(np.prod(shape))).reshape(shape) / 10.0)  # no ties
         f = lambda x: cnnjax.maxpool(x, window, stride) ** 3
-        jtu.check_grads(f, (x,), order=2, modes=("fwd", "rev"), eps=1e-5)
+        tolerance = {} if x64 else dict(eps=1e-2, atol=1e-2, rtol=1e-2)  # finite differences in float32
+        jtu.check_grads(f, (x,), order=2, modes=("fwd", "rev"), **({"eps": 1e-5} | tolerance))
 
 
 def test_second_derivatives_with_ties_route_to_the_first_maximum():
