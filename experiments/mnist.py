@@ -80,7 +80,8 @@ class Config:
                                      "holding a checkpoint of the same settings resumes")
     verbose: Literal[0, 1, 2] = flag(1, "0 quiet, 1 a progress bar, 2 one line per epoch")
     coordinator: str | None = flag(None, "HOST:PORT of process 0, to train across processes (one per host or GPU; "
-                                         "every process runs this command with its own --process-id)")
+                                         "every process runs this command with its own --process-id); not needed "
+                                         "under SLURM's srun or Open MPI's mpirun, whose settings JAX reads")
     num_processes: int = flag(1, "how many processes train together (with --coordinator)")
     process_id: int = flag(0, "this process's number, 0 to --num-processes minus 1 (with --coordinator)")
 
@@ -98,12 +99,18 @@ class Config:
         expect_int(self.num_processes, "num_processes")
         expect_int(self.process_id, "process_id", low=0, high=self.num_processes - 1)
         if self.coordinator is None:
-            expect(self.num_processes == 1, "num_processes", self.num_processes, "1 without --coordinator HOST:PORT")
+            expect(self.num_processes == 1 or self.launched(), "num_processes", self.num_processes,
+                   "1 without --coordinator HOST:PORT")
         else:
             expect(bool(re.fullmatch(r"[^\s:]+:\d{1,5}", self.coordinator)), "coordinator", self.coordinator,
                    "HOST:PORT, e.g. 127.0.0.1:12345")
+        if self.coordinator is not None or self.launched():
             expect(self.workdir is not None, "workdir", self.workdir,
-                   "a directory every process names alike (required with --coordinator)")
+                   "a directory every process names alike (required across processes)")
+
+    def launched(self) -> bool:
+        """Whether a cluster launcher started this process among others (and no flags say how to meet)."""
+        return self.coordinator is None and (train.distributed.launched_processes() or 1) > 1
 
     def check_paths(self) -> None:
         """The folders named exist and fit: raises :class:`ConfigError` before anything is read or written."""
@@ -176,6 +183,9 @@ def run(config: Config) -> dict:
             train.distributed.initialize(config.coordinator, config.num_processes, config.process_id)
         except ConnectionError as e:
             fail(str(e))
+    elif config.launched():
+        train.distributed.initialize()  # JAX reads the launcher's environment
+        config = dataclasses.replace(config, num_processes=jax.process_count(), process_id=jax.process_index())
     main = jax.process_index() == 0  # the one that prints and writes the run directory's files
     say = print if main else (lambda *args, **kwargs: None)
     workdir = Path(config.workdir)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnnjax import data
 from cnnjax.train import distributed
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -82,6 +83,23 @@ def test_two_processes_killed_and_started_again_train_as_one_process_of_two_devi
     assert_same_training(second, alone)
     assert "Epoch 6/6" in outputs[0] and "Epoch 6/6" not in outputs[1]  # progress from process 0 only
     assert "Epoch 1/6" not in outputs[0]  # resumed after epoch 1, not trained again from the start
+
+
+@pytest.mark.parametrize("loop", ["scan", "python"])
+def test_each_process_reads_only_its_own_devices_slices_of_each_batch(tmp_path, loop):
+    """The inputs as a random-access source: process p reads exactly the examples of its
+    device's half of every batch, in the batches of a one-process run (the same order),
+    and the training equals 1 process with 2 devices."""
+    flags = ["--epochs", 2, "--loop", loop, "--record-reads"]
+    alone = start(tmp_path / "alone.npz", *flags)
+    (first, second), _ = group(tmp_path, "group", *flags)
+    finish([alone])
+    alone = np.load(tmp_path / "alone.npz")
+    assert_same_training(first, alone)
+    for p, result in enumerate((first, second)):
+        halves = [data.batch_plan(128, 32, seed=0, epoch=e)[0][:, 16 * p : 16 * (p + 1)] for e in range(2)]
+        assert sorted(result["reads"].tolist()) == sorted(np.concatenate(halves, axis=None).tolist())
+    assert set(alone["reads"].tolist()) == set(range(128))  # one process reads every example
 
 
 def test_an_unreachable_coordinator_fails_within_the_timeout():

@@ -375,7 +375,10 @@ def test_knobs_sweep_on_tiny_data(tiny_idx, tmp_path, capsys, monkeypatch):
     assert (tmp_path / "run" / "knobs.png").stat().st_size > 0 and "number of neurons" in capsys.readouterr().out
 
 
-def test_mnist_across_two_processes_writes_one_run_that_matches_one_process_of_two_devices(tiny_idx, tmp_path):
+@pytest.mark.parametrize("start", ["flags", "srun"])
+def test_mnist_across_two_processes_writes_one_run_that_matches_one_process_of_two_devices(tiny_idx, tmp_path, start):
+    """Two processes started with --coordinator/--num-processes/--process-id, or as SLURM's
+    srun starts them (its variables, no flags: JAX's cluster detection)."""
     import os
     import socket
     import subprocess
@@ -385,11 +388,19 @@ def test_mnist_across_two_processes_writes_one_run_that_matches_one_process_of_t
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    group = [[sys.executable, script, *flags, "--workdir", str(tmp_path / "group"), "--coordinator",
-              f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)] for i in range(2)]
-    alone = [sys.executable, script, *flags, "--workdir", str(tmp_path / "alone")]
     cpu = {**os.environ, "JAX_PLATFORMS": "cpu"}  # CPU devices on any machine, as a GPU is not shared
-    runs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cpu) for c in group]
+    group = [[sys.executable, script, *flags, "--workdir", str(tmp_path / "group")] for _ in range(2)]
+    if start == "flags":
+        envs = [cpu, cpu]
+        for i, command in enumerate(group):
+            command += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)]
+    else:
+        srun = dict(SLURM_JOB_ID="7", SLURM_STEP_NODELIST="127.0.0.1", SLURM_NTASKS="2", SLURM_LOCALID="0",
+                    JAX_COORDINATOR_PORT=str(port))
+        envs = [{**cpu, **srun, "SLURM_PROCID": str(i)} for i in range(2)]
+    alone = [sys.executable, script, *flags, "--workdir", str(tmp_path / "alone")]
+    runs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            for c, env in zip(group, envs)]
     runs.append(subprocess.Popen(alone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  env={**cpu, "JAX_NUM_CPU_DEVICES": "2"}))
     try:

@@ -7,8 +7,11 @@ each global batch is split across every device of every process, and the gradien
 averaged over all of them, so N processes of one device each compute what one process of
 N devices computes (tested: the same parameters to the bit on CPU).
 
-Each process holds the whole dataset and the same seed, and feeds its own devices' slices
-of each global batch. The progress bar and per-epoch lines print in process 0 only.
+Every process gets the same ``fit`` call (the same seed, so the same global batches, in
+the order of a one-process run) and reads only its own devices' slices of each batch:
+given the inputs as a memory map or another random-access source (see ``fit``), a
+process holds only the examples it reads. The progress bar and per-epoch lines print in
+process 0 only.
 
 Starting N processes on one machine, to try it::
 
@@ -16,11 +19,13 @@ Starting N processes on one machine, to try it::
     python experiments/mnist.py ... --coordinator 127.0.0.1:12345 --num-processes 2 --process-id 1
 
 On a cluster (SLURM, Open MPI, Kubernetes, Cloud TPU) ``initialize()`` with no arguments
-lets JAX read the cluster's own environment.
+lets JAX read the cluster's own environment; :func:`launched_processes` tells whether a
+launcher (SLURM's ``srun``, Open MPI's ``mpirun``) started this process among others.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -95,9 +100,25 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id, **timeouts)
 
 
+_LAUNCHERS = (  # (a variable the launcher sets in each process it starts, the one with their count)
+    ("SLURM_STEP_NODELIST", "SLURM_NTASKS"),  # SLURM's srun (what JAX's SLURM detection reads)
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),  # Open MPI's mpirun
+)
+
+
+def launched_processes() -> int | None:
+    """How many processes a launcher that JAX detects started together with this one
+    (SLURM's ``srun``, Open MPI's ``mpirun``), read from its environment; None when no
+    such launcher started it. More than 1: call :func:`initialize` with no arguments."""
+    for marker, count in _LAUNCHERS:
+        if marker in os.environ and os.environ.get(count, "").isdigit():
+            return int(os.environ[count])
+    return None
+
+
 def is_main() -> bool:
     """Whether this is process 0, the one that prints and writes shared files."""
     return jax.process_index() == 0
 
 
-__all__ = ["initialize", "is_main"]
+__all__ = ["initialize", "is_main", "launched_processes"]

@@ -22,7 +22,7 @@ from .. import _checks, data
 from ..activations import softmax
 from . import cpu
 from .objective import check_data, check_fit, objective
-from .placement import Placement
+from .placement import Placement, Rows
 from .state import TrainState, create_state, mode_preserved
 from .steps import eval_step, outputs_of
 
@@ -40,25 +40,26 @@ def output_shape(model: nnx.Module, inputs: np.ndarray, name: str) -> jax.ShapeD
 
 
 @jax.jit
-def evaluate_batches(state: TrainState, inputs, targets, idx, w) -> jax.Array:
-    """Means over the examples of every batch ``idx[i]`` (weights ``w[i]``), in eval mode:
-    ``(len(metric_names),)``."""
+def evaluate_batches(state: TrainState, xs, ys, w) -> jax.Array:
+    """Means over the examples of every batch ``(xs[i], ys[i])`` (weights ``w[i]``), in eval
+    mode: ``(len(metric_names),)``."""
     def body(total, row):
-        ix, wi = row
-        metrics = eval_step(state, (inputs[ix], targets[ix], wi))
+        metrics = eval_step(state, row)
         means = jnp.stack([metrics[k] for k in state.metric_names])
-        return total + means * jnp.sum(wi), None
+        return total + means * jnp.sum(row[2]), None
 
-    total, _ = lax.scan(body, jnp.zeros(len(state.metric_names), jnp.float32), (idx, w))
+    total, _ = lax.scan(body, jnp.zeros(len(state.metric_names), jnp.float32), (xs, ys, w))
     return total / jnp.maximum(jnp.sum(w), 1.0)
 
 
 class Evaluator:
-    """A dataset placed once for repeated evaluation (``fit``'s validation after every epoch)."""
+    """A dataset placed once for repeated evaluation (``fit``'s validation after every epoch),
+    as batches split across the devices: each device holds its slices only, and each
+    process reads only its devices' examples."""
 
     def __init__(self, placement: Placement, inputs: np.ndarray, targets: np.ndarray, batch_size: int):
-        idx, w = data.batch_plan(len(inputs), batch_size, shuffle=False)
-        self._args = (*placement.replicated((inputs, targets)), placement.batched(idx, 1), placement.batched(w, 1))
+        idx, w = data.batch_plan(inputs.shape[0], batch_size, shuffle=False)
+        self._args = tuple(placement.batched(a, 1) for a in (Rows(inputs, idx), Rows(targets, idx), w))
 
     def __call__(self, state: TrainState) -> dict[str, float]:
         """The means for ``state``, which must be on the same placement."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -58,7 +59,10 @@ def fit(
     Args:
       model: any ``nnx.Module``, e.g. ``cnnjax.models.mnist_functional``.
       train: ``(inputs, targets)``: float inputs ``(N, *input_shape)``; targets ``(N, ...)``
-        as the loss takes them (default: integer class indices ``(N,)``).
+        as the loss takes them (default: integer class indices ``(N,)``). Inputs may be a
+        memory map (``np.load(path, mmap_mode="r")``) or any random-access source with
+        ``shape``, ``dtype`` and ``source[indices]`` (h5py, zarr, grain-style): across
+        processes each process then reads only its own devices' slices of every batch.
       epochs: number of passes over ``train`` (the total, also when resuming).
       batch_size: global batch size; the last batch of an epoch may be smaller, as in Keras.
       validation: optional ``(inputs, targets)`` evaluated after every epoch.
@@ -115,7 +119,7 @@ def fit(
             raise ValueError(f"`validation` inputs have shape {val_inputs.shape[1:]} per example but "
                              f"`train` inputs have {inputs.shape[1:]}.")
         check_fit(obj, outputs, "validation", val_targets)
-    n = len(inputs)
+    n = inputs.shape[0]
     if batch_size > n:
         raise ValueError(f"`batch_size` {batch_size} is larger than the {n} training examples.")
     placement = Placement.over(devices)
@@ -133,8 +137,8 @@ def fit(
     state = placement.replicated(create_state(model, optimizer, loss=obj, compute_dtype=compute_dtype,
                                               microbatches=microbatches))
     if loop == "auto":
-        loop = choose_loop(inputs.nbytes + targets.nbytes, placement.devices[0],
-                           step=trace_step(state, batch_size, inputs, targets))
+        nbytes = math.prod(inputs.shape) * np.dtype(inputs.dtype).itemsize + targets.nbytes
+        loop = choose_loop(nbytes, placement.devices[0], step=trace_step(state, batch_size, inputs, targets))
     fingerprint = {"batch_size": batch_size, "seed": seed, "shuffle": shuffle, "n": n, "segment": segment,
                    "params": [list(np.shape(p)) for p in jax.tree.leaves(state.params)]}
     run = Run(model, state, epochs, -(-n // batch_size), History(), fingerprint)

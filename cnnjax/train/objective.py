@@ -166,11 +166,22 @@ def _build(loss, metrics) -> Objective:
     return Objective(loss_fn, tuple(resolved), loss_fn in _CLASS_INDEX_LOSSES)
 
 
+def _is_source(x: Any) -> bool:
+    """Whether ``x`` is a random-access source read lazily (an h5py or zarr dataset, a
+    grain-style source with ``shape`` and ``dtype``) rather than an array to convert."""
+    return (not isinstance(x, (np.ndarray, jax.Array)) and hasattr(x, "__getitem__")
+            and isinstance(getattr(x, "shape", None), tuple) and hasattr(x, "dtype"))
+
+
 def check_data(name: str, pair: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(inputs, targets)`` as NumPy arrays, checked: float inputs, N of each, N > 0."""
+    """``(inputs, targets)`` checked: float inputs, N of each, N > 0. Targets become NumPy
+    arrays; inputs too, unless they are a NumPy array already (a memory map stays one) or
+    a random-access source (shape, dtype, ``source[indices]``), which training reads a
+    batch slice at a time."""
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
         raise TypeError(f"`{name}` must be an (inputs, targets) pair of arrays, got {type(pair).__name__}.")
-    inputs, targets = np.asarray(pair[0]), np.asarray(pair[1])
+    inputs = pair[0] if _is_source(pair[0]) else np.asarray(pair[0])
+    targets = np.asarray(pair[1])
     if not np.issubdtype(inputs.dtype, np.floating):
         raise TypeError(
             f"`{name}` inputs must be floating point, got {inputs.dtype}; scale images first, "
@@ -178,7 +189,7 @@ def check_data(name: str, pair: Any) -> tuple[np.ndarray, np.ndarray]:
         )
     if not (np.issubdtype(targets.dtype, np.number) or targets.dtype == np.bool_):
         raise TypeError(f"`{name}` targets must be numbers, got dtype {targets.dtype}.")
-    if inputs.ndim < 1 or targets.ndim < 1 or len(inputs) != len(targets):
+    if len(inputs.shape) < 1 or targets.ndim < 1 or inputs.shape[0] != len(targets):
         raise ValueError(
             f"`{name}` must hold N inputs and N targets (first axis N), got inputs {inputs.shape} "
             f"and targets {targets.shape}."

@@ -20,11 +20,40 @@ from jax.sharding import PartitionSpec as P
 from .. import _checks
 
 
+class Rows:
+    """``source[idx]``, read a piece at a time: the rows a process's own devices need, only.
+
+    ``source`` is anything with ``shape``, ``dtype`` and ``source[indices]`` for a 1-D
+    integer array (a NumPy array, ``np.load(..., mmap_mode="r")``, an h5py or zarr
+    dataset, a grain-style random-access source); ``idx`` an integer array of any rank.
+    ``Rows(source, idx)`` has shape ``idx.shape + source.shape[1:]``, and indexing it with
+    the slices of a shard reads only that shard's rows. Placing it on a mesh therefore
+    reads, in each process, only the examples of its own devices' slices.
+    """
+
+    def __init__(self, source, idx):
+        self.source, self.idx = source, np.asarray(idx)
+        self.shape = (*self.idx.shape, *source.shape[1:])
+        self.dtype = np.dtype(source.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = index if isinstance(index, tuple) else (index,)
+        k = self.idx.ndim
+        rows = self.idx[index[:k]]
+        values = np.asarray(self.source[rows.reshape(-1)]).reshape(*rows.shape, *self.shape[k:])
+        return values[(slice(None),) * rows.ndim + index[k:]]
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self[()], dtype)
+
+
 def _put(x, sharding):
-    """Places a host array that every process holds in full; works for one host or many."""
+    """Places a host array, or :class:`Rows`, on ``sharding``; in each process only its own
+    devices' pieces are read. Works for one host or many."""
     if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
         return jax.random.wrap_key_data(_put(jax.random.key_data(x), sharding), impl=jax.random.key_impl(x))
-    x = np.asarray(x)
+    x = x if isinstance(x, Rows) else np.asarray(x)
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
@@ -61,6 +90,14 @@ class Placement:
         spec[axis] = "batch"
         return _put(x, NamedSharding(self.mesh, P(*spec)))
 
+    def spec(self, x, axis: int | None = 0) -> jax.ShapeDtypeStruct:
+        """What :meth:`batched` (or, with ``axis=None``, :meth:`replicated`) would make of
+        ``x``: its shape, dtype and sharding, with nothing read or placed (for compiling)."""
+        spec = [None] * len(x.shape)
+        if axis is not None:
+            spec[axis] = "batch"
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(self.mesh, P(*spec)))
+
     def check_batch_size(self, batch_size: int) -> int:
         """``batch_size``, which must split evenly across the devices (ValueError otherwise)."""
         if batch_size % self.size:
@@ -90,4 +127,4 @@ def fits_on_device(nbytes: int, device: jax.Device) -> bool:
     return nbytes <= limit // 2
 
 
-__all__ = ["Placement", "fits_on_device"]
+__all__ = ["Placement", "Rows", "fits_on_device"]

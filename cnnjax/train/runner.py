@@ -4,7 +4,10 @@ Two loops run the same :func:`~cnnjax.train.train_step`:
 
 - **On-device epochs** (``"scan"``): the dataset is placed on the device(s) once; each
   epoch sends only the shuffled batch indices, and a segment's steps run inside one
-  compiled ``lax.scan`` with no Python in between.
+  compiled ``lax.scan`` with no Python in between. Across processes each segment's
+  batches are sent instead, each process reading and sending only its own devices'
+  slices of them (:class:`~cnnjax.train.placement.Rows`), so no process needs the
+  examples of the others.
 - **A Python loop of jitted steps** (``"python"``), batches gathered on the host: for
   data too large for the device, or lowerings that run slowly inside a scan.
 
@@ -29,7 +32,7 @@ import numpy as np
 from jax import lax
 
 from .. import data, lowering
-from .placement import Placement, fits_on_device
+from .placement import Placement, Rows, fits_on_device
 from .state import TrainState
 from .steps import all_finite, train_step
 
@@ -80,24 +83,31 @@ def _guarded(state: TrainState, batch):
     return state, (jnp.stack([metrics[k] for k in state.metric_names]), all_finite(state))
 
 
-def _scan_segment_impl(state, inputs, targets, idx, w, valid):
-    """``len(idx)`` steps inside one ``lax.scan``; rows with ``valid=False`` are skipped.
+def _scan_steps(state, rows, valid, batch_of):
+    """One step per row of ``rows`` (a tuple of arrays) inside one ``lax.scan``, on the batch
+    ``batch_of(row)``; rows with ``valid=False`` are skipped.
 
     ``valid=None`` means every row is a step: the scan then runs the step with no
     ``lax.cond`` around it, which is faster on a CPU; :func:`default_segment` makes that
     the usual case.
     """
-    def step(state, ix, wi):
-        return _guarded(state, (inputs[ix], targets[ix], wi))
-
+    step = lambda state, row: _guarded(state, batch_of(row))
     if valid is None:
-        return lax.scan(lambda state, row: step(state, *row), state, (idx, w))
+        return lax.scan(step, state, rows)
     skipped = lambda s: (s, (jnp.zeros(len(s.metric_names), jnp.float32), jnp.array(True)))
-    return lax.scan(lambda state, row: lax.cond(row[2], lambda s: step(s, row[0], row[1]), skipped, state),
-                    state, (idx, w, valid))
+    return lax.scan(lambda state, r: lax.cond(r[1], lambda s: step(s, r[0]), skipped, state), state, (rows, valid))
 
 
-_scan_segment = jax.jit(_scan_segment_impl)
+@jax.jit
+def _scan_segment(state, inputs, targets, idx, w, valid):
+    """A segment's steps on the whole dataset on the device, batches picked by ``idx``."""
+    return _scan_steps(state, (idx, w), valid, lambda r: (inputs[r[0]], targets[r[0]], r[1]))
+
+
+@jax.jit
+def _scan_batches(state, xs, ys, w, valid):
+    """A segment's steps on its batches ``(steps, batch, ...)``, sent for this segment."""
+    return _scan_steps(state, (xs, ys, w), valid, lambda r: r)
 _python_step = jax.jit(_guarded)
 
 
@@ -146,32 +156,48 @@ class Runner:
     def __init__(self, loop: str, placement: Placement, inputs: np.ndarray, targets: np.ndarray):
         self.loop, self.placement = loop, placement
         self.inputs, self.targets = inputs, targets
-        if loop == "scan":
-            self._device_data = placement.replicated((inputs, targets))
+        # one process: the dataset on the device once; several: each segment's own slices
+        self._scan = _scan_segment if jax.process_count() == 1 else _scan_batches
+        if loop == "scan" and self._scan is _scan_segment:
+            every = np.arange(inputs.shape[0])  # read once, whatever the source
+            self._device_data = placement.replicated((Rows(inputs, every), Rows(targets, every)))
 
-    def _segment_args(self, state, plan: EpochPlan, s: int):
+    def _place(self, x, axis: int | None, spec: bool):
+        """``x`` placed (batched along ``axis``, or replicated for None), or with ``spec`` only
+        described, for compiling without reading any example."""
         p = self.placement
-        valid = None if plan.valid.all() else p.replicated(plan.valid[s])
-        return (state, *self._device_data, p.batched(plan.idx[s], 1), p.batched(plan.w[s], 1), valid)
+        if spec:
+            return p.spec(x, axis)
+        return p.replicated(x) if axis is None else p.batched(x, axis)
 
-    def _step_batch(self, plan: EpochPlan, s: int, j: int):
+    def _segment_args(self, state, plan: EpochPlan, s: int, spec: bool = False):
+        valid = None if plan.valid.all() else self._place(plan.valid[s], None, spec)
+        if self._scan is _scan_segment:
+            return (state, *self._device_data, *(self._place(a, 1, spec) for a in (plan.idx[s], plan.w[s])), valid)
+        ix = plan.idx[s]
+        rows = (Rows(self.inputs, ix), Rows(self.targets, ix), plan.w[s])
+        return (state, *(self._place(a, 1, spec) for a in rows), valid)
+
+    def _step_batch(self, plan: EpochPlan, s: int, j: int, spec: bool = False):
         ix = plan.idx[s, j]
-        return tuple(self.placement.batched(a) for a in (self.inputs[ix], self.targets[ix], plan.w[s, j]))
+        return tuple(self._place(a, 0, spec) for a in (Rows(self.inputs, ix), Rows(self.targets, ix), plan.w[s, j]))
 
-    def _remainder_batch(self, plan: EpochPlan):
+    def _remainder_batch(self, plan: EpochPlan, spec: bool = False):
         # whole on every device: a batch of any size, no padding rows
         ix = plan.remainder
-        return self.placement.replicated((self.inputs[ix], self.targets[ix], np.ones(len(ix), np.float32)))
+        rows = (Rows(self.inputs, ix), Rows(self.targets, ix), np.ones(len(ix), np.float32))
+        return tuple(self._place(a, None, spec) for a in rows)
 
     def compile(self, state: TrainState, plan: EpochPlan) -> float:
-        """Compiles the programs ``plan`` needs, ahead of the first call; returns seconds."""
+        """Compiles the programs ``plan`` needs, ahead of the first call, reading no
+        example; returns seconds."""
         t = time.perf_counter()
         if self.loop == "scan" and len(plan.idx):
-            _scan_segment.lower(*self._segment_args(state, plan, 0)).compile()
+            self._scan.lower(*self._segment_args(state, plan, 0, spec=True)).compile()
         elif len(plan.idx):
-            _python_step.lower(state, self._step_batch(plan, 0, 0)).compile()
+            _python_step.lower(state, self._step_batch(plan, 0, 0, spec=True)).compile()
         if plan.remainder is not None:
-            _python_step.lower(state, self._remainder_batch(plan)).compile()
+            _python_step.lower(state, self._remainder_batch(plan, spec=True)).compile()
         return time.perf_counter() - t
 
     def run(self, state: TrainState, plan: EpochPlan, s: int) -> tuple[TrainState, SegmentResult]:
@@ -181,7 +207,7 @@ class Runner:
             state, (values, finite) = _python_step(state, self._remainder_batch(plan))
             values, finite, counts = np.asarray(values)[None], np.asarray(finite)[None], [len(plan.remainder)]
         elif self.loop == "scan":
-            state, (values, finite) = _scan_segment(*self._segment_args(state, plan, s))
+            state, (values, finite) = self._scan(*self._segment_args(state, plan, s))
             keep = plan.valid[s]
             values, finite, counts = np.asarray(values)[keep], np.asarray(finite)[keep], plan.w[s][keep].sum(1)
         else:
