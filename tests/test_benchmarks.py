@@ -24,3 +24,15 @@ def test_compare_runs_cnnjax_and_skips_missing_peers(capsys, monkeypatch):
     captured = capsys.readouterr()
     assert "skipping pytorch" in captured.err and "skipping keras" in captured.err
     assert "cnnjax/peer" in captured.out
+
+
+def test_gpu_benchmark_counts_kernels_and_tabulates_its_rows():
+    """What benchmarks/gpu.py does on any machine (its PyTorch rows need CUDA): the kernels
+    of one compiled training step, read from the optimised HLO, and the table of rows."""
+    gpu = load("gpu")
+    counted = gpu.kernels_per_step(8, "float32")
+    assert counted["kernels"] == sum(counted["by_kind"].values()) > 10
+    assert not {"parameter", "tuple", "get-tuple-element", "constant"} & set(counted["by_kind"])
+    row = {"framework": "cnnjax", "dtype": "float32", "batch_size": 64, "images_per_s": 263148,
+           "s_per_60k_epoch": 0.23, "ms_per_step": 0.243, "compile_s": 1.94, "peak_device_mb": 482}
+    assert gpu.table([row, counted]).splitlines()[-1] == "| cnnjax | float32 | 64 | 263,148 | 0.23 | 0.243 | 1.94 | 482 |"
