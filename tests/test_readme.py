@@ -9,7 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-EXAMPLES = re.findall(r"```python\n(.*?)```\s*```text\n(.*?)```", README, flags=re.S)
+# a Python block directly followed by a text block of what it prints (never across fences)
+EXAMPLES = re.findall(r"```python\n((?:(?!```).)*?)```\s*```text\n(.*?)```", README, flags=re.S)
 
 
 def test_readme_has_examples():
