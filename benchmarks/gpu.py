@@ -37,11 +37,15 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RMSPROP = dict(learning_rate=1e-3, rho=0.9, epsilon=1e-7)
+sys.path.insert(0, HERE)  # for compare: the same PyTorch model and optimizer settings
+
+from compare import RMSPROP, torch_net  # noqa: E402
+
 FRAMEWORKS = ("cnnjax", "eager", "compile")  # eager and compile: PyTorch's
 
 
@@ -67,12 +71,7 @@ def torch_row(batch: int, dtype: str, images: int, repeats: int, compiled: bool)
     torch.set_float32_matmul_precision("high")  # TF32 for the matmul, as JAX's default
     device = torch.device("cuda")
     torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 32, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(64, 128, 3), torch.nn.ReLU(),
-        torch.nn.Flatten(), torch.nn.Linear(1152, 10),
-    ).to(device)
+    net = torch_net().to(device)
     opt = torch.optim.RMSprop(net.parameters(), lr=RMSPROP["learning_rate"], alpha=RMSPROP["rho"],
                               eps=RMSPROP["epsilon"])
     model = torch.compile(net) if compiled else net
@@ -126,10 +125,8 @@ def kernels_per_step(batch: int, dtype: str) -> dict:
     found = (re.search(r"[\]})]\s+([a-z][a-z0-9-]*)\(", line.split("=", 1)[1]) for line in entry.splitlines()[1:]
              if "=" in line)
     ops = [m.group(1) for m in found if m and m.group(1) + "(" not in skip]
-    kinds: dict[str, int] = {}
-    for op in ops:
-        kinds[op] = kinds.get(op, 0) + 1
-    return {"measure": "kernels_per_step", "batch_size": batch, "dtype": dtype, "kernels": len(ops), "by_kind": kinds}
+    return {"measure": "kernels_per_step", "batch_size": batch, "dtype": dtype, "kernels": len(ops),
+            "by_kind": dict(Counter(ops))}
 
 
 def accuracy(data_dir: str, epochs: int, batch: int, limit: int | None = None) -> list[dict]:

@@ -108,6 +108,8 @@ def _scan_segment(state, inputs, targets, idx, w, valid):
 def _scan_batches(state, xs, ys, w, valid):
     """A segment's steps on its batches ``(steps, batch, ...)``, sent for this segment."""
     return _scan_steps(state, (xs, ys, w), valid, lambda r: r)
+
+
 _python_step = jax.jit(_guarded)
 
 
