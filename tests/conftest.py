@@ -4,6 +4,7 @@ import functools
 import http.server
 import os
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -29,11 +30,31 @@ def pytest_configure(config):
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_gpu_deterministic_ops" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true --xla_gpu_autotune_level=0".strip()
+    _share_compiled_programs(config)
     import jax
 
     if jax.default_backend() == "gpu":
         jax.config.update("jax_default_matmul_precision", "highest")
         os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
+
+
+def _share_compiled_programs(config):
+    """JAX's persistent compilation cache, in a directory of this session's own (removed at
+    its end) unless one is set: a program compiled once (the same HLO, flags and versions)
+    is not compiled again by a later test or by a process a test starts (the experiments'
+    scripts, the multi-process workers), which recompile the same models over and over."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    directory = tempfile.mkdtemp(prefix="cnnjax-tests-xla-")
+    config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = directory
+    # the default (1 s) would skip most of the suite's programs, which compile in 0.2-1 s
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
 @pytest.fixture(autouse=True)
