@@ -58,6 +58,29 @@ def test_after_the_first_epoch_nothing_compiles(model_factory):
     assert counting.per_epoch[1:] == [0, 0], counting.per_epoch
 
 
+class _CountedCalls(nnx.Module):
+    """small_model, counting the Python calls of its forward (each trace runs it once) in
+    the class: traces run copies of the module."""
+
+    calls = 0
+
+    def __init__(self):
+        self.inner = small_model()
+
+    def __call__(self, x):
+        _CountedCalls.calls += 1
+        return self.inner(x)
+
+
+def test_fit_traces_the_model_once_for_all_its_steps():
+    """Choosing the loop, compiling the scanned epoch and the step's 4 micro-batches share
+    one trace of the forward; one more call is fit's abstract check of the output shape."""
+    model, _CountedCalls.calls = _CountedCalls(), 0
+    x, y = small_data(64)
+    train.fit(model, (x, y), epochs=2, batch_size=16, microbatches=4, loop="auto", verbose=0)
+    assert _CountedCalls.calls == 2
+
+
 def test_keras_rmsprop_formula():
     """One step from zero velocity: v = 0.1 g^2 and w -= lr g / (sqrt(v) + 1e-7)."""
     model = small_model()

@@ -138,7 +138,8 @@ def fit(
                                               microbatches=microbatches))
     if loop == "auto":
         nbytes = math.prod(inputs.shape) * np.dtype(inputs.dtype).itemsize + targets.nbytes
-        loop = choose_loop(nbytes, placement.devices[0], step=trace_step(state, batch_size, inputs, targets))
+        loop = choose_loop(nbytes, placement.devices[0],
+                           step=trace_step(state, batch_size, inputs, targets, placement))
     fingerprint = {"batch_size": batch_size, "seed": seed, "shuffle": shuffle, "n": n, "segment": segment,
                    "params": [list(np.shape(p)) for p in jax.tree.leaves(state.params)]}
     run = Run(model, state, epochs, -(-n // batch_size), History(), fingerprint)

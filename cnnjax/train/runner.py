@@ -127,11 +127,16 @@ def choose_loop(nbytes: int, device: jax.Device | None = None, *, step=None) -> 
     return "scan" if fits_on_device(nbytes, device) else "python"
 
 
-def trace_step(state: TrainState, batch_size: int, inputs: np.ndarray, targets: np.ndarray):
-    """The jaxpr of one training step on a batch of ``batch_size`` (nothing is compiled;
-    the trace is cached and reused when the step compiles)."""
+def trace_step(state: TrainState, batch_size: int, inputs: np.ndarray, targets: np.ndarray,
+               placement: Placement | None = None):
+    """The jaxpr of one training step on a batch of ``batch_size``, split across
+    ``placement``'s devices if given (nothing is compiled). The trace is cached: the
+    epoch's program, which holds the same step on the same batch types, reuses it
+    instead of tracing the model again."""
     spec = lambda a: jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype)
     batch = (spec(inputs), spec(targets), jax.ShapeDtypeStruct((batch_size,), jnp.float32))
+    if placement is not None:
+        batch = tuple(placement.spec(b, 0) for b in batch)
     return _python_step.trace(state, batch).jaxpr
 
 

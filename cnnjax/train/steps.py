@@ -70,17 +70,18 @@ def train_step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Arra
         raise ValueError(f"The batch of {x.shape[0]} examples does not split into `microbatches`={k} equal parts.")
     total = jnp.maximum(jnp.sum(w), 1.0)
 
-    def loss_fn(params, x, y, w):
-        out, rest = outputs_of(state.graphdef, params, state.rest, state.compute_dtype, x)
+    def loss_fn(params, rest, x, y, w, total):
+        out, rest = outputs_of(state.graphdef, params, rest, state.compute_dtype, x)
         sums = jnp.sum(state.objective.per_example(out, y) * w, axis=1)
         return sums[0] / total, (sums, rest)
 
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    # jitted so that the parts, all of one shape, share one trace of the model
+    grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
     m = x.shape[0] // k
     grads = sums = None
     for part in range(k):  # independent parts: XLA may run them side by side
         cut = slice(part * m, (part + 1) * m)
-        (_, (part_sums, rest)), part_grads = grad_fn(state.params, x[cut], y[cut], w[cut])
+        (_, (part_sums, rest)), part_grads = grad_fn(state.params, state.rest, x[cut], y[cut], w[cut], total)
         grads = part_grads if grads is None else jax.tree.map(jnp.add, grads, part_grads)
         sums = part_sums if sums is None else sums + part_sums
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
