@@ -42,6 +42,36 @@ def test_keras_default_initialisers():
     assert np.abs(np.asarray(dense.kernel[...])).max() <= np.sqrt(6.0 / 110)
 
 
+class _Unhashable:
+    """An initializer object that cannot key a cache (eq without hash)."""
+
+    __hash__ = None
+
+    def __call__(self, key, shape, dtype):
+        return jax.random.normal(key, shape, dtype) * 0.1
+
+
+@pytest.mark.parametrize("init", [nn.default_kernel_init, jax.nn.initializers.he_normal(),
+                                  jax.nn.initializers.truncated_normal(0.02), _Unhashable()],
+                         ids=["glorot_uniform", "he_normal", "truncated_normal", "unhashable"])
+def test_layers_draw_exactly_what_their_initializer_draws(init):
+    """The weights equal the initializer called with the layer's keys (nnx.Rngs(0): the
+    first key for the kernel, the next for the bias), built again (a cached program) or
+    inside a jitted constructor (there XLA may fold the initializer's constants: 1e-6),
+    and an abstract build has their shapes."""
+    rngs, bias_init = nnx.Rngs(0), jax.nn.initializers.normal(0.5)
+    want_kernel = init(rngs.params(), (3, 3, 2, 5), jnp.float32)
+    want_bias = bias_init(rngs.params(), (5,), jnp.float32)
+    make = lambda: nn.Conv(2, 5, 3, kernel_init=init, bias_init=bias_init, rngs=nnx.Rngs(0))
+    for layer in (make(), make()):
+        np.testing.assert_array_equal(layer.kernel[...], want_kernel)
+        np.testing.assert_array_equal(layer.bias[...], want_bias)
+    traced = nnx.jit(make)()
+    np.testing.assert_allclose(traced.kernel[...], want_kernel, rtol=1e-6)
+    np.testing.assert_allclose(traced.bias[...], want_bias, rtol=1e-6)
+    assert nnx.eval_shape(make).kernel.get_raw_value().shape == (3, 3, 2, 5)
+
+
 def test_dense_layer_and_no_bias():
     layer = nn.Dense(3, 2, use_bias=False, rngs=nnx.Rngs(0))
     assert layer.bias is None
