@@ -124,7 +124,9 @@ def create_state(model: nnx.Module, optimizer: optax.GradientTransformation | No
             f"this one also has {sorted(kinds)}, which would be computed per part of the batch. "
             "Use microbatches=1."
         )
-    return TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32), train_graphdef, eval_graphdef,
+    # jitted: one small program instead of one compiled operation per parameter shape
+    opt_state = jax.jit(tx.init)(params)
+    return TrainState(params, rest, opt_state, jnp.zeros((), jnp.int32), train_graphdef, eval_graphdef,
                       tx, obj, None if compute_dtype is None else jnp.dtype(compute_dtype), microbatches)
 
 
