@@ -18,7 +18,9 @@ share of a float32 2048x2048 matmul's GFLOP/s measured here.
 ``--inference``: the trained-model path at batch 1, 64, 256 and 1024 --
 :class:`cnnjax.train.Predictor` (what ``predict`` runs, Python included) and cnnjax's
 jitted forward under each lowering, against PyTorch under ``torch.inference_mode`` in
-its faster memory format (NCHW or channels_last), in turns, best of ``--rounds``.
+its faster memory format (NCHW or channels_last), in turns, best of ``--rounds``; and the
+Predictor again in a process of its own with JAX's asynchronous CPU dispatch turned off,
+which shortens a small batch's call (it runs in the calling thread, as PyTorch does).
 ``--shapes``: one convolution (bias and ReLU included) per row, forward and
 forward+backward, under each lowering and under the CPU default, so that each shape's
 choice can be checked against the faster form.
@@ -41,6 +43,7 @@ import argparse
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -178,16 +181,38 @@ def per_call_seconds(fn, min_seconds: float = 0.3, tries: int = 3) -> float:
 INFERENCE_BATCHES = (1, 64, 256, 1024)
 
 
-def inference_cnnjax(batch: int) -> dict:
-    import jax
+def inference_predictor(batch: int) -> float:
+    """:class:`cnnjax.train.Predictor`'s images/s at ``batch``, Python included."""
     from flax import nnx
 
-    from cnnjax import lowering, models, train
+    from cnnjax import models, train
 
     model = models.mnist_functional(rngs=nnx.Rngs(0))
     x = data(batch, seed=1)[0]
     predictor = train.Predictor(model, batch_size=batch, logits=True)
-    row = {"predictor": batch / per_call_seconds(lambda: predictor(x))}
+    return batch / per_call_seconds(lambda: predictor(x))
+
+
+def inference_predictor_sync() -> dict[int, float]:
+    """:func:`inference_predictor` at every batch of :data:`INFERENCE_BATCHES` in a fresh
+    process whose JAX runs each CPU program in the calling thread
+    (``jax_cpu_enable_async_dispatch=False``, which only takes effect before JAX starts)."""
+    code = ("import json, sys, jax; jax.config.update('jax_cpu_enable_async_dispatch', False); "
+            f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); import compare; "
+            "print(json.dumps({b: compare.inference_predictor(b) for b in compare.INFERENCE_BATCHES}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return {int(b): v for b, v in json.loads(out.splitlines()[-1]).items()}
+
+
+def inference_cnnjax(batch: int) -> dict:
+    import jax
+    from flax import nnx
+
+    from cnnjax import lowering, models
+
+    model = models.mnist_functional(rngs=nnx.Rngs(0))
+    x = data(batch, seed=1)[0]
+    row = {"predictor": inference_predictor(batch)}
     graphdef, state = nnx.split(model)
     for name in ("patches", "reference"):
         with lowering.use(conv=name, maxpool=name):
@@ -216,25 +241,30 @@ def inference_pytorch(batch: int) -> float:
 
 def inference_table(rounds: int, peers: list[str]) -> list[dict]:
     have_torch = "pytorch" in peers and importlib.util.find_spec("torch") is not None
-    rows = []
-    for batch in INFERENCE_BATCHES:
-        best: dict = {}
-        for _ in range(rounds):  # in turns, each one's best round counts
+    best: dict[int, dict] = {batch: {} for batch in INFERENCE_BATCHES}
+    keep = lambda row, name, value: row.__setitem__(name, max(row.get(name, 0.0), value))
+    for _ in range(rounds):  # in turns, each one's best round counts
+        for batch in INFERENCE_BATCHES:
             for name, value in inference_cnnjax(batch).items():
-                best[name] = max(best.get(name, 0.0), value)
+                keep(best[batch], name, value)
             if have_torch:
-                best["pytorch"] = max(best.get("pytorch", 0.0), inference_pytorch(batch))
-        rows.append({"batch_size": batch, **{k: round(v) for k, v in best.items()}})
+                keep(best[batch], "pytorch", inference_pytorch(batch))
+        for batch, value in inference_predictor_sync().items():
+            keep(best[batch], "predictor_sync", value)
+    rows = [{"batch_size": batch, **{k: round(v) for k, v in best[batch].items()}} for batch in INFERENCE_BATCHES]
     print("\ninference, lecture functional CNN, images/s (best of "
-          f"{rounds} rounds); Predictor includes its Python per call\n")
-    print(f"{'batch':>6s} {'Predictor':>10s} {'ms/call':>8s} {'patches':>9s} {'reference':>10s} "
-          f"{'pytorch':>9s} {'vs faster lowering':>19s} {'vs pytorch':>11s}")
+          f"{rounds} rounds); Predictor includes its Python per call; 'sync' is Predictor in a\n"
+          "process with JAX's asynchronous CPU dispatch off (jax_cpu_enable_async_dispatch=False)\n")
+    print(f"{'batch':>6s} {'Predictor':>10s} {'ms/call':>8s} {'sync':>7s} {'ms/call':>8s} {'patches':>9s} "
+          f"{'reference':>10s} {'pytorch':>9s} {'vs faster lowering':>19s} {'vs pytorch':>11s} {'sync/pytorch':>13s}")
+    ratio = lambda a, b: f"{a / b:.2f}x" if b else "-"
     for r in rows:
-        torch_ips = r.get("pytorch")
+        b, torch_ips = r["batch_size"], r.get("pytorch")
         faster = max(r["patches"], r["reference"])
-        print(f"{r['batch_size']:6d} {r['predictor']:10d} {1e3 * r['batch_size'] / r['predictor']:8.3f} "
-              f"{r['patches']:9d} {r['reference']:10d} {torch_ips or 0:9d} {r['predictor'] / faster:18.2f}x "
-              f"{(r['predictor'] / torch_ips if torch_ips else float('nan')):10.2f}x")
+        print(f"{b:6d} {r['predictor']:10d} {1e3 * b / r['predictor']:8.3f} {r['predictor_sync']:7d} "
+              f"{1e3 * b / r['predictor_sync']:8.3f} {r['patches']:9d} {r['reference']:10d} {torch_ips or 0:9d} "
+              f"{ratio(r['predictor'], faster):>19s} {ratio(r['predictor'], torch_ips):>11s} "
+              f"{ratio(r['predictor_sync'], torch_ips):>13s}")
     for r in rows:
         print(json.dumps({"table": "inference", **r}))
     return rows
