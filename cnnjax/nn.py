@@ -62,7 +62,9 @@ def _draw(init: Initializer, key: jax.Array, shape: tuple[int, ...], dtype) -> j
 
 @functools.lru_cache(maxsize=256)
 def _draw_program(init: Initializer, shape: tuple[int, ...], dtype):
-    return jax.jit(lambda key: init(key, shape, dtype), compiler_options={"xla_backend_optimization_level": 1})
+    # the option is XLA:CPU's LLVM level; other backends compile such a program quickly
+    options = {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else None
+    return jax.jit(lambda key: init(key, shape, dtype), compiler_options=options)
 
 
 def _activation(activation: str | Callable | None) -> Callable | None:
