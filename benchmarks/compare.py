@@ -193,13 +193,13 @@ def inference_predictor(batch: int) -> float:
     return batch / per_call_seconds(lambda: predictor(x))
 
 
-def inference_predictor_sync() -> dict[int, float]:
-    """:func:`inference_predictor` at every batch of :data:`INFERENCE_BATCHES` in a fresh
-    process whose JAX runs each CPU program in the calling thread
-    (``jax_cpu_enable_async_dispatch=False``, which only takes effect before JAX starts)."""
+def inference_predictor_sync(batches: tuple[int, ...] = INFERENCE_BATCHES) -> dict[int, float]:
+    """:func:`inference_predictor` at each of ``batches`` in a fresh process whose JAX runs
+    each CPU program in the calling thread (``jax_cpu_enable_async_dispatch=False``, which
+    only takes effect before JAX starts)."""
     code = ("import json, sys, jax; jax.config.update('jax_cpu_enable_async_dispatch', False); "
             f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); import compare; "
-            "print(json.dumps({b: compare.inference_predictor(b) for b in compare.INFERENCE_BATCHES}))")
+            f"print(json.dumps({{b: compare.inference_predictor(b) for b in {tuple(batches)!r}}}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return {int(b): v for b, v in json.loads(out.splitlines()[-1]).items()}
 

@@ -36,3 +36,8 @@ def test_gpu_benchmark_counts_kernels_and_tabulates_its_rows():
     row = {"framework": "cnnjax", "dtype": "float32", "batch_size": 64, "images_per_s": 263148,
            "s_per_60k_epoch": 0.23, "ms_per_step": 0.243, "compile_s": 1.94, "peak_device_mb": 482}
     assert gpu.table([row, counted]).splitlines()[-1] == "| cnnjax | float32 | 64 | 263,148 | 0.23 | 0.243 | 1.94 | 482 |"
+
+
+def test_compare_times_the_predictor_with_dispatch_inline_in_a_process_of_its_own():
+    rates = load("compare").inference_predictor_sync((1, 2))
+    assert set(rates) == {1, 2} and all(r > 0 for r in rates.values())
