@@ -25,7 +25,8 @@ def pytest_configure(config):
     tests start. Tests of bit-identical resumption need XLA's deterministic GPU kernels and
     the same kernel in every compilation (no autotuning), as a user who wants it does
     (README, "On a GPU"). The library itself keeps JAX's defaults. The XLA flags have no
-    effect on a CPU.
+    effect on a CPU. On every platform the suite shares its compiled programs
+    (:func:`_share_compiled_programs`).
     """
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_gpu_deterministic_ops" not in flags:
