@@ -287,6 +287,19 @@ def test_progress_output(capsys):
     assert "Epoch 1/1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("loop", ["scan", "python"])
+def test_fit_on_a_memory_map_trains_as_on_the_array(tmp_path, loop):
+    x, y = small_data(48)
+    np.save(tmp_path / "x.npy", x)
+    results = []
+    for inputs in (x, np.load(tmp_path / "x.npy", mmap_mode="r")):
+        model = small_model()
+        train.fit(model, (inputs, y), epochs=2, batch_size=16, loop=loop, verbose=0)
+        results.append(params_of(model))
+    for got, want in zip(*results):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_history_and_predict():
     x, y = small_data(64)
     model = small_model()

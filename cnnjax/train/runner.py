@@ -166,8 +166,10 @@ class Runner:
         # one process: the dataset on the device once; several: each segment's own slices
         self._scan = _scan_segment if jax.process_count() == 1 else _scan_batches
         if loop == "scan" and self._scan is _scan_segment:
-            every = np.arange(inputs.shape[0])  # read once, whatever the source
-            self._device_data = placement.replicated((Rows(inputs, every), Rows(targets, every)))
+            # read once: arrays and memory maps as they are, other sources through Rows
+            # (an index of every row would copy an array before placing it)
+            whole = lambda a: a if isinstance(a, np.ndarray) else Rows(a, np.arange(a.shape[0]))
+            self._device_data = placement.replicated((whole(inputs), whole(targets)))
 
     def _place(self, x, axis: int | None, spec: bool):
         """``x`` placed (batched along ``axis``, or replicated for None), or with ``spec`` only
