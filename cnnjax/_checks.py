@@ -53,6 +53,13 @@ def is_int(v: Any) -> bool:
     return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+def optional_bool(value: Any, name: str) -> bool | None:
+    """Returns ``value`` if it is ``None`` or a bool, or raises ``TypeError``."""
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be None or a bool, got {value!r}.")
+    return value
+
+
 def positive_int(value: Any, name: str) -> int:
     """Returns ``value`` as a positive int, or raises ``TypeError``/``ValueError``."""
     if not is_int(value):

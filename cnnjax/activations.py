@@ -9,6 +9,8 @@ probabilities (the losses in :mod:`cnnjax.losses` apply it for you).
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
+from jax import lax
 from jax.typing import ArrayLike
 
 from . import _checks
@@ -21,8 +23,8 @@ def relu(x: ArrayLike) -> jax.Array:
       x: array of any shape and real dtype.
 
     Returns:
-      Array of the same shape and dtype with every negative entry set to zero. The
-      gradient at exactly zero is zero, as in every framework.
+      Array of the same shape and dtype with every negative entry set to zero; NaN
+      stays NaN. The gradient at exactly zero is zero, as in every framework.
 
     Example:
       >>> import jax.numpy as jnp
@@ -30,7 +32,12 @@ def relu(x: ArrayLike) -> jax.Array:
       >>> cnnjax.relu(jnp.array([0.77, -0.11, 0.11, -0.33]))
       Array([0.77, 0.  , 0.11, 0.  ], dtype=float32)
     """
-    return jax.nn.relu(_checks.as_array(x, "x"))
+    x = _checks.as_array(x, "x")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        return jax.nn.relu(x)
+    # XLA:CPU fuses a max after a convolution into YNNPACK, whose max drops NaN; the
+    # added 0 * sign(x) is zero, or NaN where x is NaN, at no measurable cost.
+    return jax.nn.relu(x) + lax.stop_gradient(jnp.sign(x) * 0)
 
 
 def softmax(logits: ArrayLike, axis: int = -1) -> jax.Array:

@@ -130,17 +130,20 @@ def avgpool(
     *,
     padding: str | int | tuple = "VALID",
     ceil_mode: bool = False,
-    count_include_pad: bool = True,
+    count_include_pad: bool | None = None,
 ) -> jax.Array:
     """Average pooling: each window's mean, each channel on its own
     (``torch.nn.functional.avg_pool1d/2d/3d`` for the same arguments).
 
     Args:
       x, window, stride, ceil_mode: as :func:`maxpool`; ``x`` floating point.
-      padding: as :func:`maxpool`; padded cells hold zeros. With ``"SAME"`` the
-        padding never counts in a window's mean, as in Keras' ``AveragePooling``.
-      count_include_pad: whether explicit padding counts in a window's mean (PyTorch's
-        default, True). Cells a ceil-mode window hangs over never count.
+      padding: as :func:`maxpool`; padded cells hold zeros.
+      count_include_pad: whether padded cells count in a window's mean. ``None`` (the
+        default) follows the framework each form comes from: explicit padding counts
+        (PyTorch's ``avg_pool2d``), ``"SAME"`` padding does not (Keras'
+        ``AveragePooling2D``). ``True`` counts ``"SAME"`` padding too (as
+        ``flax.linen.avg_pool`` does by default); ``False`` counts no padding. Cells a
+        ceil-mode window hangs over never count.
 
     Returns:
       Array of shape ``(N, *out_spatial, C)`` (as :func:`maxpool`), dtype of ``x``.
@@ -151,12 +154,17 @@ def avgpool(
     >>> cnnjax.avgpool(x, 2)[0, :, :, 0]
     Array([[ 2.5,  4.5],
            [10.5, 12.5]], dtype=float32)
+    >>> ones = jnp.ones((1, 3, 1))  # 'SAME' pads one zero on each side here
+    >>> cnnjax.avgpool(ones, 3, 1, padding="SAME")[0, :, 0]  # Keras: padding not counted
+    Array([1., 1., 1.], dtype=float32)
+    >>> cnnjax.avgpool(ones, 3, 1, padding="SAME", count_include_pad=True)[0, :, 0]  # Flax
+    Array([0.6666667, 1.       , 0.6666667], dtype=float32)
     """
     xb, unbatch, window, stride, pads, full = _geometry(x, window, stride, padding, ceil_mode)
     _checks.check_floating(xb, "x")
-    if not isinstance(count_include_pad, bool):
-        raise TypeError(f"`count_include_pad` must be a bool, got {count_include_pad!r}.")
-    include = count_include_pad and not (isinstance(padding, str) and padding.upper() == "SAME")
+    _checks.optional_bool(count_include_pad, "count_include_pad")
+    include = (not (isinstance(padding, str) and padding.upper() == "SAME") if count_include_pad is None
+               else count_include_pad)
     sums = lowering.call("avgpool", (xb,), window, stride, full)
     counts = _window_counts(tuple(xb.shape[1:-1]), window, stride, pads, full, include)
     return unbatch(sums / counts[None, ..., None].astype(xb.dtype))
@@ -213,14 +221,20 @@ def global_maxpool(x: ArrayLike, *, spatial_dims: int | None = None) -> jax.Arra
     xb, n, batched = _global_axes(x, spatial_dims)
     if not (jnp.issubdtype(xb.dtype, jnp.floating) or jnp.issubdtype(xb.dtype, jnp.integer)):
         raise TypeError(f"`x` must have a real numeric dtype, got {xb.dtype}.")
-    y = _max_and_argmax(xb.reshape(xb.shape[0], -1, xb.shape[-1]))[0]
+    if _checks.prod(xb.shape[1:-1]) == 0:
+        raise ValueError(f"`x` must have at least one position to take a maximum over, got shape {tuple(x.shape)}.")
+    y = _max_and_argmax(xb.reshape(xb.shape[0], _checks.prod(xb.shape[1:-1]), xb.shape[-1]))[0]
     return y if batched else y[0]
 
 
 @jax.custom_jvp
 def _max_and_argmax(x):
-    """``(N, P, C) -> (N, C)`` maxima and the index of each first maximum (NaN first)."""
-    return jnp.max(x, axis=1), jnp.argmax(x, axis=1)
+    """``(N, P, C) -> (N, C)`` maxima and the index of each first maximum (NaN first).
+
+    The maxima are read at the indices (``jnp.max`` on XLA:CPU drops NaN in inputs of
+    4,096 elements or more; ``jnp.argmax`` does not)."""
+    index = jnp.argmax(x, axis=1)
+    return jnp.take_along_axis(x, index[:, None, :], axis=1)[:, 0, :], index
 
 
 @_max_and_argmax.defjvp

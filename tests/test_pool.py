@@ -176,12 +176,13 @@ def test_errors_name_the_argument(kwargs, error, message):
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cfg=pool_configs(), count_include_pad=st.booleans())
+@given(cfg=pool_configs(), count_include_pad=st.sampled_from([None, True, False]))
 def test_avgpool_matches_numpy_reference(cfg, count_include_pad):
     x = np.random.default_rng(cfg["seed"]).standard_normal((2, *cfg["sizes"], cfg["channels"])).astype(np.float32)
     got = cnnjax.avgpool(x, cfg["window"], cfg["stride"], padding=cfg["padding"], ceil_mode=cfg["ceil_mode"],
                          count_include_pad=count_include_pad)
-    include = count_include_pad and cfg["padding"] != "same"  # 'SAME' never counts its padding (Keras)
+    # by default 'SAME' does not count its padding (Keras) and explicit padding does (PyTorch)
+    include = cfg["padding"] != "same" if count_include_pad is None else count_include_pad
     want = ref.avgpool(x, cfg["window"], cfg["strides"], cfg["pads"], cfg["ceil_mode"], include)
     chex.assert_shape(got, want.shape)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
@@ -232,3 +233,43 @@ def test_an_int_window_needs_a_batch_and_says_how_to_pool_one_example():
         cnnjax.avgpool(jnp.ones((4, 4)), (2, 2))
     with pytest.raises(TypeError, match=re.escape("`x` must have a floating-point dtype")):
         cnnjax.avgpool(jnp.ones((1, 4, 4, 1), jnp.int32), 2)
+
+
+@pytest.mark.parametrize("lowering_name", ["reference", "patches", "auto"])
+@pytest.mark.parametrize("shape", [(1, 4, 4, 1), (1, 28, 28, 8), (2, 9, 9, 9, 8)])
+def test_nan_in_is_nan_out(lowering_name, shape):
+    """A window holding NaN pools to NaN on every lowering, small and large (XLA:CPU's max
+    drops NaN in inputs of 4,096 elements or more), eagerly and jitted; the other windows
+    are untouched."""
+    x = np.zeros(shape, np.float32)
+    x[(0,) * x.ndim] = np.nan
+    x[-1, *(-2,) * (x.ndim - 2), -1] = np.nan
+    want = ref.maxpool(x, (2,) * (x.ndim - 2), (2,) * (x.ndim - 2), ((0, 0),) * (x.ndim - 2), False)
+    assert np.isnan(want).sum() == 2  # the NumPy loop's max propagates NaN
+    with cnnjax.lowering.use(maxpool=lowering_name):
+        for f in (lambda x: cnnjax.maxpool(x, 2), jax.jit(lambda x: cnnjax.maxpool(x, 2))):
+            np.testing.assert_array_equal(np.asarray(f(x)), want)
+        np.testing.assert_array_equal(np.isnan(cnnjax.global_maxpool(x)), np.isnan(x).any(axis=tuple(range(1, x.ndim - 1))))
+
+
+def test_global_maxpool_of_an_empty_batch_or_map():
+    chex.assert_shape(cnnjax.global_maxpool(jnp.zeros((0, 3, 3, 2))), (0, 2))
+    with pytest.raises(ValueError, match=re.escape("at least one position to take a maximum over, got shape (2, 0, 3, 2)")):
+        cnnjax.global_maxpool(jnp.zeros((2, 0, 3, 2)))
+
+
+def test_avgpool_same_padding_counted_when_asked_as_flax_counts_it():
+    """``count_include_pad=True`` with 'SAME' is honoured: flax.linen.avg_pool (which counts
+    padding by default) is the independent reference; the default follows Keras."""
+    import flax.linen
+
+    x = jnp.arange(98.0).reshape(1, 7, 7, 2) ** 2
+    for stride in (1, 2):
+        flax_counted = flax.linen.avg_pool(x, (3, 3), (stride, stride), "SAME")
+        flax_uncounted = flax.linen.avg_pool(x, (3, 3), (stride, stride), "SAME", count_include_pad=False)
+        assert float(jnp.abs(flax_counted - flax_uncounted).max()) > 100  # the two rules differ here
+        counted = cnnjax.avgpool(x, 3, stride, padding="SAME", count_include_pad=True)
+        np.testing.assert_allclose(counted, flax_counted, rtol=1e-6)
+        np.testing.assert_allclose(cnnjax.avgpool(x, 3, stride, padding="SAME"), flax_uncounted, rtol=1e-6)
+        np.testing.assert_allclose(cnnjax.avgpool(x, 3, stride, padding="SAME", count_include_pad=False),
+                                   flax_uncounted, rtol=1e-6)

@@ -492,3 +492,13 @@ def test_predictor_reads_current_weights_and_compiles_few_shapes():
     assert predictor(x[:0]).shape == (0, 2)
     with pytest.raises(TypeError, match="`inputs` must be a floating-point array"):
         predictor(np.zeros((2, 10, 10, 1), np.int32))
+
+
+def test_a_nan_pixel_gives_nan_predictions_and_loss_not_confident_ones():
+    """The lecture's model pools maps of 21,632 values, where XLA:CPU's max dropped NaN."""
+    model = models.mnist_functional(rngs=nnx.Rngs(0))
+    x = np.random.default_rng(0).uniform(size=(3, 28, 28, 1)).astype(np.float32)
+    x[1, 13, 7, 0] = np.nan
+    p = train.predict(model, x)
+    assert np.isnan(p[1]).all() and np.isfinite(p[[0, 2]]).all()
+    assert np.isnan(train.evaluate(model, (x, np.array([0, 1, 2])))["loss"])

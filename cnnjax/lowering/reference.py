@@ -64,15 +64,21 @@ def maxpool(
     stride: Sequence[int],
     padding: Sequence[tuple[int, int]],
 ):
-    """Max over windows of ``x (N, *spatial, C)``; padded cells never win."""
-    return lax.reduce_window(
-        x,
-        max_identity(x.dtype),
-        lax.max,
-        window_dimensions=(1, *window, 1),
-        window_strides=(1, *stride, 1),
-        padding=((0, 0), *padding, (0, 0)),
-    )
+    """Max over windows of ``x (N, *spatial, C)``; padded cells never win, and a window
+    holding a NaN gives NaN.
+
+    On a CPU, XLA hands window maxima to YNNPACK, whose max drops NaN (``jnp.max`` too, in
+    inputs of 4,096 elements or more), so there NaN is carried by a window sum of
+    ``0 * sign(x)``: zero in every window without NaN, NaN otherwise, and no gradient.
+    Other platforms' max keeps NaN as it is.
+    """
+    geometry = dict(window_dimensions=(1, *window, 1), window_strides=(1, *stride, 1),
+                    padding=((0, 0), *padding, (0, 0)))
+    plain = lambda x: lax.reduce_window(x, max_identity(x.dtype), lax.max, **geometry)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        return plain(x)
+    nan = lambda x: lax.reduce_window(lax.stop_gradient(jnp.sign(x) * 0), np.array(0, x.dtype), lax.add, **geometry)
+    return lax.platform_dependent(x, cpu=lambda x: plain(x) + nan(x), default=plain)
 
 
 def avgpool(
