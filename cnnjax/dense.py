@@ -17,18 +17,23 @@ from jax.typing import ArrayLike
 from . import _checks
 
 
-def flatten(x: ArrayLike) -> jax.Array:
-    """Flattens every axis but the first, row-major: ``(N, *dims) -> (N, prod(dims))``.
+def flatten(x: ArrayLike, *, spatial_dims: int | None = None) -> jax.Array:
+    """Flattens every axis but the batch axis, row-major: ``(N, *dims) -> (N, prod(dims))``.
 
     The order is C order over the spatial and channel axes, identical to Keras'
     ``Flatten`` with ``channels_last``, so Keras dense weights load unchanged.
 
     Args:
-      x: array of shape ``(N, *dims)`` with rank >= 1.
+      x: array of shape ``(N, *dims)`` with rank >= 1; with ``spatial_dims``, a batch
+        ``(N, *spatial, C)`` or one example ``(*spatial, C)``.
+      spatial_dims: the number of spatial dimensions of one example. ``None`` (the
+        default) takes the first axis of ``x`` as the batch axis whatever its rank;
+        given, it tells a batch from one example, so that ``jax.vmap`` over examples
+        gives what the batched call gives (:class:`cnnjax.nn.Flatten` always gives it).
 
     Returns:
-      Array of shape ``(N, prod(dims))`` (``(N, 1)`` for rank 1) and the dtype of
-      ``x``. A batch of zero examples is allowed.
+      Array of shape ``(N, prod(dims))`` (``(N, 1)`` for rank 1), or ``(prod(dims),)``
+      for one example, and the dtype of ``x``. A batch of zero examples is allowed.
 
     Example: the lecture's sequential CNN flattens ``(3, 3, 64)`` to 576 values.
 
@@ -36,8 +41,16 @@ def flatten(x: ArrayLike) -> jax.Array:
     >>> import cnnjax
     >>> cnnjax.flatten(jnp.zeros((2, 3, 3, 64))).shape
     (2, 576)
+    >>> cnnjax.flatten(jnp.zeros((3, 3, 64)), spatial_dims=2).shape  # one example
+    (576,)
     """
     x = _checks.as_array(x, "x")
+    if spatial_dims is not None:
+        n = _checks.positive_int(spatial_dims, "spatial_dims")
+        if x.ndim not in (n + 1, n + 2):
+            raise ValueError(f"`x` must have shape (N, *spatial, C) or (*spatial, C) with {n} spatial dims "
+                             f"(`spatial_dims`={n}), got shape {tuple(x.shape)}.")
+        return x.reshape(*x.shape[: x.ndim - n - 1], math.prod(x.shape[x.ndim - n - 1 :]))
     if x.ndim < 1:
         raise ValueError(f"`x` must have a batch axis (rank >= 1), got a scalar of shape {x.shape}.")
     return x.reshape(x.shape[0], math.prod(x.shape[1:]))

@@ -287,25 +287,29 @@ class Dense(Layer):
 
 
 class _Pool(Layer):
-    """Window, stride, padding and ceil mode checked once, kept hashable."""
+    """Window, stride, padding and ceil mode checked once, kept hashable; the window fixes
+    the spatial rank (an int is a square 2-D window, as Keras' ``MaxPooling2D``)."""
 
     def __init__(self, window, stride, padding, ceil_mode):
-        n = _checks.window_rank(window, "window", default=1)
-        _checks.positive_tuple(window, n, "window")
-        if stride is not None:
-            _checks.positive_tuple(stride, _checks.window_rank(stride, "stride", default=1), "stride")
+        n = _checks.window_rank(window, "window", default=2)
+        self.window = _checks.positive_tuple(window, n, "window")
+        self.stride = None if stride is None else _checks.positive_tuple(stride, n, "stride")
         if not isinstance(ceil_mode, bool):
             raise TypeError(f"`ceil_mode` must be a bool, got {ceil_mode!r}.")
-        self.window = window if n == 1 and _checks.is_int(window) else tuple(window)
-        self.stride = stride if stride is None or _checks.is_int(stride) else tuple(stride)
-        if not isinstance(padding, str) and not _checks.is_int(padding):
-            padding = tuple(tuple(p) if isinstance(p, Sequence) else p for p in padding)
-        self.padding, self.ceil_mode = padding, ceil_mode
+        self.padding, self.ceil_mode = _static_padding(padding, n, self.window, self.stride or self.window), ceil_mode
 
 
 class MaxPool(_Pool):
-    """Max pooling layer; arguments as :func:`cnnjax.maxpool` (stride defaults to window;
-    a window per dimension also pools single examples, e.g. under ``jax.vmap``)."""
+    """Max pooling layer; arguments as :func:`cnnjax.maxpool` (stride defaults to window).
+
+    The window fixes the spatial rank: an int is a square 2-D window (Keras'
+    ``MaxPooling2D``), ``(4,)`` a 1-D one, ``(2, 2, 2)`` a 3-D one. An input with one
+    more axis than that is one example, so ``jax.vmap`` over examples gives what the
+    batched call gives.
+
+    Shapes: ``(N, *spatial, C) -> (N, *out_spatial, C)``, or ``(*spatial, C) ->
+    (*out_spatial, C)`` for one example.
+    """
 
     def __init__(
         self,
@@ -322,7 +326,8 @@ class MaxPool(_Pool):
 
 
 class AvgPool(_Pool):
-    """Average pooling layer; arguments as :func:`cnnjax.avgpool`."""
+    """Average pooling layer; arguments as :func:`cnnjax.avgpool`, the spatial rank and
+    shapes as :class:`MaxPool`."""
 
     def __init__(
         self,
@@ -331,35 +336,36 @@ class AvgPool(_Pool):
         *,
         padding: str | int | Sequence = "VALID",
         ceil_mode: bool = False,
-        count_include_pad: bool = True,
+        count_include_pad: bool | None = None,
     ):
         super().__init__(window, stride, padding, ceil_mode)
-        if not isinstance(count_include_pad, bool):
-            raise TypeError(f"`count_include_pad` must be a bool, got {count_include_pad!r}.")
-        self.count_include_pad = count_include_pad
+        self.count_include_pad = _checks.optional_bool(count_include_pad, "count_include_pad")
 
     def forward(self, x):
         return avgpool(x, self.window, self.stride, padding=self.padding, ceil_mode=self.ceil_mode,
                        count_include_pad=self.count_include_pad)
 
 
-class GlobalAvgPool(Layer):
-    """Each channel's mean over all positions: ``(N, *spatial, C) -> (N, C)``
-    (:func:`cnnjax.global_avgpool`; Keras' ``GlobalAveragePooling2D``)."""
+class _GlobalPool(Layer):
+    """A reduction over every position of each map: ``spatial_dims`` fixes the spatial rank
+    (2 by default, Keras' ``Global...Pooling2D``), so one example is told from a batch."""
 
-    def __init__(self, *, spatial_dims: int | None = None):
-        self.spatial_dims = spatial_dims if spatial_dims is None else _checks.positive_int(spatial_dims, "spatial_dims")
+    def __init__(self, *, spatial_dims: int = 2):
+        self.spatial_dims = _checks.positive_int(spatial_dims, "spatial_dims")
+
+
+class GlobalAvgPool(_GlobalPool):
+    """Each channel's mean over all positions (:func:`cnnjax.global_avgpool`; Keras'
+    ``GlobalAveragePooling2D``): ``(N, *spatial, C) -> (N, C)``, or ``(*spatial, C) ->
+    (C,)`` for one example, with ``spatial_dims`` spatial dimensions (default 2)."""
 
     def forward(self, x):
         return global_avgpool(x, spatial_dims=self.spatial_dims)
 
 
-class GlobalMaxPool(Layer):
-    """Each channel's maximum over all positions: ``(N, *spatial, C) -> (N, C)``
-    (:func:`cnnjax.global_maxpool`; Keras' ``GlobalMaxPooling2D``)."""
-
-    def __init__(self, *, spatial_dims: int | None = None):
-        self.spatial_dims = spatial_dims if spatial_dims is None else _checks.positive_int(spatial_dims, "spatial_dims")
+class GlobalMaxPool(_GlobalPool):
+    """Each channel's maximum over all positions (:func:`cnnjax.global_maxpool`; Keras'
+    ``GlobalMaxPooling2D``); shapes as :class:`GlobalAvgPool`."""
 
     def forward(self, x):
         return global_maxpool(x, spatial_dims=self.spatial_dims)
@@ -396,10 +402,15 @@ class ReLU(Layer):
 
 
 class Flatten(Layer):
-    """Flatten layer: :func:`cnnjax.flatten`, ``(N, *dims) -> (N, prod(dims))``."""
+    """Flatten layer (:func:`cnnjax.flatten`, Keras' order): ``(N, *spatial, C) ->
+    (N, prod(spatial) * C)``, or ``(*spatial, C) -> (prod(spatial) * C,)`` for one
+    example, with ``spatial_dims`` spatial dimensions (default 2: images)."""
+
+    def __init__(self, *, spatial_dims: int = 2):
+        self.spatial_dims = _checks.positive_int(spatial_dims, "spatial_dims")
 
     def forward(self, x):
-        return flatten(x)
+        return flatten(x, spatial_dims=self.spatial_dims)
 
 
 class Sequential(nnx.Module):

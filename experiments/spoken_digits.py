@@ -147,7 +147,7 @@ def waveform_cnn(input_shape, num_classes: int = 10, *, rngs: nnx.Rngs) -> nn.Se
         nn.Conv(1, 16, (9,), stride=4, activation="relu", rngs=rngs), nn.MaxPool((4,)),
         nn.Conv(16, 32, (9,), activation="relu", rngs=rngs), nn.MaxPool((4,)),
         nn.Conv(32, 64, (9,), activation="relu", rngs=rngs), nn.MaxPool((4,)),
-        nn.Conv(64, 64, (3,), activation="relu", rngs=rngs), nn.GlobalMaxPool(),
+        nn.Conv(64, 64, (3,), activation="relu", rngs=rngs), nn.GlobalMaxPool(spatial_dims=1),
         nn.Dropout(0.3, rngs=rngs), nn.Dense(64, num_classes, rngs=rngs))
 
 

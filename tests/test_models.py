@@ -147,3 +147,37 @@ def test_keras_weights_errors():
     with pytest.raises(ValueError, match=re.escape("`weights[2]` has shape (3, 3, 16, 64) but the Conv layer's kernel has shape (3, 3, 32, 64)")):
         models.load_keras_weights(m, weights)
     np.testing.assert_array_equal(before, m.conv1.kernel[...])  # nothing half-loaded: conv1 came first
+
+
+@pytest.mark.parametrize("lowering_name", ["reference", "patches", "auto"])
+@pytest.mark.parametrize("make, shape", [
+    (models.mnist_sequential, (20, 20, 1)),
+    (models.mnist_functional, (20, 20, 1)),
+    (models.xo_net, (9, 9, 1)),
+])
+def test_every_model_gives_per_example_outputs_and_gradients_under_vmap(make, shape, lowering_name):
+    """``jax.vmap`` over single examples, of the model and of the gradient of its loss with respect
+    to the parameters (per-example gradients, as DP-SGD takes them), equals each example alone."""
+    import optax
+
+    model = make(input_shape=shape, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
+    xs = jnp.asarray(np.random.default_rng(0).uniform(size=(3, *shape)), jnp.float32)
+    ys = jnp.array([1, 0, 1])
+    logits = lambda p, x: nnx.merge(graphdef, p)(x)
+    loss = lambda p, x, y: optax.softmax_cross_entropy_with_integer_labels(logits(p, x), y).sum()
+
+    @jax.jit
+    def run(params, xs, ys):
+        alone = jax.lax.map(lambda e: jax.grad(loss)(params, e[0][None], e[1][None]), (xs, ys))
+        per_example = jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))(params, xs, ys)
+        return logits(params, xs), jax.vmap(logits, in_axes=(None, 0))(params, xs), per_example, alone
+
+    with cnnjax.lowering.use(conv=lowering_name, maxpool=lowering_name, avgpool=lowering_name):
+        batched, vmapped, per_example, alone = run(params, xs, ys)
+    chex.assert_shape(vmapped, (3, batched.shape[-1]))
+    np.testing.assert_allclose(vmapped, batched, rtol=1e-5, atol=1e-6)
+    leaves, alone_leaves = jax.tree.leaves(per_example), jax.tree.leaves(alone)
+    assert len(leaves) == len(alone_leaves) == len(jax.tree.leaves(params)) > 0
+    for got, want in zip(leaves, alone_leaves, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)

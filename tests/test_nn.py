@@ -208,9 +208,90 @@ def test_a_modern_cnn_trains_with_fit_and_keeps_its_mode():
 @pytest.mark.parametrize("make, error, message", [
     (lambda: nn.Conv(4, 6, 3, groups=4, rngs=nnx.Rngs(0)), ValueError, "`groups`=4 must divide `in_features`=4 and `out_features`=6"),
     (lambda: nn.ConvTranspose(3, 4, 3, groups=2, rngs=nnx.Rngs(0)), ValueError, "`groups`=2 must divide `in_features`=3"),
-    (lambda: nn.AvgPool(2, count_include_pad="no"), TypeError, "`count_include_pad` must be a bool, got 'no'"),
+    (lambda: nn.AvgPool(2, count_include_pad="no"), TypeError, "`count_include_pad` must be None or a bool, got 'no'"),
     (lambda: nn.GlobalMaxPool(spatial_dims=0), ValueError, "`spatial_dims` must be positive, got 0"),
 ])
 def test_new_layer_errors(make, error, message):
     with pytest.raises(error, match=re.escape(message)):
         make()
+
+
+def _layers_of_rank(n, rngs):
+    """One of every cnnjax.nn layer with ``n`` spatial dims, each with the input channels it takes."""
+    k = (3,) * n
+    window = 2 if n == 2 else (2,) * n  # an int window is the 2-D one
+    norm = nn.BatchNorm(3, rngs=rngs)
+    norm.mean[...], norm.var[...] = jnp.array([0.1, -0.2, 0.3]), jnp.array([1.5, 0.5, 2.0])
+    return [
+        nn.Conv(3, 4, k, padding="SAME", activation="relu", rngs=rngs),
+        nn.Conv(3, 6, k, stride=2, dilation=1, groups=3, rngs=rngs),
+        nn.ConvTranspose(3, 4, k, stride=2, output_padding=1, rngs=rngs),
+        nn.MaxPool(window, ceil_mode=True),
+        nn.MaxPool((3,) * n, 1, padding=1),
+        nn.AvgPool(window, padding="SAME", count_include_pad=True),
+        nn.AvgPool((3,) * n, 2, padding=1, count_include_pad=False),
+        nn.GlobalAvgPool(spatial_dims=n),
+        nn.GlobalMaxPool(spatial_dims=n),
+        nn.Flatten(spatial_dims=n),
+        nn.ReLU(),
+        nn.Dense(3, 5, activation="relu", rngs=rngs),
+        norm,
+        nn.Dropout(0.5, rngs=rngs),
+    ]
+
+
+@pytest.mark.parametrize("lowering_name", ["reference", "patches", "auto"])
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_every_layer_gives_under_vmap_over_examples_what_the_batch_gives(n, lowering_name):
+    """Per-example transforms (``jax.vmap`` of a layer, or of its gradient, over single examples)
+    give the batched call's outputs and each example's own gradient, in evaluation mode."""
+    rngs = nnx.Rngs(0, dropout=1)
+    xs = jnp.asarray(np.random.default_rng(n).normal(size=(3, *(5,) * n, 3)), jnp.float32)
+    layers = _layers_of_rank(n, rngs)
+    for layer in layers:
+        layer.eval()
+
+    @jax.jit  # one program for every layer: the suite runs on 2 cores
+    def run(xs):
+        out = []
+        for layer in layers:
+            loss = lambda e: jnp.sum(jnp.sin(layer(e)))
+            alone = jax.lax.map(lambda e: jax.grad(lambda e: jnp.sum(jnp.sin(layer(e[None]))))(e), xs)
+            out.append((layer(xs), jax.vmap(layer)(xs), jax.vmap(jax.grad(loss))(xs), alone))
+        return out
+
+    with cnnjax.lowering.use(conv=lowering_name, maxpool=lowering_name, avgpool=lowering_name):
+        results = run(xs)
+    for layer, (batched, per_example, grads, alone) in zip(layers, results, strict=True):
+        name = type(layer).__name__
+        chex.assert_shape(per_example, batched.shape)
+        np.testing.assert_allclose(per_example, batched, rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(grads, alone, rtol=1e-5, atol=1e-6, err_msg=name)
+        assert np.abs(np.asarray(grads)).sum() > 0, name
+
+
+def test_a_layer_reads_an_input_of_its_rank_plus_one_as_one_example():
+    """An int window is 2-D: one (25, 25, 3) image pools as an image, not as 25 signals."""
+    image = jnp.ones((25, 25, 3))
+    chex.assert_shape(nn.MaxPool(2, stride=1)(image), (24, 24, 3))
+    chex.assert_shape(nn.AvgPool(2)(image), (12, 12, 3))
+    chex.assert_shape(nn.Flatten()(jnp.ones((7, 7, 64))), (3136,))
+    chex.assert_shape(nn.GlobalAvgPool()(image), (3,))
+    chex.assert_shape(nn.MaxPool((2,))(jnp.ones((4, 10, 3))), (4, 5, 3))  # a 1-D batch
+
+
+@pytest.mark.parametrize("layer, shape, message", [
+    (lambda: nn.MaxPool(2), (4, 10, 3, 2, 1), "with 2 spatial dims to match `window`=(2, 2), got shape (4, 10, 3, 2, 1)"),
+    (lambda: nn.Flatten(), (4, 10), "with 2 spatial dims (`spatial_dims`=2), got shape (4, 10)"),
+    (lambda: nn.GlobalMaxPool(spatial_dims=1), (2, 4, 4, 3), "with 1 spatial dims (`spatial_dims`=1), got shape (2, 4, 4, 3)"),
+])
+def test_an_input_of_neither_rank_is_refused(layer, shape, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        layer()(jnp.ones(shape))
+
+
+def test_layer_ranks_are_checked_when_built():
+    with pytest.raises(ValueError, match=re.escape("`stride` must be an int or a sequence of 2 ints (one per spatial dimension), got (1,)")):
+        nn.MaxPool(2, (1,))
+    with pytest.raises(TypeError, match=re.escape("`spatial_dims` must be an int, got None")):
+        nn.Flatten(spatial_dims=None)
