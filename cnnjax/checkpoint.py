@@ -5,9 +5,13 @@ model variables by their paths in the model, the optimizer state, the step count
 a JSON record of where the run stands (epoch, position in the epoch, data-order seed,
 metrics so far). Orbax writes each checkpoint to a temporary directory and renames it
 into place when complete, so a run killed mid-save leaves the previous checkpoints
-intact and never a half-written one. A checkpoint damaged later (a truncated file, a
-full disk) is caught when read: :meth:`Checkpointer.restore_newest` warns, naming it,
-and falls back to the newest one that reads.
+intact and never a half-written one. Beside the record each checkpoint keeps the
+structure of its tree (every array's path, shape and dtype) and a SHA-256 digest of its
+arrays' bytes; a restore checks both. So a checkpoint damaged later (a truncated file, a
+flipped byte, a missing directory, a full disk) is told apart from one of another model:
+the first is caught when read, and :meth:`Checkpointer.restore_newest` warns, naming it,
+and falls back to the newest one that reads; the second is a ``ValueError`` naming the
+first array that differs.
 
 :func:`cnnjax.train.fit` uses this through ``checkpoint_dir=`` and ``resume=True``;
 the class is public for custom loops.
@@ -15,6 +19,7 @@ the class is public for custom loops.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -28,6 +33,56 @@ import orbax.checkpoint as ocp
 
 class CheckpointError(ValueError):
     """No checkpoint in the directory could be read; the message lists each one's failure."""
+
+
+class DamagedCheckpoint(OSError):
+    """A checkpoint whose files are missing, unreadable or not what was saved (its digest)."""
+
+
+_INTEGRITY = "cnnjax_integrity"  # the record's key for the tree's structure and digest
+
+
+def _leaves(tree: Any) -> list[tuple[str, Any]]:
+    return [(jax.tree_util.keystr(path), leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def structure(tree: Any) -> list[list]:
+    """Every array of ``tree`` as ``[path, shape, dtype]``, in tree order (JSON-able)."""
+    return [[path, list(np.shape(leaf)), str(np.dtype(leaf.dtype))] for path, leaf in _leaves(tree)]
+
+
+def _host_bytes(leaf: Any) -> bytes | None:
+    """The bytes of one array as this process holds it whole, or None (sharded across processes)."""
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        if not leaf.is_fully_replicated:
+            return None
+        leaf = leaf.addressable_data(0)
+    return np.ascontiguousarray(np.asarray(leaf)).tobytes()
+
+
+def digest(tree: Any) -> str | None:
+    """SHA-256 of ``tree``'s paths, shapes, dtypes and array bytes; None if an array is split
+    across processes (no process holds it whole)."""
+    h = hashlib.sha256()
+    for (path, leaf), (_, shape, dtype) in zip(_leaves(tree), structure(tree), strict=True):
+        data = _host_bytes(leaf)
+        if data is None:
+            return None
+        h.update(f"{path}|{shape}|{dtype}|{len(data)}|".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def _first_difference(saved: list[list], expected: list[list]) -> str | None:
+    """Where two structures differ, in words; None if they are equal."""
+    for (path, shape, dtype), (want_path, want_shape, want_dtype) in zip(saved, expected):
+        if path != want_path:
+            return f"it holds {path} where this model and optimizer have {want_path}"
+        if (shape, dtype) != (want_shape, want_dtype):
+            return f"{path} has shape {tuple(shape)} and dtype {dtype}, expected {tuple(want_shape)} and {want_dtype}"
+    if len(saved) != len(expected):
+        return f"it holds {len(saved)} arrays, this model and optimizer {len(expected)}"
+    return None
 
 
 class Checkpointer:
@@ -67,9 +122,12 @@ class Checkpointer:
     def save(self, step: int, tree: Any, record: dict[str, Any]) -> None:
         """Writes ``tree`` (a pytree of arrays: dicts by name) and the JSON-able ``record``
         at ``step``, atomically."""
+        if _INTEGRITY in record:
+            raise ValueError(f"`record` must not use the key {_INTEGRITY!r}, which holds the checkpoint's digest.")
+        stored = {**record, _INTEGRITY: {"structure": structure(tree), "sha256": digest(tree)}}
         self._manager.save(
             int(step),
-            args=ocp.args.Composite(state=ocp.args.StandardSave(tree), record=ocp.args.JsonSave(record)),
+            args=ocp.args.Composite(state=ocp.args.StandardSave(tree), record=ocp.args.JsonSave(stored)),
             force=True,
         )
         self._manager.wait_until_finished()
@@ -80,8 +138,18 @@ class Checkpointer:
 
     def record(self, step: int | None = None) -> dict[str, Any]:
         """The JSON record of the checkpoint at ``step`` (default: the newest)."""
+        record = self._stored_record(step)
+        record.pop(_INTEGRITY, None)
+        return record
+
+    def _stored_record(self, step: int | None) -> dict[str, Any]:
         step = self._step(step)
-        out = self._manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))
+        try:
+            out = self._manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))
+        except json.JSONDecodeError as e:
+            raise DamagedCheckpoint(f"damaged record in {self.path(step)}: {e}") from e
+        if not isinstance(out["record"], dict):
+            raise DamagedCheckpoint(f"damaged record in {self.path(step)}: not a JSON object")
         return dict(out["record"])
 
     def _step(self, step: int | None) -> int:
@@ -100,32 +168,40 @@ class Checkpointer:
 
         Raises:
           FileNotFoundError: if there is no checkpoint.
-          ValueError: if the stored tree does not match ``like``.
-          Exception: what orbax raises for a damaged checkpoint.
+          ValueError: if the stored tree does not match ``like`` (another model or
+            optimizer), naming the first array that differs.
+          DamagedCheckpoint: an ``OSError``, if files are missing or unreadable or the
+            arrays are not the bytes that were saved.
         """
         step = self._step(step)
+        record = self._stored_record(step)
+        integrity = record.pop(_INTEGRITY, None)
         target = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=getattr(a, "sharding", None)), like)
+        mismatch = lambda why: ValueError(
+            f"The checkpoint at step {step} in {self.directory} does not match this model and optimizer: {why}")
+        if integrity is not None:
+            difference = _first_difference(integrity["structure"], structure(target))
+            if difference is not None:
+                raise mismatch(difference)
+        if not os.path.isdir(os.path.join(self.path(step), "state")):
+            raise DamagedCheckpoint(f"the checkpoint {self.path(step)} is incomplete: its arrays (state/) are missing")
         try:
-            out = self._manager.restore(
-                step,
-                args=ocp.args.Composite(state=ocp.args.StandardRestore(target), record=ocp.args.JsonRestore()),
-            )
-        except json.JSONDecodeError as e:  # damaged metadata, not a mismatch
-            raise OSError(f"damaged metadata in {self.path(step)}: {e}") from e
+            out = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
         except (ValueError, KeyError) as e:
-            raise ValueError(
-                f"The checkpoint at step {step} in {self.directory} does not match this model and optimizer: {e}"
-            ) from e
+            if integrity is not None:  # the structure matched: the files are at fault
+                raise DamagedCheckpoint(f"the checkpoint {self.path(step)} cannot be read: {e}") from e
+            raise mismatch(e) from e
         got = jax.tree_util.tree_flatten_with_path(out["state"])[0]
-        for (path, a), b in zip(got, jax.tree.leaves(target)):
+        for (path, a), b in zip(got, jax.tree.leaves(target), strict=True):
             if tuple(np.shape(a)) != tuple(b.shape):
-                raise ValueError(
-                    f"The checkpoint at step {step} in {self.directory} does not match this model and "
-                    f"optimizer: {jax.tree_util.keystr(path)} has shape {tuple(np.shape(a))}, "
-                    f"expected {tuple(b.shape)}."
-                )
-        return out["state"], dict(out["record"])
+                raise mismatch(f"{jax.tree_util.keystr(path)} has shape {tuple(np.shape(a))}, expected {tuple(b.shape)}.")
+        if integrity is not None and integrity.get("sha256") is not None:
+            found = digest(out["state"])
+            if found is not None and found != integrity["sha256"]:
+                raise DamagedCheckpoint(f"the arrays of {self.path(step)} are not the ones saved (SHA-256 "
+                                        f"{found[:12]}..., saved {integrity['sha256'][:12]}...)")
+        return out["state"], record
 
     def restore_newest(self, *, like: Any, accept: Callable[[dict[str, Any]], None] | None = None
                        ) -> tuple[int, Any, dict[str, Any]] | None:
@@ -185,5 +261,5 @@ class Checkpointer:
         self._manager.close()
 
 
-__all__ = ["CheckpointError", "Checkpointer"]
+__all__ = ["CheckpointError", "Checkpointer", "DamagedCheckpoint", "digest", "structure"]
 

@@ -2,6 +2,7 @@
 
 import gc
 import os
+import re
 
 import jax
 import numpy as np
@@ -127,3 +128,57 @@ def test_restore_loads_a_run_into_a_fresh_model(tmp_path):
         train.restore(small_model(classes=3), tmp_path)
     with pytest.raises(FileNotFoundError, match="No checkpoint in"):
         train.restore(small_model(), tmp_path / "empty")
+
+
+def _flip_bytes(path, count=64):
+    """Inverts ``count`` bytes in the middle of ``path``, keeping its size."""
+    with open(path, "r+b") as f:
+        data = bytearray(f.read())
+        middle = max(len(data) // 2 - count // 2, 0)
+        data[middle : middle + count] = bytes(b ^ 0xFF for b in data[middle : middle + count])
+        f.seek(0)
+        f.write(data)
+
+
+def _two_epochs(tmp_path):
+    """Checkpoints of steps 4 and 8, and the parameters after epoch 1 (step 4)."""
+    x, y = small_data(64)
+    after_one = small_model()
+    train.fit(after_one, (x, y), epochs=1, batch_size=16, verbose=0)
+    train.fit(small_model(), (x, y), epochs=2, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
+    return params_of(after_one)
+
+
+@pytest.mark.parametrize("damage", ["flipped bytes", "missing arrays"])
+def test_a_damaged_checkpoint_is_detected_and_the_one_before_it_loaded(tmp_path, damage):
+    """Flipped bytes in the array data (which orbax reads without complaint) fail the saved
+    digest; a checkpoint without its arrays is incomplete, not another model."""
+    after_one = _two_epochs(tmp_path)
+    if damage == "flipped bytes":
+        data = tmp_path / "8" / "state" / "ocdbt.process_0" / "d"
+        _flip_bytes(_largest_file(data))
+        expected = "are not the ones saved (SHA-256"
+    else:
+        import shutil
+
+        shutil.rmtree(tmp_path / "8" / "state")
+        expected = "is incomplete: its arrays (state/) are missing"
+    with pytest.raises(cnnjax.checkpoint.DamagedCheckpoint, match=re.escape(expected)):
+        train.restore(small_model(), tmp_path, step=8)
+    fresh = small_model(seed=5)
+    with pytest.warns(UserWarning, match=re.escape(f"Skipping the checkpoint {tmp_path / '8'}, which cannot be read")):
+        record = train.restore(fresh, tmp_path)
+    assert record["epoch"] == 1
+    for a, b in zip(after_one, params_of(fresh), strict=True):
+        np.testing.assert_array_equal(a, b)
+    gc.collect()
+
+
+def test_another_model_is_named_by_its_first_differing_array(tmp_path):
+    _two_epochs(tmp_path)
+    with pytest.raises(ValueError, match=re.escape("does not match this model and optimizer: ['opt_state'].inner_state[0]"
+                                                   ".nu['layers'][3]['bias'].value has shape (10,) and dtype float32, "
+                                                   "expected (3,) and float32")):
+        train.restore(small_model(classes=3), tmp_path)
+    with pytest.raises(ValueError, match=re.escape("must not use the key 'cnnjax_integrity'")):
+        cnnjax.checkpoint.Checkpointer(tmp_path / "other").save(1, {"a": np.zeros(2)}, {"cnnjax_integrity": 1})
