@@ -19,9 +19,12 @@ the class is public for custom loops.
 
 from __future__ import annotations
 
+import datetime
+import fcntl
 import hashlib
 import json
 import os
+import socket
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +40,62 @@ class CheckpointError(ValueError):
 
 class DamagedCheckpoint(OSError):
     """A checkpoint whose files are missing, unreadable or not what was saved (its digest)."""
+
+
+class DirectoryInUse(RuntimeError):
+    """Another process (or another run in this one) holds the directory's lock."""
+
+
+class DirectoryLock:
+    """An exclusive lock on a run directory, held from :meth:`acquire` to :meth:`release`.
+
+    The lock is ``flock`` on ``<directory>/.lock``, which names the holder (process id,
+    host, start time). The kernel drops it when the holder exits, however it exits, so a
+    killed run never leaves a stale lock; a second run (another process, or another
+    thread of this one) is refused at once. ``flock`` is local to one machine: on a
+    network file system, two machines may both get it.
+
+    Example::
+
+        with DirectoryLock("runs/demo"):
+            ...  # write the run's files
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = os.path.abspath(os.fspath(directory))
+        self._fd: int | None = None
+
+    def acquire(self) -> DirectoryLock:
+        os.makedirs(self.directory, exist_ok=True)
+        path = os.path.join(self.directory, self.NAME)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise DirectoryInUse(f"{self.directory} is in use by {holder}; wait for that run to end, or use "
+                                 "another directory.") from None
+        os.ftruncate(fd, 0)
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} since {started}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> DirectoryLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 _INTEGRITY = "cnnjax_integrity"  # the record's key for the tree's structure and digest
@@ -91,6 +150,8 @@ class Checkpointer:
     Args:
       directory: where checkpoints live, one subdirectory per step (created if missing).
       keep: how many of the most recent checkpoints to keep.
+      lock: hold the directory's :class:`DirectoryLock` until :meth:`close` (a writer
+        does; a second writer is refused with :class:`DirectoryInUse`).
 
     Example::
 
@@ -99,10 +160,12 @@ class Checkpointer:
         tree, record = ckpt.restore(like={"params": params, "step": step})
     """
 
-    def __init__(self, directory: str | os.PathLike, *, keep: int = 3):
+    def __init__(self, directory: str | os.PathLike, *, keep: int = 3, lock: bool = False):
         if not isinstance(keep, int) or keep < 1:
             raise ValueError(f"`keep` must be a positive int, got {keep!r}.")
         self.directory = os.path.abspath(os.fspath(directory))
+        # the writer's lock: one process of a run takes it (process 0 across processes)
+        self._lock = DirectoryLock(self.directory).acquire() if lock and jax.process_index() == 0 else None
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -259,7 +322,11 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
-__all__ = ["CheckpointError", "Checkpointer", "DamagedCheckpoint", "digest", "structure"]
+__all__ = ["CheckpointError", "Checkpointer", "DamagedCheckpoint", "DirectoryInUse", "DirectoryLock", "digest",
+           "structure"]
 

@@ -187,8 +187,25 @@ def run(config: Config) -> dict:
         train.distributed.initialize()  # JAX reads the launcher's environment
         config = dataclasses.replace(config, num_processes=jax.process_count(), process_id=jax.process_index())
     main = jax.process_index() == 0  # the one that prints and writes the run directory's files
-    say = print if main else (lambda *args, **kwargs: None)
     workdir = Path(config.workdir)
+    created = not workdir.exists()
+    lock = cnnjax.checkpoint.DirectoryLock(workdir)
+    if main:
+        try:
+            lock.acquire()  # before anything is read or written: a second run is refused at once
+        except cnnjax.checkpoint.DirectoryInUse as e:
+            fail(str(e))
+    try:
+        return _run(config, workdir, main)
+    finally:
+        lock.release()
+        if main and created and os.listdir(workdir) == [lock.NAME]:  # a run that could not start writes nothing
+            os.remove(workdir / lock.NAME)
+            os.rmdir(workdir)
+
+
+def _run(config: Config, workdir: Path, main: bool) -> dict:
+    say = print if main else (lambda *args, **kwargs: None)
     previous = saved_run(workdir)
     if previous is not None:
         settings = config.record()

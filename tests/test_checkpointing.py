@@ -88,7 +88,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
     assert [e["epoch"] for e in h.epochs] == [1, 2, 3]
     for a, b in zip(params_of(reference), params_of(resumed)):  # epoch 2 retrained from the end of epoch 1
         np.testing.assert_array_equal(a, b)
-    assert sorted(os.listdir(tmp_path)) == ["12", "4", "8", "8.unreadable"]
+    assert sorted(os.listdir(tmp_path)) == [".lock", "12", "4", "8", "8.unreadable"]
     gc.collect()
 
 
@@ -182,3 +182,45 @@ def test_another_model_is_named_by_its_first_differing_array(tmp_path):
         train.restore(small_model(classes=3), tmp_path)
     with pytest.raises(ValueError, match=re.escape("must not use the key 'cnnjax_integrity'")):
         cnnjax.checkpoint.Checkpointer(tmp_path / "other").save(1, {"a": np.zeros(2)}, {"cnnjax_integrity": 1})
+
+
+def test_a_second_writer_of_a_run_directory_is_refused_at_once(tmp_path):
+    """One lock per directory, named by its holder; another thread of the same process (as two
+    ``fit`` calls in threads) is refused too, and the lock is free again once released."""
+    x, y = small_data(32)
+    held = cnnjax.checkpoint.DirectoryLock(tmp_path).acquire()
+    with pytest.raises(cnnjax.checkpoint.DirectoryInUse,
+                       match=re.escape(f"{tmp_path} is in use by process {os.getpid()} on ")):
+        train.fit(small_model(), (x, y), epochs=1, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
+    assert not [p for p in os.listdir(tmp_path) if p != ".lock"]  # nothing trained or written
+    held.release()
+    train.fit(small_model(), (x, y), epochs=1, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
+    with cnnjax.checkpoint.DirectoryLock(tmp_path):  # fit released it
+        pass
+
+
+def test_a_lock_left_by_a_killed_process_is_free(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from cnnjax.checkpoint import DirectoryLock; DirectoryLock(sys.argv[1]).acquire(); "
+            "print('held', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        with pytest.raises(cnnjax.checkpoint.DirectoryInUse, match=re.escape(f"in use by process {child.pid} on ")):
+            cnnjax.checkpoint.DirectoryLock(tmp_path).acquire()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    cnnjax.checkpoint.DirectoryLock(tmp_path).acquire().release()  # the kernel dropped the dead holder's lock
+
+
+def test_fit_refuses_a_directory_of_another_run_without_resume_before_training(tmp_path):
+    x, y = small_data(32)
+    train.fit(small_model(), (x, y), epochs=1, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
+    with pytest.raises(ValueError, match=re.escape(f"`checkpoint_dir` {tmp_path} already holds checkpoints (steps [2]);"
+                                                   " pass `resume=True`")):
+        train.fit(small_model(), (x, y), epochs=1, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
+    cnnjax.checkpoint.DirectoryLock(tmp_path).acquire().release()  # the refusal released the lock

@@ -64,8 +64,13 @@ class ModelCheckpoint(Callback):
                  resume: bool = False):
         from ..checkpoint import Checkpointer  # orbax is imported on first use
 
-        self.checkpointer = Checkpointer(directory, keep=keep)
+        self.checkpointer = Checkpointer(directory, keep=keep, lock=True)
         self.every_segment, self.resume = every_segment, resume
+        if not resume and self.checkpointer.steps():
+            self.close()
+            raise ValueError(f"`checkpoint_dir` {self.checkpointer.directory} already holds checkpoints (steps "
+                             f"{self.checkpointer.steps()}); pass `resume=True` to continue that run, or give an "
+                             "empty directory.")
 
     def on_train_begin(self, logs=None):
         if not self.resume:
