@@ -258,7 +258,8 @@ class Checkpointer:
         got = jax.tree_util.tree_flatten_with_path(out["state"])[0]
         for (path, a), b in zip(got, jax.tree.leaves(target), strict=True):
             if tuple(np.shape(a)) != tuple(b.shape):
-                raise mismatch(f"{jax.tree_util.keystr(path)} has shape {tuple(np.shape(a))}, expected {tuple(b.shape)}.")
+                raise mismatch(f"{jax.tree_util.keystr(path)} has shape {tuple(np.shape(a))}, "
+                               f"expected {tuple(b.shape)}.")
         if integrity is not None and integrity.get("sha256") is not None:
             found = digest(out["state"])
             if found is not None and found != integrity["sha256"]:

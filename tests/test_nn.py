@@ -255,8 +255,8 @@ def test_every_layer_gives_under_vmap_over_examples_what_the_batch_gives(n, lowe
     def run(xs):
         out = []
         for layer in layers:
-            loss = lambda e: jnp.sum(jnp.sin(layer(e)))
-            alone = jax.lax.map(lambda e: jax.grad(lambda e: jnp.sum(jnp.sin(layer(e[None]))))(e), xs)
+            loss = lambda e, layer=layer: jnp.sum(jnp.sin(layer(e)))
+            alone = jax.lax.map(jax.grad(lambda e, loss=loss: loss(e[None])), xs)
             out.append((layer(xs), jax.vmap(layer)(xs), jax.vmap(jax.grad(loss))(xs), alone))
         return out
 
