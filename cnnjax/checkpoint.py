@@ -123,11 +123,11 @@ def digest(tree: Any) -> str | None:
     """SHA-256 of ``tree``'s paths, shapes, dtypes and array bytes; None if an array is split
     across processes (no process holds it whole)."""
     h = hashlib.sha256()
-    for (path, leaf), (_, shape, dtype) in zip(_leaves(tree), structure(tree), strict=True):
+    for path, leaf in _leaves(tree):
         data = _host_bytes(leaf)
         if data is None:
             return None
-        h.update(f"{path}|{shape}|{dtype}|{len(data)}|".encode())
+        h.update(f"{path}|{list(np.shape(leaf))}|{np.dtype(leaf.dtype)}|{len(data)}|".encode())
         h.update(data)
     return h.hexdigest()
 
