@@ -22,6 +22,8 @@ Pads = tuple[tuple[int, int], ...]
 def as_array(x: Any, name: str):
     """Returns ``x`` as a JAX array (or tracer), or raises ``TypeError``."""
     if hasattr(x, "shape") and hasattr(x, "dtype"):
+        if np.dtype(x.dtype).kind in "OSUV":  # strings, objects, raw bytes: not numbers
+            raise TypeError(f"`{name}` must be an array of numbers, got dtype {x.dtype}.")
         return x if isinstance(x, jnp.ndarray) else jnp.asarray(x)
     if x is None or isinstance(x, (str, bytes)):
         raise TypeError(f"`{name}` must be an array, got {type(x).__name__}: {x!r}")
@@ -47,6 +49,16 @@ def check_ndim(x, name: str, expected: int, layout: str) -> None:
             f"`{name}` must have rank {expected} with layout {layout}, got shape "
             f"{tuple(x.shape)} (rank {x.ndim})."
         )
+
+
+def axis(value: Any, ndim: int, name: str = "axis") -> int:
+    """``value`` as an axis of an array of rank ``ndim`` in ``[0, ndim)``, or raises
+    ``TypeError``/``ValueError`` naming the allowed range."""
+    if not is_int(value):
+        raise TypeError(f"`{name}` must be an int, got {value!r}.")
+    if not -ndim <= value < ndim:
+        raise ValueError(f"`{name}` must be in [{-ndim}, {ndim}) for an array of rank {ndim}, got {value!r}.")
+    return int(value) % ndim
 
 
 def is_int(v: Any) -> bool:

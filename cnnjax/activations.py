@@ -53,4 +53,4 @@ def softmax(logits: ArrayLike, axis: int = -1) -> jax.Array:
     """
     logits = _checks.as_array(logits, "logits")
     _checks.check_floating(logits, "logits")
-    return jax.nn.softmax(logits, axis=axis)
+    return jax.nn.softmax(logits, axis=_checks.axis(axis, logits.ndim))

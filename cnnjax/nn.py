@@ -113,6 +113,8 @@ class Layer(nnx.Module):
                       bias_features=None):
         """Kernel of ``shape``, optional bias (``bias_features``, default the kernel's last
         axis), activation and compute dtype."""
+        if not isinstance(rngs, nnx.Rngs):
+            raise TypeError(f"`rngs` must be an nnx.Rngs for the initialisers, e.g. rngs=nnx.Rngs(0), got {rngs!r}.")
         self.activation = _activation(activation)
         self.dtype = dtype
         self.kernel = nnx.Param(_draw(kernel_init, rngs.params(), shape, param_dtype))

@@ -1,5 +1,7 @@
 """cnnjax.relu and cnnjax.softmax."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,3 +37,13 @@ def test_softmax_rows_sum_to_one_and_keep_order():
 def test_softmax_rejects_integers():
     with pytest.raises(TypeError, match="`logits` must have a floating-point dtype"):
         cnnjax.softmax(jnp.array([1, 2]))
+
+
+def test_softmax_axis_is_checked_and_honoured():
+    logits = jnp.array([[0.0, 1.0, 2.0], [3.0, 5.0, 7.0]])
+    with pytest.raises(ValueError, match=re.escape("`axis` must be in [-2, 2) for an array of rank 2, got 5")):
+        cnnjax.softmax(logits, axis=5)
+    with pytest.raises(TypeError, match=re.escape("`axis` must be an int, got 0.5")):
+        cnnjax.softmax(logits, axis=0.5)
+    e = np.exp(np.asarray(logits))
+    np.testing.assert_allclose(cnnjax.softmax(logits, axis=-2), e / e.sum(0), rtol=1e-6)

@@ -135,6 +135,9 @@ def test_capture_of_a_plain_function():
     (lambda r: nn.Conv(1, 2, 3, padding="full", rngs=r), ValueError, "`padding` must be 'VALID', 'SAME'"),
     (lambda r: nn.Conv(1, 2, 3, activation="tanh", rngs=r), ValueError, "`activation` must be None, a callable, or one of"),
     (lambda r: nn.Dense(3, -1, rngs=r), ValueError, "`out_features` must be positive, got -1"),
+    (lambda r: nn.Dense(8, 4, rngs=None), TypeError, "`rngs` must be an nnx.Rngs for the initialisers, e.g. "
+                                                      "rngs=nnx.Rngs(0), got None"),
+    (lambda r: nn.Conv(1, 2, 3, rngs=0), TypeError, "`rngs` must be an nnx.Rngs for the initialisers"),
     (lambda r: nn.MaxPool(0), ValueError, "`window` must be positive, got 0"),
     (lambda r: nn.MaxPool(2, ceil_mode=1), TypeError, "`ceil_mode` must be a bool, got 1"),
     (lambda r: nn.Sequential(nn.ReLU(), 3), TypeError, "`layers[1]` must be callable, got 3"),

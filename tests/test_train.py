@@ -376,6 +376,9 @@ def test_microbatch_errors():
     (dict(batch_size=33), ValueError, "`batch_size` 33 is larger than the 32 training examples"),
     (dict(train=(X, Y + 10)), ValueError,
      "`train` targets must be class indices in [0, 10) for a model with 10 outputs, got values from 10 to 11"),
+    (dict(train=(X, Y.astype(np.int64) + 2**32)), ValueError,
+     f"`train` targets must fit in int32, got {2**32 + int(Y[0])} at index 0 (dtype int64)"),
+    (dict(train=(X, np.array(["a"] * 32))), TypeError, "`train` targets must be numbers, got dtype <U1"),
     (dict(train=(X, Y.astype(np.float32))), TypeError, "`train` targets must be integer class indices for the default loss"),
     (dict(train=(X, np.eye(10, dtype=np.int32)[Y])), ValueError, "which do not hold class scores for `train` targets of shape (10,)"),
     (dict(train=(X, np.eye(10, dtype=np.float32)[Y]), loss="mse"), None, None),
@@ -411,6 +414,14 @@ def test_errors_before_compiling(kwargs, error, message):
         assert counter.count == 0
     finally:
         counter.active = False
+
+
+@pytest.mark.parametrize("call", [
+    lambda: train.fit(None, (X, Y), epochs=1), lambda: train.evaluate(None, (X, Y)),
+    lambda: train.predict(None, X), lambda: train.Predictor("model"), lambda: train.restore(None, "ckpt")])
+def test_a_model_that_is_not_a_module_is_refused_by_name(call):
+    with pytest.raises(TypeError, match=re.escape("`model` must be a flax.nnx Module")):
+        call()
 
 
 def test_evaluate_checks_like_fit():

@@ -22,7 +22,7 @@ import optax
 from flax import nnx
 
 from .callbacks import Callback
-from .state import TrainState, create_state
+from .state import TrainState, check_model, create_state
 
 
 def _is_key(a) -> bool:
@@ -135,7 +135,7 @@ def restore(model: nnx.Module, checkpoint_dir: str | os.PathLike, *,
     """
     from ..checkpoint import Checkpointer
 
-    state = create_state(model, optimizer)
+    state = create_state(check_model(model), optimizer)
     ckpt = Checkpointer(checkpoint_dir)
     try:
         if step is None:

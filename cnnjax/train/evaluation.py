@@ -23,7 +23,7 @@ from ..activations import softmax
 from . import cpu
 from .objective import check_data, check_fit, objective
 from .placement import Placement, Rows
-from .state import TrainState, create_state, mode_preserved
+from .state import TrainState, check_model, create_state, mode_preserved
 from .steps import eval_step, outputs_of
 
 _NO_OPTIMIZER = optax.identity()  # one object: evaluation states share their compiled programs
@@ -84,6 +84,7 @@ def evaluate(model: nnx.Module, test: tuple[np.ndarray, np.ndarray], *, batch_si
     Returns:
       ``{"loss": ..., **metrics}``: means over the examples.
     """
+    check_model(model)
     cpu.tune_cpu_memory()
     obj = objective(loss, metrics)
     inputs, targets = check_data("test", test)
@@ -126,6 +127,7 @@ class Predictor:
 
     def __init__(self, model: nnx.Module, *, batch_size: int | None = None, logits: bool = False,
                  compute_dtype: Any = None):
+        check_model(model)
         cpu.tune_cpu_memory()
         self.batch_size = 256 if batch_size is None else _checks.positive_int(batch_size, "batch_size")
         with mode_preserved(model):

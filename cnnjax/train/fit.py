@@ -22,7 +22,7 @@ from .objective import check_data, check_fit, objective
 from .optimizers import learning_rate
 from .placement import Placement
 from .runner import EpochPlan, Runner, choose_loop, default_segment, plan_epoch, trace_step
-from .state import create_state, has_batch_state
+from .state import check_model, create_state, has_batch_state
 
 
 def fit(
@@ -100,6 +100,7 @@ def fit(
         infinite, naming the step; the model keeps the last finite state, and no
         checkpoint holds a later one.
     """
+    check_model(model)
     epochs = _checks.positive_int(epochs, "epochs")
     batch_size = _checks.positive_int(batch_size, "batch_size")
     if verbose not in (0, 1, 2):

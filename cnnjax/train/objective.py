@@ -197,6 +197,12 @@ def check_data(name: str, pair: Any) -> tuple[np.ndarray, np.ndarray]:
     if len(targets) == 0:
         raise ValueError(f"`{name}` is empty.")
     if np.issubdtype(targets.dtype, np.integer):
+        info = np.iinfo(np.int32)
+        if targets.dtype.itemsize > 4 or targets.dtype == np.uint32:  # would wrap on the cast below
+            bad = np.flatnonzero((targets < info.min) | (targets > info.max))
+            if len(bad):
+                raise ValueError(f"`{name}` targets must fit in int32, got {targets.flat[bad[0]]} at index "
+                                 f"{np.unravel_index(bad[0], targets.shape)[0]} (dtype {targets.dtype}).")
         targets = targets.astype(np.int32)
     elif np.issubdtype(targets.dtype, np.floating) and targets.dtype != np.float32:
         targets = targets.astype(np.float32)

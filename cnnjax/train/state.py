@@ -26,6 +26,14 @@ from .objective import Objective, objective
 _MODE_ATTRIBUTES = ("deterministic", "use_running_average")
 
 
+def check_model(model: Any) -> nnx.Module:
+    """Returns ``model`` if it is an ``nnx.Module``, or raises ``TypeError`` saying what it is."""
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"`model` must be a flax.nnx Module (e.g. cnnjax.models.mnist_functional(rngs=nnx.Rngs(0))), "
+                        f"got {type(model).__name__}: {model!r:.80}.")
+    return model
+
+
 @contextlib.contextmanager
 def mode_preserved(model: nnx.Module) -> Iterator[None]:
     """Restores every submodule's mode attributes (``deterministic``,
@@ -130,4 +138,4 @@ def create_state(model: nnx.Module, optimizer: optax.GradientTransformation | No
                       tx, obj, None if compute_dtype is None else jnp.dtype(compute_dtype), microbatches)
 
 
-__all__ = ["TrainState", "create_state", "graphdefs", "has_batch_state", "mode_preserved"]
+__all__ = ["TrainState", "check_model", "create_state", "graphdefs", "has_batch_state", "mode_preserved"]
