@@ -5,7 +5,9 @@ import os
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
 from training import DropoutBatchNormNet, params_of, small_data, small_model
@@ -56,11 +58,29 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, factory):
     assert len(cnnjax.checkpoint.Checkpointer(tmp_path / "a").steps()) == 2
 
 
-def test_resume_refuses_a_different_run(tmp_path):
-    x, y = small_data(64)
-    train.fit(small_model(), (x, y), epochs=1, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
-    with pytest.raises(ValueError, match="is from a different run"):
-        train.fit(small_model(), (x, y), epochs=2, batch_size=32, checkpoint_dir=tmp_path, resume=True, verbose=0)
+def test_resume_refuses_a_different_run_naming_what_differs(tmp_path):
+    x, y = small_data(128)
+    first, other = (x[:64], y[:64]), (x[64:], y[64:])  # the same N, other examples
+    kw = dict(batch_size=16, optimizer=optax.adam(1e-3), checkpoint_dir=tmp_path, verbose=0)
+    train.fit(small_model(), first, epochs=1, **kw)
+    relabelled = (first[0], (first[1] + 1) % 10)
+    changes = [
+        (dict(batch_size=32), "batch_size (16 -> 32)"),
+        (dict(train=other), "data (another data)"),
+        (dict(train=relabelled), "data (another data)"),
+        (dict(optimizer=optax.adam(1e-4)), "optimizer (another optimizer)"),
+        (dict(optimizer=optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))), "optimizer (another"),
+        (dict(loss=lambda o, t: optax.softmax_cross_entropy_with_integer_labels(o, t) * 2), "loss (another loss)"),
+        (dict(compute_dtype=jnp.bfloat16), "compute_dtype (None -> 'bfloat16')"),
+        (dict(seed=1), "seed (0 -> 1)"),
+    ]
+    for change, named in changes:
+        args = {**kw, "train": first, "epochs": 2, "resume": True, **change}
+        with pytest.raises(ValueError, match="is from a different run: .*" + re.escape(named)):
+            train.fit(small_model(), args.pop("train"), **args)
+    # the run itself, its optimizer built anew, resumes
+    history = train.fit(small_model(), first, epochs=2, resume=True, **kw)
+    assert [e["epoch"] for e in history.epochs] == [1, 2]
 
 
 def _largest_file(directory):

@@ -22,6 +22,8 @@ The parts, one module each:
   or in a Python loop.
 - :mod:`~cnnjax.train.callbacks`: progress, History, NaN guard, EarlyStopping.
 - :mod:`~cnnjax.train.checkpointing`: orbax checkpoints of named state trees, resume.
+- :mod:`~cnnjax.train.fingerprint`: what makes a run that run (settings, data, optimizer,
+  loss), recorded in its checkpoints and checked on resume.
 - :mod:`~cnnjax.train.cpu`: CPU tuning (malloc, micro-batches).
 - :mod:`~cnnjax.train.fit` and :mod:`~cnnjax.train.evaluation`: ``fit``, ``evaluate``,
   ``predict`` and :class:`Predictor` (many small calls).

@@ -22,6 +22,7 @@ import optax
 from flax import nnx
 
 from .callbacks import Callback
+from .fingerprint import differences
 from .state import TrainState, check_model, create_state
 
 
@@ -90,11 +91,12 @@ class ModelCheckpoint(Callback):
         run.totals = dict(record["totals"])
 
     def _same_run(self, record: dict[str, Any]) -> None:
-        if record.get("fingerprint") != self.run.fingerprint:
+        changed = differences(record.get("fingerprint") or {}, self.run.fingerprint)
+        if changed or not isinstance(record.get("fingerprint"), dict):
             raise ValueError(
-                f"The checkpoint in {self.checkpointer.directory} is from a different run "
-                f"({record.get('fingerprint')}); this run is {self.run.fingerprint}. Use another "
-                "`checkpoint_dir` or the same settings."
+                f"The checkpoint in {self.checkpointer.directory} is from a different run: "
+                f"{', '.join(changed) or 'it records no settings'}. Use another `checkpoint_dir`, or the run's own "
+                "settings, data, optimizer and loss to resume it."
             )
 
     def save(self) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -18,8 +19,9 @@ from .callbacks import Callback, CallbackList, History, ProgressBar, Run, Termin
 from .checkpointing import ModelCheckpoint
 from .cpu import auto_microbatches
 from .evaluation import Evaluator, output_shape
+from .fingerprint import data_digest, identity
 from .objective import check_data, check_fit, objective
-from .optimizers import learning_rate
+from .optimizers import DEFAULT_OPTIMIZER, learning_rate
 from .placement import Placement
 from .runner import EpochPlan, Runner, choose_loop, default_segment, plan_epoch, trace_step
 from .state import check_model, create_state, has_batch_state
@@ -142,7 +144,11 @@ def fit(
         loop = choose_loop(nbytes, placement.devices[0],
                            step=trace_step(state, batch_size, inputs, targets, placement))
     fingerprint = {"batch_size": batch_size, "seed": seed, "shuffle": shuffle, "n": n, "segment": segment,
-                   "params": [list(np.shape(p)) for p in jax.tree.leaves(state.params)]}
+                   "params": [list(np.shape(p)) for p in jax.tree.leaves(state.params)],
+                   "compute_dtype": None if compute_dtype is None else jnp.dtype(compute_dtype).name}
+    if checkpoint_dir is not None:  # what resume checks besides the settings (see cnnjax.train.fingerprint)
+        fingerprint.update(data=data_digest(inputs, targets), loss=identity(obj.loss),
+                           optimizer=identity(DEFAULT_OPTIMIZER if optimizer is None else optimizer))
     run = Run(model, state, epochs, -(-n // batch_size), History(), fingerprint)
     checkpoint = (ModelCheckpoint(checkpoint_dir, keep=keep_checkpoints, every_segment=steps_per_segment is not None,
                                   resume=resume) if checkpoint_dir is not None else None)
