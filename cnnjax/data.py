@@ -334,17 +334,96 @@ def load(
         raise TypeError(f"`name` must be a dataset name or a directory, got {name!r}.")
     if limit is not None:
         limit = _checks.positive_int(limit, "limit")
+    where = f"{name!r} split {split!r}"
     if os.path.isdir(name):
         images, labels = load_idx(name, split)
+        where = f"the IDX files of split {split!r} in {name}"
     elif data_dir is not None and os.path.isdir(data_dir) and idx_files(data_dir):
+        check_idx_dataset(data_dir, str(name))
         images, labels = load_idx(data_dir, split)
+        where = f"the IDX files of split {split!r} in {data_dir}"
     elif data_dir is not None and not os.path.isdir(data_dir):
         raise DatasetNotFoundError(f"`data_dir` {str(data_dir)!r} is not a directory. {_how_to_get(str(name))}")
     else:
         images, labels = _load_named(str(name), split, data_dir, limit, download)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    return to_float_images(images), np.asarray(labels, np.int32)
+    return _unit_images(images, where), _class_labels(labels, where)
+
+
+def _unit_images(images: np.ndarray, where: str) -> np.ndarray:
+    """``uint8`` images scaled to [0, 1]; float images already in [0, 1] as they are; any
+    other kind refused: their scale is not known, and [0, 1] is what ``load`` promises."""
+    if images.dtype == np.uint8:
+        return to_float_images(images)
+    if np.issubdtype(images.dtype, np.floating) and images.size and np.all((images >= 0) & (images <= 1)):
+        return to_float_images(images)
+    low, high = (images.min(), images.max()) if images.size else (None, None)
+    raise ValueError(
+        f"{where} holds {images.dtype} images with values from {low} to {high}: `load` scales unsigned bytes "
+        f"(0-255) to [0, 1] and keeps float images already in [0, 1], but cannot know the scale of these. "
+        f"Read them with `cnnjax.data.read_idx` and scale them yourself."
+    )
+
+
+def _class_labels(labels: np.ndarray, where: str) -> np.ndarray:
+    """Labels as ``int32`` class indices; labels that are not whole numbers in [0, 2**31) refused."""
+    labels = np.asarray(labels)
+    if np.issubdtype(labels.dtype, np.floating):
+        bad = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))
+        if len(bad):
+            raise ValueError(f"{where} holds {labels.dtype} labels that are not class indices: "
+                             f"{labels[bad[0]]} at index {bad[0]}.")
+    elif not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{where} holds labels of dtype {labels.dtype}, not class indices.")
+    bad = np.flatnonzero((labels < 0) | (labels > np.iinfo(np.int32).max))
+    if len(bad):
+        raise ValueError(f"{where} holds label {labels[bad[0]]} at index {bad[0]}: class indices are "
+                         f"whole numbers from 0 to 2**31 - 1.")
+    return labels.astype(np.int32)
+
+
+def check_idx_dataset(directory: str | os.PathLike, name: str) -> None:
+    """Refuses a folder whose gzipped IDX files are, byte for byte, another known dataset's
+    upstream files (tensorflow-datasets' registered SHA-256), e.g. MNIST's files given as
+    ``fashion_mnist``: the two have the same names and shapes. Files that match no known
+    dataset (a subset, uncompressed copies, other data) are not judged.
+
+    Raises:
+      ValueError: naming the file and the dataset it is.
+    """
+    from . import fetch
+
+    if name not in fetch.DATASETS:
+        return
+    known = _registered_files()
+    for path in idx_files(directory).values():
+        if path.suffix != ".gz":
+            continue
+        owner = known.get(_sha256(str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns))
+        if owner is not None and owner != name:
+            raise ValueError(f"{path} is {owner}'s upstream file (its SHA-256 is the one tensorflow-datasets "
+                             f"registers for {owner}), not {name}'s: name the dataset {owner!r}, or give a "
+                             f"folder of {name} files.")
+
+
+@functools.lru_cache(maxsize=1)
+def _registered_files() -> dict[str, str]:
+    """Every registered SHA-256 of the datasets cnnjax fetches, to the dataset's name."""
+    from . import fetch
+
+    try:
+        return {sha: name for name in fetch.DATASETS for _, _, sha in fetch.registry(name).values()}
+    except (DatasetNotFoundError, OSError):  # no registry to compare with: nothing is judged
+        return {}
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _load_named(name: str, split: str, data_dir, limit, download: bool):
@@ -498,6 +577,7 @@ __all__ = [
     "batch_indices",
     "batch_plan",
     "batches",
+    "check_idx_dataset",
     "idx_files",
     "load",
     "load_idx",

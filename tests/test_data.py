@@ -1,6 +1,7 @@
 """cnnjax.data: IDX files written here (good and corrupt), mocked tfds, real MNIST t10k, batching."""
 
 import gzip
+import hashlib
 import os
 import re
 import socket
@@ -82,6 +83,66 @@ def test_corrupt_image_files_name_the_file(small, case):
     with pytest.raises(ValueError, match=re.escape(str(bad))) as info:
         data.load("mnist", "train", data_dir=directory)
     assert message in str(info.value)
+
+
+def _pair(directory, images, image_code, labels, label_code):
+    write(directory / "train-images-idx3-ubyte.gz", idx_bytes(images, image_code), True)
+    write(directory / "train-labels-idx1-ubyte.gz", idx_bytes(labels, label_code), True)
+
+
+def test_float_labels_load_only_when_they_are_whole_numbers(small):
+    directory, images, _ = small
+    _pair(directory, images, 0x08, np.arange(12, dtype=np.float32) % 10, 0x0D)
+    _, y = data.load(str(directory), "train")
+    assert y.dtype == np.int32 and y.tolist() == [i % 10 for i in range(12)]
+    labels = np.full(12, 2.0, np.float32)
+    labels[5] = 2.7
+    _pair(directory, images, 0x08, labels, 0x0D)
+    with pytest.raises(ValueError, match=re.escape("holds float32 labels that are not class indices: 2.7")):
+        data.load(str(directory), "train")
+    _pair(directory, images, 0x08, np.array([3] * 11 + [-1], np.int32), 0x0C)
+    with pytest.raises(ValueError, match=re.escape("holds label -1 at index 11")):
+        data.load(str(directory), "train")
+
+
+@pytest.mark.parametrize("images, code, message", [
+    (np.full((12, 5, 4), 200, np.int16), 0x0B, "holds int16 images with values from 200 to 200"),
+    (np.full((12, 5, 4), 255.0, np.float32), 0x0D, "holds float32 images with values from 255.0 to 255.0"),
+    (np.full((12, 5, 4), -0.5, np.float64), 0x0E, "holds float64 images with values from -0.5 to -0.5"),
+])
+def test_images_of_unknown_scale_are_refused_not_returned_unscaled(small, images, code, message):
+    directory, _, labels = small
+    _pair(directory, images, code, labels, 0x08)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        data.load(str(directory), "train")
+
+
+def test_float_images_in_the_unit_range_load_as_they_are(small):
+    directory, _, labels = small
+    images = np.linspace(0, 1, 12 * 5 * 4, dtype=np.float32).reshape(12, 5, 4)
+    _pair(directory, images, 0x0D, labels, 0x08)
+    x, _ = data.load(str(directory), "train")
+    np.testing.assert_array_equal(x[..., 0], images)
+
+
+def test_another_datasets_upstream_files_are_refused_by_name(small, monkeypatch):
+    from cnnjax import fetch
+
+    directory, images, labels = small
+    write_pair(directory, "t10k", images, labels)
+    digest = lambda name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
+    registered = {"t10k-images-idx3-ubyte.gz": ("url", 0, digest("t10k-images-idx3-ubyte.gz")),
+                  "t10k-labels-idx1-ubyte.gz": ("url", 0, digest("t10k-labels-idx1-ubyte.gz"))}
+    monkeypatch.setattr(fetch, "registry", lambda name: registered if name == "mnist" else {})
+    data._registered_files.cache_clear()
+    try:
+        x, _ = data.load("mnist", "test", data_dir=directory)  # its own files
+        assert len(x) == 12
+        data.load("emnist/digits", "test", data_dir=directory)  # a dataset without registered files
+        with pytest.raises(ValueError, match=re.escape("t10k-images-idx3-ubyte.gz is mnist's upstream file")):
+            data.load("fashion_mnist", "test", data_dir=directory)
+    finally:
+        data._registered_files.cache_clear()
 
 
 def test_images_and_labels_of_different_lengths(small):

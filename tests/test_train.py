@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -422,6 +423,21 @@ def test_errors_before_compiling(kwargs, error, message):
 def test_a_model_that_is_not_a_module_is_refused_by_name(call):
     with pytest.raises(TypeError, match=re.escape("`model` must be a flax.nnx Module")):
         call()
+
+
+def test_unscaled_pixels_are_warned_of_once_per_set_and_scaled_ones_are_not():
+    model = small_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train.fit(model, (X, Y), epochs=1, batch_size=8, verbose=0, validation=(X, Y))
+        train.evaluate(model, (X, Y))
+    assert not [w for w in caught if "unscaled" in str(w.message)]
+    pixels = np.round(X * 255)  # uint8 images cast to float, not divided by 255
+    with pytest.warns(UserWarning, match=re.escape("`train` inputs look unscaled: whole numbers from 0 to 255")) as w:
+        train.fit(model, (pixels, Y), epochs=1, batch_size=8, verbose=0, validation=(X, Y))
+    assert sum("unscaled" in str(r.message) for r in w) == 1 and w[0].filename == __file__
+    with pytest.warns(UserWarning, match=re.escape("`test` inputs look unscaled")):
+        train.evaluate(model, (pixels, Y))
 
 
 def test_evaluate_checks_like_fit():

@@ -21,7 +21,7 @@ from jax.typing import ArrayLike
 from .. import _checks, data
 from ..activations import softmax
 from . import cpu
-from .objective import check_data, check_fit, objective
+from .objective import check_data, check_fit, objective, warn_if_unscaled
 from .placement import Placement, Rows
 from .state import TrainState, check_model, create_state, mode_preserved
 from .steps import eval_step, outputs_of
@@ -88,6 +88,7 @@ def evaluate(model: nnx.Module, test: tuple[np.ndarray, np.ndarray], *, batch_si
     cpu.tune_cpu_memory()
     obj = objective(loss, metrics)
     inputs, targets = check_data("test", test)
+    warn_if_unscaled("test", inputs)
     check_fit(obj, output_shape(model, inputs, "test"), "test", targets)
     placement = Placement.over(devices)
     batch_size = placement.default_batch_size(batch_size)

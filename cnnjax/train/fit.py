@@ -20,7 +20,7 @@ from .checkpointing import ModelCheckpoint
 from .cpu import auto_microbatches
 from .evaluation import Evaluator, output_shape
 from .fingerprint import data_digest, identity
-from .objective import check_data, check_fit, objective
+from .objective import check_data, check_fit, objective, warn_if_unscaled
 from .optimizers import DEFAULT_OPTIMIZER, learning_rate
 from .placement import Placement
 from .runner import EpochPlan, Runner, choose_loop, default_segment, plan_epoch, trace_step
@@ -114,10 +114,12 @@ def fit(
     user_callbacks = [as_callback(c) for c in callbacks]
     obj = objective(loss, metrics)
     inputs, targets = check_data("train", train)
+    warn_if_unscaled("train", inputs)
     outputs = output_shape(model, inputs, "train")
     check_fit(obj, outputs, "train", targets)
     if validation is not None:
         val_inputs, val_targets = check_data("validation", validation)
+        warn_if_unscaled("validation", val_inputs)
         if val_inputs.shape[1:] != inputs.shape[1:]:
             raise ValueError(f"`validation` inputs have shape {val_inputs.shape[1:]} per example but "
                              f"`train` inputs have {inputs.shape[1:]}.")
