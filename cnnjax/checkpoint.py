@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import socket
 import warnings
 from collections.abc import Callable
@@ -188,12 +189,20 @@ class Checkpointer:
         if _INTEGRITY in record:
             raise ValueError(f"`record` must not use the key {_INTEGRITY!r}, which holds the checkpoint's digest.")
         stored = {**record, _INTEGRITY: {"structure": structure(tree), "sha256": digest(tree)}}
-        self._manager.save(
-            int(step),
-            args=ocp.args.Composite(state=ocp.args.StandardSave(tree), record=ocp.args.JsonSave(stored)),
-            force=True,
-        )
-        self._manager.wait_until_finished()
+        try:
+            self._manager.save(
+                int(step),
+                args=ocp.args.Composite(state=ocp.args.StandardSave(tree), record=ocp.args.JsonSave(stored)),
+                force=True,
+            )
+            self._manager.wait_until_finished()
+        except ValueError as e:  # TensorStore reports a failed write (a full disk) as ValueError
+            code = re.search(r"os_error_code='?(\d+)", str(e))
+            if code is None:
+                raise
+            errno_ = int(code.group(1))
+            raise OSError(errno_, f"{os.strerror(errno_)}: the checkpoint of step {int(step)} could not be "
+                                  f"written", self.directory) from e
 
     def path(self, step: int) -> str:
         """The directory of the checkpoint at ``step``."""

@@ -10,6 +10,7 @@ any data loads and before anything is written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -17,6 +18,7 @@ import os
 import sys
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +59,49 @@ def expect_int(value: Any, field: str, low: int = 1, high: int | None = None, op
 def expect_rate(value: Any, field: str, high: float = 1.0) -> None:
     ok = isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= high
     expect(ok, field, value, f"a finite number in (0, {high:g}]")
+
+
+def expect_workdir(workdir: str | None, field: str = "workdir") -> None:
+    """``workdir`` can become a run directory: a directory or a new path, not a file, not a
+    link to nothing, not below a file."""
+    if workdir is None:
+        return
+    expect(not (os.path.islink(workdir) and not os.path.exists(workdir)), field, workdir,
+           "a directory or a new path, not a link to nothing")
+    expect(not os.path.exists(workdir) or os.path.isdir(workdir), field, workdir,
+           "a directory (new, or a run to resume), not a file")
+    parent = os.path.dirname(os.path.abspath(workdir))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    expect(os.path.isdir(parent), field, workdir, f"a path below directories, but {parent} is a file")
+
+
+@contextlib.contextmanager
+def run_directory(workdir: str | os.PathLike, *, main: bool = True) -> Iterator[Path]:
+    """Holds ``workdir`` for one run: locked (a second run is refused at once with one
+    line), any ``OSError`` inside (a full disk, a read-only folder) ends the script with
+    one ``error:`` line and exit code 2, and a folder this run created and wrote nothing
+    to is removed. ``main``: only process 0 locks and cleans up."""
+    from cnnjax import checkpoint  # orbax is imported by the scripts that need it only
+
+    workdir = Path(workdir)
+    created = not workdir.exists()
+    lock = checkpoint.DirectoryLock(workdir)
+    try:
+        if main:
+            try:
+                lock.acquire()  # before anything is read or written
+            except checkpoint.DirectoryInUse as e:
+                fail(str(e))
+        yield workdir
+    except OSError as e:
+        fail(f"{e} (in {workdir})" if str(workdir) not in str(e) else str(e))
+    finally:
+        lock.release()
+        if main and created and workdir.is_dir() and os.listdir(workdir) in ([], [lock.NAME]):
+            with contextlib.suppress(OSError):
+                (workdir / lock.NAME).unlink(missing_ok=True)
+                workdir.rmdir()
 
 
 def _flag_type(annotation):
@@ -127,8 +172,7 @@ class TrainingConfig:
         """The folders named exist and fit: raises :class:`ConfigError` before anything is read or written."""
         if self.data_dir is not None:
             expect(os.path.isdir(self.data_dir), "data_dir", self.data_dir, "an existing directory")
-        if self.workdir is not None:
-            expect(not os.path.isfile(self.workdir), "workdir", self.workdir, "a directory, not a file")
+        expect_workdir(self.workdir)
 
 
 def fail(message: str) -> typing.NoReturn:
@@ -148,9 +192,13 @@ def load_train_test(dataset: str, data_dir: str | None, limit_train: int | None)
         test = data.load(dataset, "test", data_dir=data_dir)
     except data.DatasetNotFoundError as e:
         fail(f"{e} Here: --data-dir DIR.")
+    except ValueError as e:  # a damaged file, data of another dataset
+        fail(str(e))
     try:
         train = data.load(dataset, "train", data_dir=data_dir, limit=limit_train)
         return train, test, None
+    except ValueError as e:
+        fail(str(e))
     except data.DatasetNotFoundError as e:
         if limit_train is None or data_dir is None:
             fail(f"{e} With only a test split, pass --limit-train N to train on its first N images.")

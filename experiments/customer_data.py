@@ -36,6 +36,7 @@ from common import (
     load_train_test,
     num_classes,
     parse,
+    run_directory,
     write_json,
 )
 from flax import nnx
@@ -84,7 +85,12 @@ def run(config: Config) -> dict:
         fail(f"expected images (N, H, W, C), got shape {x.shape}.")
     k = num_classes(config.dataset, train=y, test=ty)
     workdir = Path(config.workdir or os.path.join("runs", f"customer_data-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    with run_directory(workdir):  # locked; an OSError (a full disk) is one error line
+        return _run_in(config, k, x, y, tx, ty, note, workdir)
+
+
+def _run_in(config: Config, k, x, y, tx, ty, note, workdir: Path) -> dict:
+    """The run itself, in ``workdir`` (locked by the caller)."""
     permutation = np.random.default_rng(config.seed).permutation(x.shape[1] * x.shape[2])
     arrangements = {"as they are": (x, tx), "pixels permuted": (permute(x, permutation), permute(tx, permutation))}
 

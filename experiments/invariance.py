@@ -17,7 +17,18 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-from common import build_model, expect_int, fail, flag, load_train_test, num_classes, parse, read_config, write_json
+from common import (
+    build_model,
+    expect_int,
+    fail,
+    flag,
+    load_train_test,
+    num_classes,
+    parse,
+    read_config,
+    run_directory,
+    write_json,
+)
 
 from cnnjax import train, transforms, viz
 
@@ -68,7 +79,12 @@ def plot(results):
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse(Config, argv, __doc__.splitlines()[0])
-    workdir = Path(args.workdir)
+    with run_directory(args.workdir) as workdir:  # not while the run trains; a full disk is one error line
+        return _run_in(args, workdir)
+
+
+def _run_in(args: Config, workdir: Path) -> dict:
+    """The sweep of the run in ``workdir`` (locked by the caller)."""
     config = read_config(workdir)
     (x, y), (tx, ty), _ = load_train_test(config["dataset"], config["data_dir"], config["limit_train"])
     model = build_model(config["model"], config["seed"], tx.shape[1:], num_classes(config["dataset"], train=y, test=ty))

@@ -25,7 +25,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import TrainingConfig, flag, load_train_test, num_classes, parse, write_json
+from common import TrainingConfig, flag, load_train_test, num_classes, parse, run_directory, write_json
 from flax import nnx
 
 from cnnjax import nn, summary, train, viz
@@ -138,7 +138,12 @@ def run(config: Config) -> list[dict]:
         print(note)
     k = num_classes(config.dataset, train=y, test=test[1])
     workdir = Path(config.workdir or os.path.join("runs", f"knobs-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    with run_directory(workdir):  # locked; an OSError (a full disk) is one error line
+        return _run_in(config, k, x, y, test, note, workdir)
+
+
+def _run_in(config: Config, k, x, y, test, note, workdir: Path) -> list[dict]:
+    """The run itself, in ``workdir`` (locked by the caller)."""
     measured: dict[Design, dict] = {}
     rows = []
     print(f"{'knob':26s} {'value':>8s} {'accuracy':>18s} {'params':>10s} {'MFLOPs':>8s} {'images/s':>9s}")

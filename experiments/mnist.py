@@ -42,12 +42,14 @@ from common import (
     expect,
     expect_int,
     expect_rate,
+    expect_workdir,
     fail,
     flag,
     load_train_test,
     num_classes,
     parse,
     read_config,
+    run_directory,
     write_json,
 )
 from flax import nnx
@@ -121,9 +123,7 @@ class Config:
                 expect(base in data.IDX_DATASETS, "dataset", self.dataset,
                        f"the name of the IDX dataset in {self.data_dir}: one of {', '.join(data.IDX_DATASETS)} "
                        f"(or no --dataset)")
-        if self.workdir is not None:
-            expect(not os.path.exists(self.workdir) or os.path.isdir(self.workdir), "workdir", self.workdir,
-                   "a directory (new, or a run to resume), not a file")
+        expect_workdir(self.workdir)
 
     def resolved(self) -> Config:
         """The dataset named (from --data-dir's folder name when not given) and the paths absolute."""
@@ -134,7 +134,7 @@ class Config:
         now = f"{datetime.datetime.now():%Y%m%d-%H%M%S}"
         workdir = self.workdir or os.path.join("runs", f"{self.model}-{dataset}-{now}")
         return dataclasses.replace(self, dataset=dataset, workdir=os.path.abspath(workdir),
-                                   data_dir=os.path.abspath(self.data_dir) if self.data_dir else None)
+                                   data_dir=os.path.realpath(self.data_dir) if self.data_dir else None)
 
     def record(self) -> dict:
         """What ``config.json`` holds: the settings, and where and with what they ran."""
@@ -149,17 +149,32 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return parse(Config, argv, __doc__.splitlines()[0])
 
 
-def saved_run(workdir: Path) -> dict | None:
-    """The settings of a run in ``workdir`` that saved a checkpoint, else None (a run that
-    failed before its first checkpoint leaves nothing to resume, and its folder is free)."""
+def saved_run(workdir: Path) -> tuple[dict, int] | None:
+    """The settings of a run in ``workdir`` that saved a checkpoint and the epochs it has
+    trained, else None (a run that failed before its first checkpoint leaves nothing to
+    resume, and its folder is free)."""
     checkpoints = workdir / "checkpoints"
     if not (workdir / "config.json").is_file() or not checkpoints.is_dir():
         return None
     ckpt = cnnjax.checkpoint.Checkpointer(checkpoints)
     try:
-        return read_config(workdir) if ckpt.latest_step() is not None else None
+        if ckpt.latest_step() is None:
+            return None
+        try:
+            epochs = int(ckpt.record()["epoch"])
+        except (OSError, ValueError, KeyError):  # a damaged newest record: fit falls back and says so
+            epochs = 0
+        return read_config(workdir), epochs
     finally:
         ckpt.close()
+
+
+def same_setting(key: str, recorded, current) -> bool:
+    """Whether a resumed run's setting is this run's (a folder through another path, a
+    symbolic link, is the same folder)."""
+    if key == "data_dir" and recorded is not None and current is not None:
+        return os.path.realpath(recorded) == os.path.realpath(current)
+    return recorded == current
 
 
 def figures(model, workdir: Path, test, names, history) -> None:
@@ -187,37 +202,29 @@ def run(config: Config) -> dict:
         train.distributed.initialize()  # JAX reads the launcher's environment
         config = dataclasses.replace(config, num_processes=jax.process_count(), process_id=jax.process_index())
     main = jax.process_index() == 0  # the one that prints and writes the run directory's files
-    workdir = Path(config.workdir)
-    created = not workdir.exists()
-    lock = cnnjax.checkpoint.DirectoryLock(workdir)
-    if main:
-        try:
-            lock.acquire()  # before anything is read or written: a second run is refused at once
-        except cnnjax.checkpoint.DirectoryInUse as e:
-            fail(str(e))
-    try:
+    with run_directory(config.workdir, main=main) as workdir:
         return _run(config, workdir, main)
-    finally:
-        lock.release()
-        if main and created and os.listdir(workdir) == [lock.NAME]:  # a run that could not start writes nothing
-            os.remove(workdir / lock.NAME)
-            os.rmdir(workdir)
 
 
 def _run(config: Config, workdir: Path, main: bool) -> dict:
     say = print if main else (lambda *args, **kwargs: None)
     previous = saved_run(workdir)
     if previous is not None:
-        settings = config.record()
-        changed = [k for k in RESUMABLE if previous.get(k) != settings[k]]
+        settings, (recorded, trained) = config.record(), previous
+        changed = [k for k in RESUMABLE if not same_setting(k, recorded.get(k), settings[k])]
         if changed:
-            was = ", ".join(f"{k}={previous.get(k)!r}" for k in changed)
+            was = ", ".join(f"{k}={recorded.get(k)!r}" for k in changed)
             fail(f"{workdir} holds a run with other settings ({was}); "
                  f"use another --workdir, or the same settings to resume it.")
+        if config.epochs < trained:
+            fail(f"{workdir} holds a run that has trained {trained} epochs; --epochs {config.epochs} cannot undo "
+                 f"them: give --epochs {trained} or more to continue it, or another --workdir.")
 
     (x, y), test, note = load_train_test(config.dataset, config.data_dir, config.limit_train)
     if note:
         say(note)
+    if config.batch_size > len(x):
+        fail(f"--batch-size {config.batch_size} is larger than the {len(x)} training images.")
     k = num_classes(config.dataset, train=y, test=test[1])
     model = build_model(config.model, config.seed, x.shape[1:], k)
     table = summary(model, x.shape[1:], name=config.model)

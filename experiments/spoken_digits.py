@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from common import expect, expect_int, expect_rate, fail, flag, parse, write_json
+from common import expect, expect_int, expect_rate, expect_workdir, fail, flag, parse, run_directory, write_json
 from flax import nnx
 
 from cnnjax import audio, nn, train, viz
@@ -83,8 +83,7 @@ class Config:
         expect(os.path.isdir(self.data_dir), "data_dir", self.data_dir, "an existing folder of wav files")
         if self.test_dir is not None:
             expect(os.path.isdir(self.test_dir), "test_dir", self.test_dir, "an existing folder of wav files")
-        if self.workdir is not None:
-            expect(not os.path.isfile(self.workdir), "workdir", self.workdir, "a directory, not a file")
+        expect_workdir(self.workdir)
 
 
 # ------------------------------------------------------------------------------- inputs
@@ -195,7 +194,12 @@ def run(config: Config) -> dict:
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     workdir = Path(config.workdir or os.path.join("runs", f"spoken_digits-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    with run_directory(workdir):  # locked; an OSError (a full disk) is one error line
+        return _run_in(config, extra, recordings, workdir)
+
+
+def _run_in(config: Config, extra, recordings, workdir: Path) -> dict:
+    """The run itself, in ``workdir`` (locked by the caller)."""
     speakers = sorted(set(recordings.speakers.tolist()))
     kinds = list(MODELS) if config.inputs == "both" else [config.inputs]
     print(f"{len(recordings)} recordings of {len(speakers)} speakers ({', '.join(speakers)}) from {config.data_dir}")

@@ -31,7 +31,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import expect_int, flag, parse
+from common import expect_int, expect_workdir, flag, parse, run_directory
 from flax import nnx
 
 import cnnjax
@@ -57,6 +57,10 @@ class Config:
         expect_int(self.test_size, "test_size", low=SHOWN_PER_CASE)
         expect_int(self.epochs, "epochs")
         expect_int(self.seed, "seed", low=0, high=2**32 - 1 - len(synthetic.CASES))
+
+    def check_paths(self) -> None:
+        """``--workdir`` can be a run directory: raises :class:`ConfigError` before anything is written."""
+        expect_workdir(self.workdir)
 
 
 def format_map(values: np.ndarray) -> str:
@@ -137,8 +141,12 @@ def print_backpropagation(step: dict[str, np.ndarray], name: str) -> None:
 def main(argv: list[str] | None = None) -> dict:
     args = parse(Config, argv, __doc__.splitlines()[0])
     workdir = Path(args.workdir or os.path.join("runs", f"xo-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    with run_directory(workdir):  # locked; an OSError (a full disk) is one error line
+        return _run_in(args, workdir)
 
+
+def _run_in(args: Config, workdir: Path) -> dict:
+    """The run itself, in ``workdir`` (locked by the caller)."""
     # 1. The walk-through, with the lecture's hand-made features.
     image = lecture.X_IMAGE if args.image == "x" else lecture.O_IMAGE
     stages = print_walkthrough(image, args.image.upper())

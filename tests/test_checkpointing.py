@@ -1,5 +1,6 @@
 """Checkpoints of training runs: bit-identical resume, named trees, damaged checkpoints skipped."""
 
+import errno
 import gc
 import os
 import re
@@ -244,3 +245,29 @@ def test_fit_refuses_a_directory_of_another_run_without_resume_before_training(t
                                                    " pass `resume=True`")):
         train.fit(small_model(), (x, y), epochs=1, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
     cnnjax.checkpoint.DirectoryLock(tmp_path).acquire().release()  # the refusal released the lock
+
+
+def test_a_write_the_file_system_refuses_is_an_oserror_naming_the_directory(tmp_path, monkeypatch):
+    """TensorStore reports a full disk as a ValueError carrying the OS error (its text, as
+    a 600 KB file system filled by a run gave it); other ValueErrors pass through."""
+    failure = ValueError(
+        'RESOURCE_EXHAUSTED: Error writing "step/0" in OCDBT database at local file "/x/4.orbax-checkpoint-tmp/": '
+        "Failed to write 201075 bytes to file 9: No space left on device [os_error_code='28']")
+    ckpt = cnnjax.checkpoint.Checkpointer(tmp_path)
+
+    def failing(error):
+        def save(*args, **kwargs):
+            raise error
+        return save
+
+    try:
+        monkeypatch.setattr(ckpt._manager, "save", failing(failure))
+        with pytest.raises(OSError) as info:
+            ckpt.save(4, {"a": np.zeros(3, np.float32)}, {})
+        assert info.value.errno == errno.ENOSPC and info.value.filename == ckpt.directory
+        assert "No space left on device: the checkpoint of step 4 could not be written" in str(info.value)
+        monkeypatch.setattr(ckpt._manager, "save", failing(ValueError("another")))
+        with pytest.raises(ValueError, match="^another$"):
+            ckpt.save(4, {"a": np.zeros(3, np.float32)}, {})
+    finally:
+        ckpt.close()

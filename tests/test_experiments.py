@@ -1,6 +1,7 @@
 """The experiment scripts' mains with tiny settings, the files they write, and the notebook."""
 
 import json
+import os
 import re
 import sys
 
@@ -94,9 +95,18 @@ def test_mnist_writes_the_run_directory_and_resumes(tiny_idx, tmp_path, capsys):
     assert 0 <= results["test_accuracy"] <= 1 and results["test_images"] == 32
     assert any((workdir / "checkpoints").iterdir())
 
-    mnist.main(args + ["--epochs", "2"])  # the same run directory: resumes after epoch 1
+    (tmp_path / "link").symlink_to(tiny_idx)  # the same data through a symbolic link is the same run
+    linked = [str(tmp_path / "link") if a == str(tiny_idx) else a for a in args]
+    mnist.main(linked + ["--epochs", "2"])  # the same run directory: resumes after epoch 1
     assert "(resuming)" in capsys.readouterr().out
     assert [m["epoch"] for m in json.loads((workdir / "metrics.json").read_text())] == [1, 2]
+
+    with pytest.raises(SystemExit) as exited:  # fewer epochs than the run has trained
+        mnist.main(args + ["--epochs", "1"])
+    assert exited.value.code == 2 and capsys.readouterr().err.strip().splitlines() == [
+        f"error: {workdir} holds a run that has trained 2 epochs; --epochs 1 cannot undo them: give --epochs 2 "
+        "or more to continue it, or another --workdir."]
+    assert json.loads((workdir / "config.json").read_text())["epochs"] == 2
 
     with pytest.raises(SystemExit):
         mnist.main(args + ["--epochs", "2", "--seed", "7"])
@@ -123,6 +133,8 @@ def test_mnist_writes_the_run_directory_and_resumes(tiny_idx, tmp_path, capsys):
     (["--dataset", "MNIST!"], "argument --dataset: expected a tensorflow-datasets name such as mnist or "
                               "fashion_mnist, got 'MNIST!'"),
     (["--workdir", "{file}"], "argument --workdir: expected a directory (new, or a run to resume), not a file"),
+    (["--workdir", "{file}/run"], "argument --workdir: expected a path below directories, but {file} is a file"),
+    (["--workdir", "{nowhere}"], "argument --workdir: expected a directory or a new path, not a link to nothing"),
     (["--verbose", "3"], "argument --verbose: invalid choice: 3 (choose from 0, 1, 2)"),
     (["--num-processes", "2"], "argument --num-processes: expected 1 without --coordinator HOST:PORT, got 2"),
     (["--coordinator", "localhost", "--num-processes", "2"],
@@ -136,13 +148,56 @@ def test_mnist_refuses_a_bad_flag_before_reading_or_writing_anything(tiny_idx, t
 
     monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("data loaded despite a bad flag"))
     (tmp_path / "afile").write_text("")
-    flags = [f.format(file=tmp_path / "afile") for f in flags]
+    (tmp_path / "nowhere").symlink_to(tmp_path / "gone")
+    paths = dict(file=tmp_path / "afile", nowhere=tmp_path / "nowhere")
+    flags = [f.format(**paths) for f in flags]
     with pytest.raises(SystemExit) as info:
         load("mnist").main(["--data-dir", str(tiny_idx), "--workdir", str(tmp_path / "run"), *flags])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[0].startswith("usage: ") and ": error: " + message in err[-1]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "idx"]  # nothing written
+    assert err[0].startswith("usage: ") and ": error: " + message.format(**paths) in err[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "idx", "nowhere"]  # nothing written
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:500])
+
+
+def _raise(error):
+    def fn(*args, **kwargs):
+        raise error
+    return fn
+
+
+@pytest.mark.parametrize("case, message", [
+    ("batch", "error: --batch-size 5000 is larger than the 64 training images."),
+    ("damaged", "train-images-idx3-ubyte.gz: corrupt or truncated gzip data"),
+    ("read-only", "error: [Errno 13] Permission denied: '{workdir}'"),
+    ("full disk", "error: [Errno 28] No space left on device: the checkpoint of step 4 could not be written: "
+                  "'{workdir}/checkpoints'"),
+])
+def test_mnist_failures_are_one_error_line_and_leave_nothing(tiny_idx, tmp_path, capsys, monkeypatch, case, message):
+    import cnnjax
+
+    workdir, flags = tmp_path / "run", []
+    if case == "batch":
+        flags = ["--batch-size", "5000"]
+    elif case == "damaged":
+        _truncate(tiny_idx / "train-images-idx3-ubyte.gz")
+    elif case == "read-only":  # (a test run as root writes anywhere: the refusal the kernel gives, given here)
+        monkeypatch.setattr(cnnjax.checkpoint.DirectoryLock, "acquire",
+                            _raise(PermissionError(13, "Permission denied", str(workdir))))
+    else:
+        monkeypatch.setattr(cnnjax.checkpoint.Checkpointer, "save", _raise(OSError(
+            28, "No space left on device: the checkpoint of step 4 could not be written", f"{workdir}/checkpoints")))
+    with pytest.raises(SystemExit) as info:
+        load("mnist").main(["--data-dir", str(tiny_idx), "--epochs", "1", "--batch-size", "16", "--workdir",
+                            str(workdir), "--verbose", "0", *flags])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message.format(workdir=workdir) in err[0] and err[0].startswith("error: ")
+    if case != "full disk":  # a run that could not start writes nothing
+        assert not workdir.exists()
 
 
 def test_every_flag_has_help():
@@ -426,3 +481,17 @@ def test_mnist_across_two_processes_writes_one_run_that_matches_one_process_of_t
             assert abs(g[k] - w[k]) <= 1e-5, (k, g[k], w[k])
     assert json.loads((tmp_path / "group" / "config.json").read_text())["num_processes"] == 2
     assert (tmp_path / "group" / "saliency.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("script, flags", [
+    ("xo", []), ("knobs", ["--data-dir", "{idx}"]), ("customer_data", ["--data-dir", "{idx}"]), ("invariance", []),
+])
+def test_every_experiment_refuses_a_folder_another_run_holds(tiny_idx, tmp_path, capsys, script, flags):
+    import cnnjax
+
+    workdir = tmp_path / "held"
+    with cnnjax.checkpoint.DirectoryLock(workdir), pytest.raises(SystemExit) as info:
+        load(script).main([*(f.format(idx=tiny_idx) for f in flags), "--workdir", str(workdir)])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {workdir} is in use by process")
+    assert os.listdir(workdir) == [".lock"]
