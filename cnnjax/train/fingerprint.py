@@ -1,8 +1,8 @@
 """What makes a training run that run: the fingerprint a checkpoint records and resume checks.
 
 ``fit(checkpoint_dir=..., resume=True)`` continues a run only when this run is the same
-one: the same settings (batch size, seed, shuffling, micro-batches, compute dtype,
-parameter shapes), the same data, the same optimizer and the same loss. The last three
+one: the same settings (batch size, seed, shuffling, number of examples, segment length,
+compute dtype, parameter shapes), the same data, the same optimizer and the same loss. The last three
 are digests (SHA-256):
 
 - **data**: the shapes and dtypes of the inputs and targets, all of the targets' bytes,
