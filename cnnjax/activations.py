@@ -53,4 +53,6 @@ def softmax(logits: ArrayLike, axis: int = -1) -> jax.Array:
     """
     logits = _checks.as_array(logits, "logits")
     _checks.check_floating(logits, "logits")
+    if logits.ndim == 0:
+        raise ValueError("`logits` must have at least one axis (the classes), got a scalar.")
     return jax.nn.softmax(logits, axis=_checks.axis(axis, logits.ndim))

@@ -61,7 +61,10 @@ def _check_same_shape(predictions, targets, name: str = "predictions"):
     predictions = _checks.as_array(predictions, name)
     targets = _checks.as_array(targets, "targets")
     _checks.check_floating(predictions, name)
-    if predictions.ndim < 1 or targets.shape != predictions.shape:
+    if predictions.ndim < 1:
+        raise ValueError(f"`{name}` must have at least one axis ({'classes' if name == 'logits' else 'values'} last), "
+                         "got a scalar.")
+    if targets.shape != predictions.shape:
         raise ValueError(
             f"`targets` must have the shape of `{name}` {tuple(predictions.shape)}, got {tuple(targets.shape)}."
         )

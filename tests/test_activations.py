@@ -45,5 +45,7 @@ def test_softmax_axis_is_checked_and_honoured():
         cnnjax.softmax(logits, axis=5)
     with pytest.raises(TypeError, match=re.escape("`axis` must be an int, got 0.5")):
         cnnjax.softmax(logits, axis=0.5)
+    with pytest.raises(ValueError, match=re.escape("`logits` must have at least one axis (the classes), got a scalar")):
+        cnnjax.softmax(jnp.array(1.0))
     e = np.exp(np.asarray(logits))
     np.testing.assert_allclose(cnnjax.softmax(logits, axis=-2), e / e.sum(0), rtol=1e-6)
