@@ -5,7 +5,8 @@ Flax modules and models are built on:
 
 - :func:`conv` -- "Convolution: trying every possible match" (:mod:`cnnjax.conv`)
 - :func:`conv_transpose` -- convolution's transpose, its input-gradient (:mod:`cnnjax.conv`)
-- :func:`maxpool`, :func:`avgpool`, :func:`global_maxpool`, :func:`global_avgpool` --
+- :func:`maxpool`, :func:`avgpool`, :func:`global_maxpool`, :func:`global_avgpool`,
+  :func:`adaptive_avgpool`, :func:`adaptive_maxpool` --
   "Pooling: shrinking the image" (:mod:`cnnjax.pool`)
 - :func:`relu` -- "ReLU: no negative values" (:mod:`cnnjax.activations`)
 - :func:`flatten`, :func:`dense` -- "Flattening and fully connected layers"
@@ -20,7 +21,7 @@ from .activations import relu, softmax
 from .conv import conv, conv_transpose
 from .dense import dense, flatten
 from .losses import accuracy, categorical_crossentropy, sparse_categorical_crossentropy
-from .pool import avgpool, global_avgpool, global_maxpool, maxpool
+from .pool import adaptive_avgpool, adaptive_maxpool, avgpool, global_avgpool, global_maxpool, maxpool
 from .summary import print_summary, summary
 
 __version__ = "0.1.0"
@@ -42,6 +43,8 @@ __all__ = [
     "__version__",
     "accuracy",
     "audio",
+    "adaptive_avgpool",
+    "adaptive_maxpool",
     "avgpool",
     "categorical_crossentropy",
     "checkpoint",

@@ -31,7 +31,7 @@ from . import _checks
 from .activations import relu, softmax
 from .conv import conv, conv_transpose
 from .dense import dense, flatten
-from .pool import avgpool, global_avgpool, global_maxpool, maxpool
+from .pool import adaptive_avgpool, adaptive_maxpool, avgpool, global_avgpool, global_maxpool, maxpool
 
 Initializer = Callable[..., jax.Array]
 
@@ -348,6 +348,32 @@ class AvgPool(_Pool):
                        count_include_pad=self.count_include_pad)
 
 
+class _AdaptivePool(Layer):
+    """An output size checked once; it fixes the spatial rank (an int is a square 2-D
+    output, as PyTorch's ``AdaptiveAvgPool2d(6)``), so one example is told from a batch."""
+
+    def __init__(self, output_size: int | Sequence[int]):
+        n = _checks.window_rank(output_size, "output_size", default=2)
+        self.output_size = _checks.positive_tuple(output_size, n, "output_size")
+
+
+class AdaptiveAvgPool(_AdaptivePool):
+    """Average pooling to a fixed output size (:func:`cnnjax.adaptive_avgpool`; PyTorch's
+    ``AdaptiveAvgPool1d/2d/3d``): ``(N, *spatial, C) -> (N, *output_size, C)``, or
+    ``(*spatial, C) -> (*output_size, C)`` for one example."""
+
+    def forward(self, x):
+        return adaptive_avgpool(x, self.output_size)
+
+
+class AdaptiveMaxPool(_AdaptivePool):
+    """Max pooling to a fixed output size (:func:`cnnjax.adaptive_maxpool`; PyTorch's
+    ``AdaptiveMaxPool1d/2d/3d``); shapes as :class:`AdaptiveAvgPool`."""
+
+    def forward(self, x):
+        return adaptive_maxpool(x, self.output_size)
+
+
 class _GlobalPool(Layer):
     """A reduction over every position of each map: ``spatial_dims`` fixes the spatial rank
     (2 by default, Keras' ``Global...Pooling2D``), so one example is told from a batch."""
@@ -550,6 +576,8 @@ def snake_case(name: str) -> str:
 
 
 __all__ = [
+    "AdaptiveAvgPool",
+    "AdaptiveMaxPool",
     "AvgPool",
     "BatchNorm",
     "Call",

@@ -183,6 +183,97 @@ def _window_counts(spatial, window, stride, pads, full, include_pad) -> np.ndarr
     return counts
 
 
+def _adaptive_geometry(x, output_size):
+    """``(x with a batch axis, unbatch, output sizes)``: the rank from ``output_size`` (an
+    int is a square 2-D output, as PyTorch's ``AdaptiveAvgPool2d(6)``)."""
+    x = _checks.as_array(x, "x")
+    n = _checks.window_rank(output_size, "output_size", default=2)
+    sizes = _checks.positive_tuple(output_size, n, "output_size")
+    if x.ndim not in (n + 1, n + 2):
+        raise ValueError(f"`x` must have shape (N, *spatial, C) or (*spatial, C) with {n} spatial dims to match "
+                         f"`output_size`={output_size!r}, got shape {tuple(x.shape)} (rank {x.ndim}).")
+    batched = x.ndim == n + 2
+    xb = x if batched else x[None]
+    if 0 in xb.shape[1:-1]:
+        raise ValueError(f"`x` must have at least one position in each spatial dim, got shape {tuple(x.shape)}.")
+    return xb, (lambda y: y) if batched else (lambda y: y[0]), sizes
+
+
+def adaptive_windows(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's adaptive windows of an axis of ``size`` cells pooled to ``out``: window
+    ``i`` covers ``[floor(i * size / out), ceil((i + 1) * size / out))``. Returns
+    ``(indices, valid)``, each ``(out, longest window)``; a shorter window's extra slots
+    repeat its first cell and are not valid.
+
+    >>> adaptive_windows(5, 3)[0].tolist()  # windows [0, 2), [1, 4), [3, 5)
+    [[0, 1, 0], [1, 2, 3], [3, 4, 3]]
+    """
+    i = np.arange(out)
+    starts, ends = (i * size) // out, -((-(i + 1) * size) // out)
+    slots = starts[:, None] + np.arange(int((ends - starts).max()))[None]
+    valid = slots < ends[:, None]
+    return np.where(valid, slots, starts[:, None]), valid
+
+
+def _adaptive(xb, sizes, reduce):
+    """``reduce(windows, valid, axis)`` along each spatial axis in turn: a box window is
+    the product of one interval per axis, so the pools separate."""
+    for axis, out in enumerate(sizes, start=1):
+        index, valid = adaptive_windows(xb.shape[axis], out)
+        windows = jnp.take(xb, index.reshape(-1), axis=axis)
+        windows = windows.reshape(*xb.shape[:axis], *index.shape, *xb.shape[axis + 1:])
+        xb = reduce(windows, valid.reshape(*index.shape, *(1,) * (xb.ndim - axis - 1)), axis + 1)
+    return xb
+
+
+def adaptive_avgpool(x: ArrayLike, output_size: int | tuple[int, ...]) -> jax.Array:
+    """Average pooling to a fixed output size (``torch.nn.functional.adaptive_avg_pool1d/2d/3d``):
+    output cell ``i`` of an axis of ``size`` cells averages cells
+    ``floor(i * size / out)`` to ``ceil((i + 1) * size / out) - 1``. AlexNet's head pools
+    to 6x6 this way whatever the input size.
+
+    Args:
+      x: floating point, ``(N, *spatial, C)`` or one example ``(*spatial, C)``.
+      output_size: an int (a square 2-D output) or one size per spatial dimension (which
+        fixes the spatial rank); larger than the input repeats cells, as in PyTorch.
+
+    Returns:
+      ``(N, *output_size, C)`` (``(*output_size, C)`` for one example), dtype of ``x``.
+
+    >>> import jax.numpy as jnp
+    >>> adaptive_avgpool(jnp.arange(5.0).reshape(5, 1), (3,))[:, 0]
+    Array([0.5, 2. , 3.5], dtype=float32)
+    """
+    xb, unbatch, sizes = _adaptive_geometry(x, output_size)
+    _checks.check_floating(xb, "x")
+
+    def mean(windows, valid, axis):  # where, not a product: a NaN outside a window stays outside
+        total = jnp.sum(jnp.where(valid, windows, 0), axis=axis)
+        return total / jnp.asarray(valid.sum(axis=1), windows.dtype)  # (out, 1, ...): right-aligned
+
+    return unbatch(_adaptive(xb, sizes, mean))
+
+
+def adaptive_maxpool(x: ArrayLike, output_size: int | tuple[int, ...]) -> jax.Array:
+    """Max pooling to a fixed output size (``torch.nn.functional.adaptive_max_pool1d/2d/3d``),
+    over the windows of :func:`adaptive_avgpool`; NaN wins, and the gradient goes to each
+    window's first maximum.
+
+    Args, Returns: as :func:`adaptive_avgpool`; ``x`` real numeric.
+    """
+    xb, unbatch, sizes = _adaptive_geometry(x, output_size)
+    if not (jnp.issubdtype(xb.dtype, jnp.floating) or jnp.issubdtype(xb.dtype, jnp.integer)):
+        raise TypeError(f"`x` must have a real numeric dtype, got {xb.dtype}.")
+    low = -jnp.inf if jnp.issubdtype(xb.dtype, jnp.floating) else jnp.iinfo(xb.dtype).min
+
+    def first_max(windows, valid, axis):  # argmax is NaN-aware where XLA:CPU's max is not
+        windows = jnp.where(valid, windows, jnp.asarray(low, windows.dtype))
+        index = jnp.argmax(windows, axis=axis, keepdims=True)
+        return jnp.take_along_axis(windows, index, axis=axis).squeeze(axis)
+
+    return unbatch(_adaptive(xb, sizes, first_max))
+
+
 def _global_axes(x, spatial_dims):
     x = _checks.as_array(x, "x")
     if spatial_dims is None:
@@ -271,4 +362,5 @@ def _ceil_pads(spatial, window, stride, pads, floor_sizes):
     return tuple(out_pads)
 
 
-__all__ = ["avgpool", "global_avgpool", "global_maxpool", "maxpool"]
+__all__ = ["adaptive_avgpool", "adaptive_maxpool", "adaptive_windows", "avgpool", "global_avgpool", "global_maxpool",
+           "maxpool"]

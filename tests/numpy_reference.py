@@ -97,6 +97,22 @@ def avgpool(x, window, stride, pads, ceil_mode, count_include_pad):
     return out
 
 
+def adaptive_pool(x, output_size, reduce):
+    """PyTorch's adaptive pooling from its definition: output cell ``i`` of an axis of
+    ``size`` cells reduces cells ``floor(i * size / out)`` to ``ceil((i + 1) * size / out) - 1``
+    (computed here in floating point), ``reduce`` being ``np.mean`` or ``np.max``."""
+    x = np.asarray(x, np.float64)
+    n = x.ndim - 2
+    spatial = x.shape[1:-1]
+    out = np.zeros((x.shape[0], *output_size, x.shape[-1]))
+    for pos in itertools.product(*(range(o) for o in output_size)):
+        ranges = [slice(math.floor(p * spatial[i] / output_size[i]), math.ceil((p + 1) * spatial[i] / output_size[i]))
+                  for i, p in enumerate(pos)]
+        out[(slice(None), *pos, slice(None))] = reduce(x[(slice(None), *ranges, slice(None))],
+                                                       axis=tuple(range(1, n + 1)))
+    return out
+
+
 def grouped_conv(x, kernel, stride, pads, dilation, groups):
     """Each group of C_in / groups input channels convolved with its own C_out / groups filters."""
     c_in, c_out = x.shape[-1], kernel.shape[-1]

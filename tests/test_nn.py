@@ -233,6 +233,8 @@ def _layers_of_rank(n, rngs):
         nn.MaxPool((3,) * n, 1, padding=1),
         nn.AvgPool(window, padding="SAME", count_include_pad=True),
         nn.AvgPool((3,) * n, 2, padding=1, count_include_pad=False),
+        nn.AdaptiveAvgPool(3 if n == 2 else (3,) * n),
+        nn.AdaptiveMaxPool((2,) * n),
         nn.GlobalAvgPool(spatial_dims=n),
         nn.GlobalMaxPool(spatial_dims=n),
         nn.Flatten(spatial_dims=n),
