@@ -7,6 +7,11 @@
   layer's input, named as in the lecture's code).
 - :func:`xo_net` -- the X's-and-O's network of the first half: three 3x3 features,
   ReLU, pooling twice ("deep stacking"), a fully connected vote over two classes.
+- :func:`alexnet` -- the network the lecture opens with (Krizhevsky, Sutskever and
+  Hinton, 2012), in torchvision's layout: 61,100,840 parameters.
+
+Weights trained elsewhere load with :func:`load_keras_weights` (Keras' ``get_weights()``
+order) and :func:`load_torch_weights` (a PyTorch ``state_dict``).
 
 Input shape and number of classes are keywords, so the same models serve MNIST,
 Fashion-MNIST, KMNIST (28x28x1) or 32x32x3 colour images. Softmax is not part of the
@@ -15,7 +20,7 @@ models: it lives in the loss (:mod:`cnnjax.losses`) and in ``predict``-style hel
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -24,7 +29,7 @@ import numpy as np
 from flax import nnx
 
 from . import _checks, lecture
-from .nn import Conv, Dense, Flatten, MaxPool, ReLU, Sequential, capture
+from .nn import AdaptiveAvgPool, Conv, Dense, Dropout, Flatten, MaxPool, ReLU, Sequential, capture
 
 
 def _input_shape(input_shape: Any, images: bool = True) -> tuple[int, ...]:
@@ -176,6 +181,61 @@ def xo_net(
     return model
 
 
+def alexnet(
+    *,
+    input_shape: Sequence[int] = (224, 224, 3),
+    num_classes: int = 1000,
+    dropout: float = 0.5,
+    dtype: Any = None,
+    rngs: nnx.Rngs,
+) -> Sequential:
+    """AlexNet, in torchvision's layout (``torchvision.models.alexnet``): 61,100,840
+    parameters for 1,000 classes, whatever the input size.
+
+    Conv(64, 11x11, stride 4, padding 2, relu) -> MaxPool(3, 2) -> Conv(192, 5x5,
+    padding 2, relu) -> MaxPool(3, 2) -> Conv(384, 3x3, padding 1, relu) -> Conv(256,
+    3x3, padding 1, relu) -> Conv(256, 3x3, padding 1, relu) -> MaxPool(3, 2) ->
+    AdaptiveAvgPool(6) -> Flatten -> Dropout -> Dense(4096, relu) -> Dropout ->
+    Dense(4096, relu) -> Dense(num_classes).
+
+    This is torchvision's single-tower network (Krizhevsky's 2014 "one weird trick"
+    variant: 64 and 192 channels where the 2012 paper split 96 and 256 over two GPUs,
+    and no local response normalisation); its weights load with
+    :func:`load_torch_weights` and give torchvision's logits. The initialisers are
+    cnnjax's (Glorot uniform), not torchvision's.
+
+    Args:
+      input_shape: ``(H, W, C)`` of one example, at least 63x63 (the last max pool needs
+        a 3x3 map); the adaptive pool makes the head 6x6x256 for any size.
+      num_classes: number of logits.
+      dropout: the rate of both Dropout layers (active in training mode only; their
+        masks come from ``rngs``' ``dropout`` stream).
+      dtype, rngs: as :func:`mnist_sequential`.
+
+    Returns:
+      A :class:`cnnjax.nn.Sequential` mapping ``(N, H, W, C)`` to ``(N, num_classes)``.
+    """
+    shape = _input_shape(input_shape)
+    if min(shape[:2]) < 63:
+        raise ValueError(f"`input_shape` must be at least 63x63 for AlexNet (its last max pool needs a 3x3 map), "
+                         f"got {shape}.")
+    num_classes = _checks.positive_int(num_classes, "num_classes")
+    relu = dict(activation="relu", dtype=dtype, rngs=rngs)
+    model = Sequential(
+        Conv(shape[-1], 64, 11, stride=4, padding=2, **relu), MaxPool(3, 2),
+        Conv(64, 192, 5, padding=2, **relu), MaxPool(3, 2),
+        Conv(192, 384, 3, padding=1, **relu),
+        Conv(384, 256, 3, padding=1, **relu),
+        Conv(256, 256, 3, padding=1, **relu), MaxPool(3, 2),
+        AdaptiveAvgPool(6), Flatten(),
+        Dropout(dropout, rngs=rngs), Dense(256 * 6 * 6, 4096, **relu),
+        Dropout(dropout, rngs=rngs), Dense(4096, 4096, **relu),
+        Dense(4096, num_classes, dtype=dtype, rngs=rngs),
+    )
+    model.input_shape = shape
+    return model
+
+
 def weighted_layers(model, input_shape: Sequence[int] | None = None) -> list:
     """The layers holding parameters, in call order (the order of Keras' ``get_weights``)."""
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
@@ -230,9 +290,101 @@ def load_keras_weights(model, weights: Sequence[Any], input_shape: Sequence[int]
     return model
 
 
+def load_torch_weights(model, state_dict: Mapping[str, Any], input_shape: Sequence[int] | None = None):
+    """Fills ``model`` in place from a PyTorch ``state_dict`` of the same network, so that
+    channels-last inputs give the logits PyTorch gives for the same images channels-first.
+
+    The state dict's modules with weights are matched, in order, to the model's layers
+    with weights in call order (PyTorch lists a ``Sequential``'s modules in call order):
+
+    - a convolution's weight ``(out, in, *kernel)`` becomes the kernel ``(*kernel, in, out)``
+      (OIHW -> HWIO);
+    - a linear layer's weight ``(out, in)`` becomes the kernel ``(in, out)``; for the first
+      dense layer after a :class:`~cnnjax.nn.Flatten` of a map ``(*spatial, C)``, its
+      inputs are reordered from PyTorch's flatten order (channels first, ``c*H*W + h*W +
+      w``) to cnnjax's (channels last, ``h*W*C + w*C + c``);
+    - biases load as they are.
+
+    Args:
+      model: a cnnjax model of the same architecture (e.g. :func:`alexnet` for
+        ``torchvision.models.alexnet``).
+      state_dict: ``{name: tensor}`` as ``torch_model.state_dict()`` gives (torch
+        tensors or NumPy arrays).
+      input_shape: ``(H, W, C)``; defaults to the model's recorded ``input_shape``.
+
+    Returns:
+      ``model``, for chaining.
+
+    Raises:
+      ValueError: if the modules and layers do not pair up (naming both lists), a shape
+        does not match (naming the PyTorch entry and the cnnjax layer), or the state dict
+        holds batch-norm statistics (not converted).
+    """
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in state_dict.items():
+        prefix, _, name = str(key).rpartition(".")
+        if name in ("running_mean", "running_var", "num_batches_tracked"):
+            raise ValueError(f"`state_dict` holds batch-norm statistics ({key!r}): load_torch_weights converts "
+                             "convolution and linear layers only.")
+        if name not in ("weight", "bias"):
+            raise ValueError(f"`state_dict` entry {key!r} is neither a weight nor a bias.")
+        value = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        groups.setdefault(prefix, {})[name] = value
+    shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+    if shape is None:
+        raise ValueError("`input_shape` is needed: the model does not record one.")
+    _, calls = capture(model, jax.ShapeDtypeStruct((1, *_input_shape(shape, images=False)), jnp.float32))
+    layers, flattened = [], None  # (call, the map a Flatten turned into this dense layer's inputs)
+    for call in calls:
+        if isinstance(call.layer, Flatten):
+            flattened = tuple(call.input.shape[1:])
+        elif isinstance(call.layer, (Conv, Dense)):
+            layers.append((call, flattened if isinstance(call.layer, Dense) else None))
+            flattened = None
+    if len(groups) != len(layers):
+        raise ValueError(f"`state_dict` holds {len(groups)} modules with weights ({', '.join(groups)}) but the model "
+                         f"has {len(layers)} layers with weights ({', '.join(c.name for c, _ in layers)}).")
+    updates = []
+    for (prefix, tensors), (call, flat_map) in zip(groups.items(), layers):
+        layer, w = call.layer, tensors.get("weight")
+        if w is None:
+            raise ValueError(f"`state_dict` has no {prefix}.weight for the {call.name} layer.")
+        if isinstance(layer, Conv):
+            kernel = np.transpose(w, (*range(2, w.ndim), 1, 0)) if w.ndim >= 3 else w
+        else:
+            kernel = w.T
+            if flat_map is not None and w.ndim == 2 and w.shape[1] == _checks.prod(flat_map):
+                *spatial, channels = flat_map
+                kernel = np.moveaxis(w.reshape(w.shape[0], channels, *spatial), 1, -1).reshape(w.shape[0], -1).T
+        if kernel.shape != tuple(layer.kernel.shape):
+            raise ValueError(f"`state_dict`'s {prefix}.weight of shape {w.shape} does not fit the {call.name} layer's "
+                             f"kernel {tuple(layer.kernel.shape)} (as PyTorch's layout: "
+                             f"{_torch_layout(layer)}).")
+        updates.append((layer.kernel, kernel))
+        bias = tensors.get("bias")
+        if (bias is None) != (layer.bias is None):
+            raise ValueError(f"`state_dict`'s {prefix} {'has no' if bias is None else 'has a'} bias but the "
+                             f"{call.name} layer {'has one' if bias is None else 'has none'}.")
+        if bias is not None:
+            if bias.shape != tuple(layer.bias.shape):
+                raise ValueError(f"`state_dict`'s {prefix}.bias of shape {bias.shape} does not fit the {call.name} "
+                                 f"layer's bias {tuple(layer.bias.shape)}.")
+            updates.append((layer.bias, bias))
+    for variable, value in updates:
+        variable[...] = jnp.asarray(value, variable.dtype)
+    return model
+
+
+def _torch_layout(layer) -> tuple[int, ...]:
+    kernel = tuple(layer.kernel.shape)
+    return (kernel[-1], kernel[-2], *kernel[:-2]) if isinstance(layer, Conv) else (kernel[1], kernel[0])
+
+
 __all__ = [
     "MnistFunctional",
+    "alexnet",
     "load_keras_weights",
+    "load_torch_weights",
     "mnist_functional",
     "mnist_sequential",
     "weighted_layers",

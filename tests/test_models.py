@@ -181,3 +181,95 @@ def test_every_model_gives_per_example_outputs_and_gradients_under_vmap(make, sh
     assert len(leaves) == len(alone_leaves) == len(jax.tree.leaves(params)) > 0
     for got, want in zip(leaves, alone_leaves, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_alexnet_is_torchvisions_layout():
+    model = nnx.eval_shape(lambda: models.alexnet(rngs=nnx.Rngs(0)))  # shapes only: 61M parameters
+    assert n_params(model) == 61_100_840  # torchvision.models.alexnet()
+    kernels = [tuple(layer.kernel.shape) for layer in model.layers if isinstance(layer, (nn.Conv, nn.Dense))]
+    assert kernels == [(11, 11, 3, 64), (5, 5, 64, 192), (3, 3, 192, 384), (3, 3, 384, 256), (3, 3, 256, 256),
+                       (9216, 4096), (4096, 4096), (4096, 1000)]
+    with pytest.raises(ValueError, match=re.escape("must be at least 63x63 for AlexNet")):
+        models.alexnet(input_shape=(32, 32, 3), rngs=nnx.Rngs(0))
+
+
+def _torch_forward(layout, state, x_nchw):
+    """What PyTorch computes, written with jax.lax in its own layouts: NCHW maps, OIHW
+    weights, ``x @ W.T + b``, channels-first flattening, its adaptive average pool."""
+    x = jnp.asarray(x_nchw, jnp.float32)
+    for op, *args in layout:
+        if op == "conv":
+            name, stride, pad = args
+            x = jax.lax.conv_general_dilated(x, jnp.asarray(state[f"{name}.weight"], jnp.float32), (stride,) * 2,
+                                             [(pad, pad)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            x = x + jnp.asarray(state[f"{name}.bias"], jnp.float32)[None, :, None, None]
+        elif op == "relu":
+            x = jnp.maximum(x, 0)
+        elif op == "maxpool":
+            k, s = args
+            x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, k, k), (1, 1, s, s), "VALID")
+        elif op == "adaptive":
+            x = jnp.moveaxis(jnp.asarray(ref.adaptive_pool(jnp.moveaxis(x, 1, -1), (args[0],) * 2, np.mean)), -1, 1)
+        elif op == "flatten":
+            x = x.reshape(x.shape[0], -1)  # (C, H, W) order
+        else:
+            x = x @ jnp.asarray(state[f"{args[0]}.weight"], jnp.float32).T + jnp.asarray(state[f"{args[0]}.bias"])
+    return np.asarray(x)
+
+
+def _random_state(layout, shapes, rng):
+    state = {}
+    for (_op, *args), shape in zip([o for o in layout if o[0] in ("conv", "linear")], shapes):
+        fan_in = int(np.prod(shape[1:]))
+        state[f"{args[0]}.weight"] = (rng.normal(size=shape) / np.sqrt(fan_in)).astype(np.float32)
+        state[f"{args[0]}.bias"] = rng.normal(size=shape[0]).astype(np.float32) * 0.1
+    return state
+
+
+def test_pytorch_weights_give_pytorchs_logits():
+    """A PyTorch-style network (conv, pool, conv, flatten, two linear layers; weights OIHW and
+    (out, in), flattening channels first) against the same network in cnnjax, channels last."""
+    layout = [("conv", "features.0", 1, 1), ("relu",), ("maxpool", 2, 2), ("conv", "features.3", 2, 0), ("relu",),
+              ("flatten",), ("linear", "classifier.0"), ("relu",), ("linear", "classifier.2")]
+    state = _random_state(layout, [(6, 3, 3, 3), (5, 6, 3, 3), (7, 5 * 3 * 3), (4, 7)], np.random.default_rng(0))
+    rngs = nnx.Rngs(0)
+    model = nn.Sequential(nn.Conv(3, 6, 3, padding=1, activation="relu", rngs=rngs), nn.MaxPool(2),
+                          nn.Conv(6, 5, 3, stride=2, activation="relu", rngs=rngs), nn.Flatten(),
+                          nn.Dense(45, 7, activation="relu", rngs=rngs), nn.Dense(7, 4, rngs=rngs))
+    x = np.random.default_rng(1).normal(size=(2, 3, 14, 14)).astype(np.float32)  # NCHW, as PyTorch takes it
+    assert models.load_torch_weights(model, state, input_shape=(14, 14, 3)) is model
+    np.testing.assert_allclose(model(jnp.moveaxis(x, 1, -1)), _torch_forward(layout, state, x), rtol=1e-5, atol=1e-5)
+
+
+def test_torchvision_alexnet_weights_give_its_logits():
+    layout = [("conv", "features.0", 4, 2), ("relu",), ("maxpool", 3, 2), ("conv", "features.3", 1, 2), ("relu",),
+              ("maxpool", 3, 2), ("conv", "features.6", 1, 1), ("relu",), ("conv", "features.8", 1, 1), ("relu",),
+              ("conv", "features.10", 1, 1), ("relu",), ("maxpool", 3, 2), ("adaptive", 6), ("flatten",),
+              ("linear", "classifier.1"), ("relu",), ("linear", "classifier.4"), ("relu",), ("linear", "classifier.6")]
+    shapes = [(64, 3, 11, 11), (192, 64, 5, 5), (384, 192, 3, 3), (256, 384, 3, 3), (256, 256, 3, 3),
+              (4096, 9216), (4096, 4096), (10, 4096)]
+    state = _random_state(layout, shapes, np.random.default_rng(0))  # torchvision's names and shapes, 10 classes
+    model = models.alexnet(input_shape=(127, 127, 3), num_classes=10, rngs=nnx.Rngs(0))  # 3x3 -> 6x6 adaptively
+    models.load_torch_weights(model, state)
+    model.eval()  # Dropout off, as torch's model.eval()
+    x = np.random.default_rng(1).uniform(size=(2, 3, 127, 127)).astype(np.float32)
+    np.testing.assert_allclose(model(jnp.moveaxis(x, 1, -1)), _torch_forward(layout, state, x), rtol=1e-4, atol=1e-5)
+    per_example = jax.vmap(model)(jnp.moveaxis(x, 1, -1))  # every model: one example at a time as in its batch
+    np.testing.assert_allclose(per_example, _torch_forward(layout, state, x), rtol=1e-4, atol=1e-5)
+
+
+def test_pytorch_weights_errors():
+    rngs = nnx.Rngs(0)
+    model = nn.Sequential(nn.Conv(3, 6, 3, rngs=rngs), nn.Flatten(), nn.Dense(6 * 4 * 4, 2, rngs=rngs))
+    state = {"0.weight": np.ones((6, 3, 3, 3)), "0.bias": np.ones(6), "2.weight": np.ones((2, 96)),
+             "2.bias": np.ones(2)}
+    before = np.asarray(model.layers[0].kernel[...]).copy()
+    with pytest.raises(ValueError, match=re.escape("`state_dict` holds 1 modules with weights (0) but the model has 2 "
+                                                   "layers with weights (conv, dense)")):
+        models.load_torch_weights(model, {k: v for k, v in state.items() if k.startswith("0.")}, input_shape=(6, 6, 3))
+    with pytest.raises(ValueError, match=re.escape("`state_dict`'s 2.weight of shape (2, 95) does not fit the dense "
+                                                   "layer's kernel (96, 2) (as PyTorch's layout: (2, 96))")):
+        models.load_torch_weights(model, {**state, "2.weight": np.ones((2, 95))}, input_shape=(6, 6, 3))
+    with pytest.raises(ValueError, match=re.escape("holds batch-norm statistics ('1.running_mean')")):
+        models.load_torch_weights(model, {**state, "1.running_mean": np.zeros(6)}, input_shape=(6, 6, 3))
+    np.testing.assert_array_equal(model.layers[0].kernel[...], before)  # nothing half-loaded
