@@ -13,6 +13,7 @@ channels-last layout Keras and Flax use.
 from __future__ import annotations
 
 import jax
+import numpy as np
 from jax.typing import ArrayLike
 
 from . import _checks, lowering
@@ -86,10 +87,11 @@ def conv(
     >>> round(float(y[0, 0, 0, 0]) * 9)
     7
     """
+    given = tuple(np.shape(x))
     x, kernel, unbatch, n = _inputs(x, kernel)
     groups = _checks.positive_int(groups, "groups")
     c_in, c_out = x.shape[-1], kernel.shape[-1]
-    _check_groups(c_in, c_out, kernel, groups, "C_out", tuple(x.shape))
+    _check_groups(c_in, c_out, kernel, groups, "C_out", given)
     window = tuple(kernel.shape[:n])
     stride = _checks.positive_tuple(stride, n, "stride")
     dilation = _checks.positive_tuple(dilation, n, "dilation")
@@ -143,9 +145,15 @@ def _check_groups(c_in: int, c_out: int, kernel, groups: int, out_name: str, x_s
                          f"channels {out_name} of `kernel` {shape}.")
     if shape[-2] * groups != c_in:
         per_group = "" if groups == 1 else f" = {shape[-2]} per group x groups={groups}"
+        expected = shape[-2] * groups
+        first = len(x_shape) - len(shape) + 1  # where channels-first data holds its channels
+        hint = ""
+        if 0 <= first < len(x_shape) - 1 and x_shape[first] == expected:
+            hint = (f"; it looks channels-first (PyTorch's NCHW): cnnjax is channels-last (..., H, W, C), "
+                    f"move the axis with `jnp.moveaxis(x, {first}, -1)`")
         raise ValueError(
             f"`x` has {c_in} input channels (last axis of shape {x_shape}) but `kernel` expects "
-            f"{shape[-2] * groups}{per_group} (axis -2 of shape {shape})."
+            f"{expected}{per_group} (axis -2 of shape {shape}){hint}."
         )
 
 

@@ -210,3 +210,17 @@ def test_per_example_gradients_with_vmap_grad():
 def test_new_argument_errors(call, error, message):
     with pytest.raises(error, match=re.escape(message)):
         call()
+
+
+def test_channels_first_input_is_named_with_the_shape_given_and_the_axis_to_move():
+    kernel = jnp.zeros((3, 3, 1, 32))
+    with pytest.raises(ValueError, match=re.escape(
+            "`x` has 28 input channels (last axis of shape (8, 1, 28, 28)) but `kernel` expects 1 (axis -2 of shape "
+            "(3, 3, 1, 32)); it looks channels-first (PyTorch's NCHW): cnnjax is channels-last (..., H, W, C), move "
+            "the axis with `jnp.moveaxis(x, 1, -1)`.")):
+        cnnjax.conv(jnp.zeros((8, 1, 28, 28)), kernel)
+    with pytest.raises(ValueError, match=re.escape("(last axis of shape (3, 32, 32)) but `kernel` expects 3 (axis -2 of "
+                                                   "shape (3, 3, 3, 8)); it looks channels-first")):
+        cnnjax.conv(jnp.zeros((3, 32, 32)), jnp.zeros((3, 3, 3, 8)))  # one example: the shape as given
+    with pytest.raises(ValueError, match=r"\(axis -2 of shape \(3, 3, 3, 8\)\)\.$"):  # no hint when it is not that
+        cnnjax.conv(jnp.zeros((1, 32, 32, 5)), jnp.zeros((3, 3, 3, 8)))
