@@ -81,7 +81,9 @@ def fit(
       steps_per_segment: steps between visits of the host (progress, NaN checks,
         callbacks' ``on_train_batch_end``, checkpoints); default about a tenth of an epoch.
       checkpoint_dir: save checkpoints here (after every segment when
-        ``steps_per_segment`` is given, and after every epoch).
+        ``steps_per_segment`` is given, and after every epoch), with the run's
+        fingerprint (:mod:`cnnjax.train.fingerprint`: its digest of the data reads a
+        random-access source's 1,024 sampled rows once).
       keep_checkpoints: how many recent checkpoints to keep.
       resume: continue from the newest readable checkpoint in ``checkpoint_dir``, if any;
         the result equals an uninterrupted run's bit for bit on CPU.

@@ -218,7 +218,11 @@ def warn_if_unscaled(name: str, inputs: Any) -> None:
     """Warns (once per call) when ``inputs`` look like unscaled pixels: every value read a
     whole number, none negative, some above 1 (as ``uint8`` images cast to float without
     ``/ 255``). Such inputs train far worse (the lecture's model: loss 107 against 2.3
-    after one epoch) and nothing else fails. Reads :data:`UNSCALED_SAMPLE` rows."""
+    after one epoch) and nothing else fails. Reads :data:`UNSCALED_SAMPLE` rows of a NumPy
+    array or memory map; another random-access source is not read (each process reads
+    only its own slices of it)."""
+    if not isinstance(inputs, np.ndarray):
+        return
     n = inputs.shape[0]
     rows = np.unique(np.linspace(0, n - 1, min(n, UNSCALED_SAMPLE)).astype(np.int64))
     sample = np.asarray(inputs[rows])
