@@ -86,6 +86,20 @@ def _report(layer, x, y):
     return y
 
 
+_WHERE = "_cnnjax_where"  # set on an error once it says where in a model it arose
+
+
+def _in_layer(error: Exception, where: str) -> Exception:
+    """``error`` (a ValueError or TypeError raised by a layer) with ``where`` appended, once:
+    the innermost place that knows more (a :class:`Sequential` naming the layer) wins."""
+    if type(error) not in (ValueError, TypeError) or getattr(error, _WHERE, None) == "named":
+        return error
+    message = str(error).split(" [", 1)[0] if getattr(error, _WHERE, None) else str(error)
+    out = type(error)(f"{message} [{where}]")
+    setattr(out, _WHERE, "named" if where.startswith("in layer ") else "layer")
+    return out
+
+
 def _static_padding(padding, n, window, stride):
     """Checks the form of ``padding`` and returns it hashable: a string or explicit pairs."""
     pairs = _checks.padding_pairs(padding, n, window, window, stride)
@@ -103,7 +117,11 @@ class Layer(nnx.Module):
         raise NotImplementedError
 
     def __call__(self, x):
-        return _report(self, x, self.forward(x))
+        try:
+            y = self.forward(x)
+        except (ValueError, TypeError) as e:
+            raise _in_layer(e, f"in a {type(self).__name__} layer given shape {tuple(jnp.shape(x))}") from e
+        return _report(self, x, y)
 
     def flops(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> int:
         """Forward FLOPs for one example (2 x multiply-adds); 0 for layers without any."""
@@ -461,8 +479,16 @@ class Sequential(nnx.Module):
         self.layers = nnx.List(layers)
 
     def __call__(self, x):
-        for layer in self.layers:
-            x = layer(x)
+        shapes = [tuple(jnp.shape(x))]
+        for i, layer in enumerate(self.layers):
+            try:
+                x = layer(x)
+            except (ValueError, TypeError) as e:
+                names = _names(self.layers)
+                path = " -> ".join([f"input {shapes[0]}", *(f"{n} {s}" for n, s in zip(names, shapes[1:]))])
+                raise _in_layer(e, f"in layer {names[i]} ({type(layer).__name__}, layers[{i}]) of the "
+                                   f"Sequential; shapes on the way: {path}") from e
+            shapes.append(tuple(jnp.shape(x)))
         return x
 
     def __len__(self) -> int:
@@ -492,16 +518,22 @@ def _recording() -> Iterator[list]:
         _recorder.reset(token)
 
 
-def _named(record: Sequence[tuple[Any, Any, Any]]) -> list[Call]:
-    """Keras-style names (``conv``, ``conv_1``, ...) for ``(layer, input, output)`` in call order."""
+def _names(layers: Sequence[Any]) -> list[str]:
+    """Keras-style names of ``layers`` in order: ``conv``, ``max_pool``, ``conv_1``, ..."""
     counts: dict[str, int] = {}
-    calls = []
-    for layer, inp, out in record:
+    names = []
+    for layer in layers:
         base = snake_case(type(layer).__name__)
         k = counts.get(base, 0)
         counts[base] = k + 1
-        calls.append(Call(base if k == 0 else f"{base}_{k}", layer, inp, out))
-    return calls
+        names.append(base if k == 0 else f"{base}_{k}")
+    return names
+
+
+def _named(record: Sequence[tuple[Any, Any, Any]]) -> list[Call]:
+    """Keras-style names (``conv``, ``conv_1``, ...) for ``(layer, input, output)`` in call order."""
+    names = _names([layer for layer, _, _ in record])
+    return [Call(name, layer, inp, out) for name, (layer, inp, out) in zip(names, record)]
 
 
 def capture(model: Callable, x) -> tuple[Any, list[Call]]:

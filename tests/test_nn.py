@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 import cnnjax
-from cnnjax import nn
+from cnnjax import models, nn
 
 
 def test_conv_layer_is_the_pure_function():
@@ -300,3 +300,23 @@ def test_layer_ranks_are_checked_when_built():
         nn.MaxPool(2, (1,))
     with pytest.raises(TypeError, match=re.escape("`spatial_dims` must be an int, got None")):
         nn.Flatten(spatial_dims=None)
+
+
+def test_an_error_inside_a_model_names_the_layer_and_the_shapes_that_led_there():
+    rngs = nnx.Rngs(0)
+    model = nn.Sequential(nn.Conv(1, 4, 3, padding="SAME", activation="relu", rngs=rngs), nn.MaxPool(2),
+                          nn.Conv(4, 8, 3, rngs=rngs), nn.Flatten(), nn.Dense(8 * 7 * 7, 2, rngs=rngs))
+    with pytest.raises(ValueError, match=re.escape(
+            "`x` must have shape (..., 392) to match `kernel` of shape (392, 2), got (1, 128). [in layer dense (Dense, "
+            "layers[4]) of the Sequential; shapes on the way: input (1, 12, 12, 1) -> conv (1, 12, 12, 4) -> max_pool "
+            "(1, 6, 6, 4) -> conv_1 (1, 4, 4, 8) -> flatten (1, 128)]")):
+        model(jnp.zeros((1, 12, 12, 1)))  # a 12x12 input where the model was sized for 18x18
+    outer = nn.Sequential(nn.ReLU(), model)
+    with pytest.raises(ValueError, match=re.escape("got (1, 128). [in layer dense (Dense, layers[4]) of the "
+                                                   "Sequential; shapes on the way: input (1, 12, 12, 1) ->")):
+        outer(jnp.zeros((1, 12, 12, 1)))  # the innermost Sequential names it
+    functional = models.mnist_functional(rngs=rngs)
+    with pytest.raises(ValueError, match=re.escape("got (2, 2048). [in a Dense layer given shape (2, 2048)]")):
+        functional(jnp.zeros((2, 30, 30, 1)))
+    with pytest.raises(TypeError, match=re.escape("[in a MaxPool layer given shape (1, 4, 4, 1)]")):
+        nn.MaxPool(2)(jnp.zeros((1, 4, 4, 1), jnp.complex64))
