@@ -359,6 +359,54 @@ def test_fit_picks_microbatches_on_one_cpu_and_they_change_only_rounding():
     np.testing.assert_allclose(results[None][1], results[1][1], rtol=1e-5)
 
 
+class StepAtEnd(train.Callback):
+    """Records the optimizer step the run ends at."""
+
+    def on_train_end(self, logs=None):
+        self.step = int(self.run.state.step)
+
+
+@pytest.mark.parametrize("loop", ["scan", "python"])
+def test_a_step_budget_trains_that_many_steps_whole_epochs_first(loop):
+    kw = dict(batch_size=8, verbose=0, loop=loop, steps_per_segment=3)  # 4 steps an epoch, segments of 3
+    budget, end = small_model(), StepAtEnd()
+    history = train.fit(budget, (X, Y), steps=10, callbacks=[end], **kw)
+    assert end.step == 10 and [e["epoch"] for e in history.epochs] == [1, 2, 3]
+    whole = small_model()
+    train.fit(whole, (X, Y), steps=8, **kw)  # two whole epochs: the same as epochs=2
+    reference = small_model()
+    train.fit(reference, (X, Y), epochs=2, **kw)
+    for a, b in zip(params_of(whole), params_of(reference)):
+        np.testing.assert_array_equal(a, b)
+    longer = small_model()
+    train.fit(longer, (X, Y), epochs=3, **kw)  # the budget stopped two steps into the third epoch
+    assert any(not np.array_equal(a, b) for a, b in zip(params_of(budget), params_of(longer)))
+    assert any(not np.array_equal(a, b) for a, b in zip(params_of(budget), params_of(whole)))
+
+
+def test_validation_split_holds_out_the_last_examples_as_keras_does():
+    kw = dict(epochs=1, batch_size=8, verbose=0)
+    split = train.fit(small_model(), (X, Y), validation_split=0.25, **kw)
+    explicit = train.fit(small_model(), (X[:24], Y[:24]), validation=(X[24:], Y[24:]), **kw)
+    for key in ("loss", "val_loss", "val_accuracy"):
+        assert split.history[key] == explicit.history[key], key
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(), ValueError, "Give exactly one of `epochs` and `steps`, got epochs=None, steps=None"),
+    (dict(epochs=1, steps=4), ValueError, "Give exactly one of `epochs` and `steps`, got epochs=1, steps=4"),
+    (dict(steps=0), ValueError, "`steps` must be positive, got 0"),
+    (dict(epochs=1, validation_split=1.5), ValueError, "`validation_split` must be a fraction in (0, 1), got 1.5"),
+    (dict(epochs=1, validation_split=0.25, validation=(X, Y)), ValueError,
+     "Give `validation` or `validation_split`, not both"),
+    (dict(epochs=1, validation_split=0.99), ValueError,
+     "`validation_split`=0.99 of 32 examples leaves an empty training or validation set"),
+])
+def test_step_budget_and_validation_split_errors(kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        train.fit(small_model(), (X, Y), batch_size=8, verbose=0, **kwargs)
+
+
 def test_microbatch_errors():
     with pytest.raises(ValueError, match=re.escape("`microbatches`=4 needs a model whose only variables are parameters")):
         train.create_state(DropoutBatchNormNet(), microbatches=4)

@@ -31,9 +31,11 @@ def fit(
     model: nnx.Module,
     train: tuple[np.ndarray, np.ndarray],
     *,
-    epochs: int,
+    epochs: int | None = None,
+    steps: int | None = None,
     batch_size: int = 64,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
+    validation_split: float | None = None,
     optimizer: optax.GradientTransformation | None = None,
     loss: Any = None,
     metrics: Any = None,
@@ -66,8 +68,15 @@ def fit(
         ``shape``, ``dtype`` and ``source[indices]`` (h5py, zarr, grain-style): across
         processes each process then reads only its own devices' slices of every batch.
       epochs: number of passes over ``train`` (the total, also when resuming).
+      steps: instead of ``epochs``, the number of optimizer steps in all (as the Flax and
+        Equinox tutorials train): whole epochs, then the first batches of one more; that
+        last epoch's record covers the steps it ran. A run resumes with the same ``steps``.
       batch_size: global batch size; the last batch of an epoch may be smaller, as in Keras.
       validation: optional ``(inputs, targets)`` evaluated after every epoch.
+      validation_split: instead of ``validation``, hold out this fraction of ``train``,
+        its *last* examples before any shuffling (as Keras' ``validation_split``; for a
+        random held-out set, :func:`cnnjax.data.split_validation`). ``train`` must be
+        arrays (or memory maps) for this.
       optimizer: any optax transformation; default Keras' RMSprop (:func:`rmsprop`).
       loss: a name or ``fn(outputs, targets) -> (N, ...)`` values per example (see
         :mod:`cnnjax.train.objective`); default sparse categorical cross-entropy.
@@ -105,7 +114,8 @@ def fit(
         checkpoint holds a later one.
     """
     check_model(model)
-    epochs = _checks.positive_int(epochs, "epochs")
+    if (epochs is None) == (steps is None):
+        raise ValueError(f"Give exactly one of `epochs` and `steps`, got epochs={epochs!r}, steps={steps!r}.")
     batch_size = _checks.positive_int(batch_size, "batch_size")
     if verbose not in (0, 1, 2):
         raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}.")
@@ -115,6 +125,8 @@ def fit(
         raise ValueError("`resume=True` needs `checkpoint_dir`.")
     user_callbacks = [as_callback(c) for c in callbacks]
     obj = objective(loss, metrics)
+    if validation_split is not None:
+        train, validation = _split_last(train, validation_split, validation)
     inputs, targets = check_data("train", train)
     warn_if_unscaled("train", inputs)
     outputs = output_shape(model, inputs, "train")
@@ -129,6 +141,13 @@ def fit(
     n = inputs.shape[0]
     if batch_size > n:
         raise ValueError(f"`batch_size` {batch_size} is larger than the {n} training examples.")
+    steps_per_epoch = -(-n // batch_size)
+    if steps is not None:
+        steps = _checks.positive_int(steps, "steps")
+        epochs = -(-steps // steps_per_epoch)
+    else:
+        epochs = _checks.positive_int(epochs, "epochs")
+    last_steps = steps - (epochs - 1) * steps_per_epoch if steps is not None else None
     placement = Placement.over(devices)
     placement.check_batch_size(batch_size)
     rest = nnx.state(model, nnx.Not(nnx.Param))
@@ -149,11 +168,12 @@ def fit(
                            step=trace_step(state, batch_size, inputs, targets, placement))
     fingerprint = {"batch_size": batch_size, "seed": seed, "shuffle": shuffle, "n": n, "segment": segment,
                    "params": [list(np.shape(p)) for p in jax.tree.leaves(state.params)],
-                   "compute_dtype": None if compute_dtype is None else jnp.dtype(compute_dtype).name}
+                   "compute_dtype": None if compute_dtype is None else jnp.dtype(compute_dtype).name,
+                   **({"steps": steps} if steps is not None else {})}
     if checkpoint_dir is not None:  # what resume checks besides the settings (see cnnjax.train.fingerprint)
         fingerprint.update(data=data_digest(inputs, targets), loss=identity(obj.loss),
                            optimizer=identity(DEFAULT_OPTIMIZER if optimizer is None else optimizer))
-    run = Run(model, state, epochs, -(-n // batch_size), History(), fingerprint)
+    run = Run(model, state, epochs, steps_per_epoch, History(), fingerprint)
     checkpoint = (ModelCheckpoint(checkpoint_dir, keep=keep_checkpoints, every_segment=steps_per_segment is not None,
                                   resume=resume) if checkpoint_dir is not None else None)
     hooks = CallbackList([TerminateOnNaN(), ProgressBar(verbose), run.history, *user_callbacks,
@@ -161,7 +181,7 @@ def fit(
     runner = Runner(loop, placement, inputs, targets)
     validate = Evaluator(placement, val_inputs, val_targets, batch_size) if validation is not None else None
     plan = lambda epoch: plan_epoch(n, batch_size, segment, seed=seed, epoch=epoch, shuffle=shuffle,
-                                    pad_remainder=pad_remainder)
+                                    pad_remainder=pad_remainder, max_steps=last_steps if epoch == epochs - 1 else None)
     try:
         hooks.on_train_begin()
         run.history.compile_seconds = runner.compile(run.state, plan(run.epoch))
@@ -173,6 +193,25 @@ def fit(
         if checkpoint is not None:
             checkpoint.close()
     return run.history
+
+
+def _split_last(train: Any, fraction: Any, validation: Any) -> tuple[tuple, tuple]:
+    """Keras' ``validation_split``: the last ``fraction`` of ``train`` held out, unshuffled."""
+    if validation is not None:
+        raise ValueError("Give `validation` or `validation_split`, not both.")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(f"`validation_split` must be a fraction in (0, 1), got {fraction!r}.")
+    if not (isinstance(train, (tuple, list)) and len(train) == 2):
+        raise TypeError(f"`train` must be an (inputs, targets) pair of arrays, got {type(train).__name__}.")
+    inputs, targets = train
+    if not isinstance(inputs, np.ndarray) and not hasattr(inputs, "__array__"):
+        raise TypeError(f"`validation_split` needs `train` inputs that are arrays or memory maps, got "
+                        f"{type(inputs).__name__}; give `validation=` instead.")
+    n = len(inputs)
+    split = int(n * (1 - fraction))  # Keras' rule
+    if not 0 < split < n:
+        raise ValueError(f"`validation_split`={fraction} of {n} examples leaves an empty training or validation set.")
+    return (inputs[:split], targets[:split]), (inputs[split:], targets[split:])
 
 
 def _train_epoch(run: Run, runner: Runner, plan: EpochPlan, hooks: CallbackList, validate: Evaluator | None) -> None:

@@ -63,9 +63,12 @@ class EpochPlan:
 
 
 def plan_epoch(n: int, batch_size: int, segment: int, *, seed: int, epoch: int, shuffle: bool,
-               pad_remainder: bool = True) -> EpochPlan:
-    """The :class:`EpochPlan` of epoch ``epoch`` (batches of :func:`cnnjax.data.batch_plan`)."""
+               pad_remainder: bool = True, max_steps: int | None = None) -> EpochPlan:
+    """The :class:`EpochPlan` of epoch ``epoch`` (batches of :func:`cnnjax.data.batch_plan`),
+    cut to its first ``max_steps`` batches if given (a step budget ending mid-epoch)."""
     idx, w = data.batch_plan(n, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+    if max_steps is not None and max_steps < len(idx):
+        idx, w = idx[:max_steps], w[:max_steps]
     remainder = None
     if not pad_remainder and w[-1].sum() < batch_size:
         remainder, idx, w = idx[-1][: int(w[-1].sum())], idx[:-1], w[:-1]
