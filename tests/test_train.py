@@ -407,6 +407,36 @@ def test_step_budget_and_validation_split_errors(kwargs, error, message):
         train.fit(small_model(), (X, Y), batch_size=8, verbose=0, **kwargs)
 
 
+class TutorialCNN(nnx.Module):
+    """The Flax NNX tutorial's style: Dropout without a stream, random numbers passed to __call__."""
+
+    def __init__(self, *, rngs, dropout_rngs=None):
+        self.conv = nnx.Conv(1, 4, (3, 3), rngs=rngs)
+        self.drop = nnx.Dropout(0.5, rngs=dropout_rngs)
+        self.linear = nnx.Linear(4 * 10 * 10, 10, rngs=rngs)
+
+    def __call__(self, x, rngs=None):
+        x = self.drop(nnx.relu(self.conv(x)), rngs=rngs)
+        return self.linear(x.reshape(x.shape[0], -1))
+
+
+class TrainFlagCNN(TutorialCNN):
+    def __call__(self, x, train):
+        return super().__call__(x)
+
+
+def test_models_in_the_flax_tutorials_style_are_told_exactly_what_to_change():
+    with pytest.raises(ValueError, match=re.escape("The model's Dropout has no random stream of its own: fit, evaluate "
+                                                   "and predict call model(x)")):
+        train.fit(TutorialCNN(rngs=nnx.Rngs(0)), (X, Y), epochs=1, batch_size=8, verbose=0)
+    with pytest.raises(TypeError, match=re.escape("`model` is called as model(x), but TrainFlagCNN.__call__ also "
+                                                  "requires `train`.")):
+        train.fit(TrainFlagCNN(rngs=nnx.Rngs(0)), (X, Y), epochs=1, batch_size=8, verbose=0)
+    model = TutorialCNN(rngs=nnx.Rngs(0), dropout_rngs=nnx.Rngs(dropout=1))  # the change the message names
+    history = train.fit(model, (X, Y), epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(history.epochs[0]["loss"])
+
+
 def test_microbatch_errors():
     with pytest.raises(ValueError, match=re.escape("`microbatches`=4 needs a model whose only variables are parameters")):
         train.create_state(DropoutBatchNormNet(), microbatches=4)

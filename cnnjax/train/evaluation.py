@@ -36,6 +36,12 @@ def output_shape(model: nnx.Module, inputs: np.ndarray, name: str) -> jax.ShapeD
     try:
         return jax.eval_shape(lambda v, x: nnx.merge(graphdef, v)(x), variables, example)
     except (ValueError, TypeError) as e:
+        if "no `rngs` argument was provided to Dropout" in str(e):
+            raise ValueError(
+                "The model's Dropout has no random stream of its own: fit, evaluate and predict call model(x) and "
+                "switch modes with model.train() and model.eval(), so Dropout must draw from a stream given at "
+                "construction, nnx.Dropout(rate, rngs=rngs) (cnnjax.nn.Dropout takes one too); fit then carries it "
+                "through every step and checkpoint. A `rngs=` argument of __call__ is not passed.") from e
         raise ValueError(f"`{name}` inputs of shape {inputs.shape} do not fit the model: {e}") from e
 
 

@@ -11,6 +11,7 @@ depends on the mode the user's model happens to be in.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,10 +28,25 @@ _MODE_ATTRIBUTES = ("deterministic", "use_running_average")
 
 
 def check_model(model: Any) -> nnx.Module:
-    """Returns ``model`` if it is an ``nnx.Module``, or raises ``TypeError`` saying what it is."""
+    """Returns ``model`` if it is an ``nnx.Module`` that can be called as ``model(x)``, or
+    raises ``TypeError`` saying what it is or what to change."""
     if not isinstance(model, nnx.Module):
         raise TypeError(f"`model` must be a flax.nnx Module (e.g. cnnjax.models.mnist_functional(rngs=nnx.Rngs(0))), "
                         f"got {type(model).__name__}: {model!r:.80}.")
+    try:
+        parameters = list(inspect.signature(model.__call__).parameters.values())
+    except (TypeError, ValueError):  # no signature to read: the call itself will tell
+        return model
+    needed = [p.name for p in parameters[1:] if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY,
+                                                                                     p.POSITIONAL_OR_KEYWORD,
+                                                                                     p.KEYWORD_ONLY)]
+    if needed:
+        raise TypeError(
+            f"`model` is called as model(x), but {type(model).__name__}.__call__ also requires "
+            f"{', '.join(f'`{n}`' for n in needed)}. Training and evaluation switch modes with model.train() and "
+            f"model.eval() (Dropout and BatchNorm follow them) and Dropout draws from its own stream "
+            f"(nnx.Dropout(rate, rngs=rngs)): give {'them defaults' if len(needed) > 1 else 'it a default'}, "
+            f"or wrap the model in an nnx.Module whose __call__ takes x alone.")
     return model
 
 
