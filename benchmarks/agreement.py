@@ -74,7 +74,7 @@ def draw_conv(rng, transpose):
         groups = c_in
     sizes = tuple(int(rng.integers((w - 1) * d + 1, (w - 1) * d + 5 - n)) for w, d in zip(window, dilation))
     padding = tuple(int(rng.integers(0, (w - 1) * d // 2 + 1)) for w, d in zip(window, dilation))
-    output_padding = tuple(int(rng.integers(0, s)) for s in stride)
+    output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
     return dict(n=n, window=window, stride=stride, dilation=dilation, groups=groups, c_in=c_in, c_out=c_out,
                 sizes=sizes, padding=padding, output_padding=output_padding)
 

@@ -13,6 +13,7 @@ channels-last layout Keras and Flax use.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
@@ -174,8 +175,8 @@ def conv_transpose(
     The values of ``torch.nn.functional.conv_transpose1d/2d/3d`` for the same
     arguments, channels-last. ``conv_transpose(y, kernel, ...)`` is exactly the
     vector-Jacobian product of ``x -> conv(x, kernel, stride=..., padding=...,
-    dilation=..., groups=...)`` with ``y``: the convolution whose gradient it is uses the
-    same kernel.
+    dilation=..., groups=...)`` with ``y`` (for ``output_padding`` below ``stride``): the
+    convolution whose gradient it is uses the same kernel.
 
     Args:
       x: ``(N, *spatial, C_in)`` or one example ``(*spatial, C_in)``, floating point.
@@ -187,9 +188,9 @@ def conv_transpose(
       stride, dilation: as :func:`conv`, of the forward convolution.
       padding: the forward convolution's padding (an int, one int per dimension,
         ``(low, high)`` pairs, or ``"VALID"``): removed from the output's borders.
-      output_padding: extra cells on the high side of each output dimension, below
-        ``stride``: which of the input sizes that a strided convolution maps to the same
-        size is meant.
+      output_padding: extra cells on the high side of each output dimension, smaller
+        than ``stride`` or than ``dilation`` (PyTorch's rule): which of the input sizes
+        that a strided convolution maps to the same size is meant.
       groups: as :func:`conv`.
 
     Returns:
@@ -217,10 +218,10 @@ def conv_transpose(
                          "convolution's padding as ints or (low, high) pairs.")
     pads = _checks.padding_pairs(padding, n, (0,) * n, window, stride, dilation)
     output_padding = _non_negative_tuple(output_padding, n, "output_padding")
-    for i, (op, s) in enumerate(zip(output_padding, stride)):
-        if op >= s:
-            raise ValueError(f"`output_padding` must be smaller than `stride` in every dimension, got "
-                             f"{op} >= {s} in dimension {i}.")
+    for i, (op, s, d) in enumerate(zip(output_padding, stride, dilation)):
+        if op >= max(s, d):
+            raise ValueError(f"`output_padding` must be smaller than `stride` or `dilation` in every dimension "
+                             f"(PyTorch's rule), got {op} >= max({s}, {d}) in dimension {i}.")
     out = tuple((size - 1) * s - lo - hi + d * (w - 1) + op + 1 for size, s, (lo, hi), d, w, op
                 in zip(x.shape[1:-1], stride, pads, dilation, window, output_padding))
     if any(o <= 0 for o in out):
@@ -229,9 +230,16 @@ def conv_transpose(
     if bias is not None:
         bias = _checks.check_bias(bias, "bias", c_out, f"C_out={c_out} (kernel axis -2 x groups)")
     dtype = _checks.result_dtype(x, kernel)
-    forward = lambda z: conv(z, kernel.astype(dtype), stride=stride, padding=pads, dilation=dilation,
-                             groups=groups)
-    (y,) = jax.linear_transpose(forward, jax.ShapeDtypeStruct((x.shape[0], *out, c_out), dtype))(x.astype(dtype))
+    # The transpose of the convolution without its high padding reaches every cell an input
+    # touches (size ``full``); the output is that, its high padding cut off and
+    # ``output_padding`` cells added (zeros where no input reaches).
+    full = tuple((size - 1) * s - lo + d * (w - 1) + 1 for size, s, (lo, _), d, w
+                 in zip(x.shape[1:-1], stride, pads, dilation, window))
+    forward = lambda z: conv(z, kernel.astype(dtype), stride=stride, padding=[(lo, 0) for lo, _ in pads],
+                             dilation=dilation, groups=groups)
+    (y,) = jax.linear_transpose(forward, jax.ShapeDtypeStruct((x.shape[0], *full, c_out), dtype))(x.astype(dtype))
+    y = y[(slice(None), *(slice(0, min(o, f)) for o, f in zip(out, full)), slice(None))]
+    y = jnp.pad(y, [(0, 0), *((0, max(o - f, 0)) for o, f in zip(out, full)), (0, 0)])
     if bias is not None:
         y = y + bias.astype(dtype)
     return unbatch(y)

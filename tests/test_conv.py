@@ -153,6 +153,8 @@ def test_grouped_and_depthwise_match_numpy_reference(cfg, groups, depthwise):
     (2, (2, 1), ((1, 0), (0, 2)), (1, 0), 1, 2),
     (2, 3, 0, 2, 2, 1),
     (3, 2, 1, 0, 1, 1),
+    (1, 1, 0, 1, 2, 1),  # output_padding below the dilation, not the stride (PyTorch's rule)
+    (2, 2, 1, 2, 3, 1),
 ])
 def test_conv_transpose_is_the_scatter_and_the_input_gradient_of_conv(n, stride, padding, output_padding,
                                                                        dilation, groups):
@@ -167,9 +169,16 @@ def test_conv_transpose_is_the_scatter_and_the_input_gradient_of_conv(n, stride,
                                                                         else padding))
     want = ref.conv_transpose(x, k, tup(stride), pads, tup(output_padding), tup(dilation), groups)
     np.testing.assert_allclose(np.asarray(y), want, rtol=1e-4, atol=1e-4)
-    # the vector-Jacobian product of the convolution with the same kernel
-    _, vjp = jax.vjp(lambda z: cnnjax.conv(z, k, **kw), jnp.zeros(y.shape, jnp.float32))
-    np.testing.assert_allclose(np.asarray(vjp(x)[0]), np.asarray(y), rtol=1e-5, atol=1e-5)
+    if all(op < s for op, s in zip(tup(output_padding), tup(stride))):
+        # the vector-Jacobian product of the convolution with the same kernel
+        _, vjp = jax.vjp(lambda z: cnnjax.conv(z, k, **kw), jnp.zeros(y.shape, jnp.float32))
+        np.testing.assert_allclose(np.asarray(vjp(x)[0]), np.asarray(y), rtol=1e-5, atol=1e-5)
+
+
+def test_conv_transpose_output_padding_below_the_dilation_gives_pytorchs_values():
+    """torch.nn.functional.conv_transpose1d(ones(1, 1, 4), ones(1, 1, 3), dilation=2, output_padding=1)."""
+    y = cnnjax.conv_transpose(jnp.ones((1, 4, 1)), jnp.ones((3, 1, 1)), dilation=2, output_padding=1)
+    np.testing.assert_array_equal(y[0, :, 0], [1, 1, 2, 2, 2, 2, 1, 1, 0])
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
@@ -202,7 +211,8 @@ def test_per_example_gradients_with_vmap_grad():
     (lambda: cnnjax.conv(X, K, groups=0), ValueError, "`groups` must be positive, got 0"),
     (lambda: cnnjax.conv_transpose(X, K), ValueError, "`x` has 2 input channels but `kernel` (3, 3, 2, 4) expects 4"),
     (lambda: cnnjax.conv_transpose(X, K[..., :2], stride=2, output_padding=2), ValueError,
-     "`output_padding` must be smaller than `stride` in every dimension, got 2 >= 2 in dimension 0"),
+     "`output_padding` must be smaller than `stride` or `dilation` in every dimension (PyTorch's rule), got 2 >= "
+     "max(2, 1) in dimension 0"),
     (lambda: cnnjax.conv_transpose(X, K[..., :2], padding="same"), ValueError, "`padding` 'SAME' is ambiguous"),
     (lambda: cnnjax.conv_transpose(X, K[..., :2], padding=4), ValueError, "output size would be zero or negative"),
     (lambda: cnnjax.conv_transpose(X, K[..., :2], output_padding=-1), ValueError, "`output_padding` must be non-negative"),
