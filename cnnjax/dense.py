@@ -17,7 +17,7 @@ from jax.typing import ArrayLike
 from . import _checks
 
 
-def flatten(x: ArrayLike, *, spatial_dims: int | None = None) -> jax.Array:
+def flatten(x: ArrayLike, *, spatial_dims: int | None = None, start_dim: int | None = None) -> jax.Array:
     """Flattens every axis but the batch axis, row-major: ``(N, *dims) -> (N, prod(dims))``.
 
     The order is C order over the spatial and channel axes, identical to Keras'
@@ -30,6 +30,9 @@ def flatten(x: ArrayLike, *, spatial_dims: int | None = None) -> jax.Array:
         default) takes the first axis of ``x`` as the batch axis whatever its rank;
         given, it tells a batch from one example, so that ``jax.vmap`` over examples
         gives what the batched call gives (:class:`cnnjax.nn.Flatten` always gives it).
+      start_dim: instead, flatten the axes from this one on, keeping those before it
+        (``torch.flatten(x, start_dim)``; negative counts from the end). On
+        channels-last data the order is still channels last.
 
     Returns:
       Array of shape ``(N, prod(dims))`` (``(N, 1)`` for rank 1), or ``(prod(dims),)``
@@ -43,8 +46,15 @@ def flatten(x: ArrayLike, *, spatial_dims: int | None = None) -> jax.Array:
     (2, 576)
     >>> cnnjax.flatten(jnp.zeros((3, 3, 64)), spatial_dims=2).shape  # one example
     (576,)
+    >>> cnnjax.flatten(jnp.zeros((2, 5, 3, 3, 64)), start_dim=2).shape  # keep (N, T)
+    (2, 5, 576)
     """
     x = _checks.as_array(x, "x")
+    if start_dim is not None:
+        if spatial_dims is not None:
+            raise ValueError(f"Give `spatial_dims` or `start_dim`, not both (got {spatial_dims!r} and {start_dim!r}).")
+        start = _checks.axis(start_dim, max(x.ndim, 1), "start_dim") if x.ndim else 0
+        return x.reshape(*x.shape[:start], math.prod(x.shape[start:]))
     if spatial_dims is not None:
         n = _checks.positive_int(spatial_dims, "spatial_dims")
         if x.ndim not in (n + 1, n + 2):

@@ -92,14 +92,23 @@ def _nan_where_invalid(values, valid):
     return values if valid is None else jnp.where(valid, values, jnp.nan)
 
 
-def sparse_categorical_crossentropy(logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean") -> jax.Array:
-    """Softmax cross-entropy with integer labels (Keras' ``sparse_categorical_crossentropy``).
+def sparse_categorical_crossentropy(logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean",
+                                    weight: ArrayLike | None = None, ignore_index: int | None = None) -> jax.Array:
+    """Softmax cross-entropy with integer labels (Keras' ``sparse_categorical_crossentropy``;
+    with ``weight`` and ``ignore_index``, ``torch.nn.functional.cross_entropy``'s values).
 
     Args:
       logits: scores of shape ``(..., num_classes)``.
-      labels: integer classes of shape ``(...)``, each in ``[0, num_classes)``.
+      labels: integer classes of shape ``(...)``, each in ``[0, num_classes)`` or
+        ``ignore_index``.
       reduction: ``"mean"`` (default, as Keras), ``"sum"``, or ``"none"`` for the
-        per-example losses of shape ``(...)``.
+        per-example losses of shape ``(...)``. With ``weight`` or ``ignore_index``, the
+        mean is PyTorch's: the weighted losses' sum over the weights of the labels not
+        ignored.
+      weight: optional ``(num_classes,)`` weight of each class: an example's loss is
+        multiplied by its label's weight (rare classes counted more).
+      ignore_index: a label value that contributes nothing (loss 0, not counted in the
+        mean): per-pixel labels' "unlabelled" class, e.g. 255 or -100.
 
     Returns:
       The loss, a scalar unless ``reduction="none"``.
@@ -118,9 +127,28 @@ def sparse_categorical_crossentropy(logits: ArrayLike, labels: ArrayLike, *, red
     """
     _check_reduction(reduction)
     logits, labels = _check_logits_labels(logits, labels)
-    valid = _labels_in_range(labels, logits.shape[-1])
-    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return _reduce(_nan_where_invalid(per_example, valid), reduction)
+    classes = logits.shape[-1]
+    if ignore_index is not None and not _checks.is_int(ignore_index):
+        raise TypeError(f"`ignore_index` must be an int, got {ignore_index!r}.")
+    if weight is not None:
+        weight = _checks.as_array(weight, "weight")
+        _checks.check_floating(weight, "weight")
+        if weight.shape != (classes,):
+            raise ValueError(f"`weight` must have shape ({classes},), one weight per class, got {tuple(weight.shape)}.")
+    if weight is None and ignore_index is None:
+        valid = _labels_in_range(labels, classes)
+        per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        return _reduce(_nan_where_invalid(per_example, valid), reduction)
+    kept = labels != ignore_index if ignore_index is not None else jnp.ones(labels.shape, bool)
+    safe = jnp.where(kept, labels, 0)  # an ignored label indexes nothing
+    valid = _labels_in_range(np.where(np.asarray(kept), np.asarray(labels), 0) if not isinstance(
+        labels, jax.core.Tracer) else safe, classes)
+    w = jnp.where(kept, weight[safe] if weight is not None else 1.0, 0.0).astype(logits.dtype)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, safe)
+    per_example = _nan_where_invalid(jnp.where(kept, losses * w, 0.0), valid)  # ignored: 0, whatever its logits
+    if reduction == "mean":
+        return jnp.sum(per_example) / jnp.sum(w)
+    return _reduce(per_example, reduction)
 
 
 def categorical_crossentropy(logits: ArrayLike, targets: ArrayLike, *, reduction: str = "mean") -> jax.Array:

@@ -357,13 +357,16 @@ class AvgPool(_Pool):
         padding: str | int | Sequence = "VALID",
         ceil_mode: bool = False,
         count_include_pad: bool | None = None,
+        divisor_override: int | None = None,
     ):
         super().__init__(window, stride, padding, ceil_mode)
         self.count_include_pad = _checks.optional_bool(count_include_pad, "count_include_pad")
+        self.divisor_override = (None if divisor_override is None
+                                 else _checks.positive_int(divisor_override, "divisor_override"))
 
     def forward(self, x):
         return avgpool(x, self.window, self.stride, padding=self.padding, ceil_mode=self.ceil_mode,
-                       count_include_pad=self.count_include_pad)
+                       count_include_pad=self.count_include_pad, divisor_override=self.divisor_override)
 
 
 class _AdaptivePool(Layer):

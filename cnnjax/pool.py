@@ -131,6 +131,7 @@ def avgpool(
     padding: str | int | tuple = "VALID",
     ceil_mode: bool = False,
     count_include_pad: bool | None = None,
+    divisor_override: int | None = None,
 ) -> jax.Array:
     """Average pooling: each window's mean, each channel on its own
     (``torch.nn.functional.avg_pool1d/2d/3d`` for the same arguments).
@@ -144,6 +145,8 @@ def avgpool(
         ``AveragePooling2D``). ``True`` counts ``"SAME"`` padding too (as
         ``flax.linen.avg_pool`` does by default); ``False`` counts no padding. Cells a
         ceil-mode window hangs over never count.
+      divisor_override: divide every window's sum by this instead (PyTorch's
+        ``divisor_override``); ``count_include_pad`` then has no effect, as in PyTorch.
 
     Returns:
       Array of shape ``(N, *out_spatial, C)`` (as :func:`maxpool`), dtype of ``x``.
@@ -163,9 +166,13 @@ def avgpool(
     xb, unbatch, window, stride, pads, full = _geometry(x, window, stride, padding, ceil_mode)
     _checks.check_floating(xb, "x")
     _checks.optional_bool(count_include_pad, "count_include_pad")
+    if divisor_override is not None:
+        divisor_override = _checks.positive_int(divisor_override, "divisor_override")
     include = (not (isinstance(padding, str) and padding.upper() == "SAME") if count_include_pad is None
                else count_include_pad)
     sums = lowering.call("avgpool", (xb,), window, stride, full)
+    if divisor_override is not None:
+        return unbatch(sums / jnp.asarray(divisor_override, xb.dtype))
     counts = _window_counts(tuple(xb.shape[1:-1]), window, stride, pads, full, include)
     return unbatch(sums / counts[None, ..., None].astype(xb.dtype))
 

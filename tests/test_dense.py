@@ -74,3 +74,14 @@ def test_dense_errors(x, kernel, bias, error, message):
 def test_flatten_error():
     with pytest.raises(ValueError, match=re.escape("`x` must have a batch axis (rank >= 1)")):
         cnnjax.flatten(np.float32(1.0))
+
+
+def test_flatten_from_a_start_dim_keeps_the_axes_before_it():
+    x = jnp.arange(2 * 5 * 3 * 4, dtype=jnp.float32).reshape(2, 5, 3, 4)
+    np.testing.assert_array_equal(cnnjax.flatten(x, start_dim=2), np.asarray(x).reshape(2, 5, 12))
+    np.testing.assert_array_equal(cnnjax.flatten(x, start_dim=-3), np.asarray(x).reshape(2, 60))
+    np.testing.assert_array_equal(cnnjax.flatten(x, start_dim=0), np.asarray(x).reshape(120))
+    with pytest.raises(ValueError, match=re.escape("`start_dim` must be in [-4, 4) for an array of rank 4, got 4")):
+        cnnjax.flatten(x, start_dim=4)
+    with pytest.raises(ValueError, match=re.escape("Give `spatial_dims` or `start_dim`, not both")):
+        cnnjax.flatten(x, spatial_dims=2, start_dim=1)

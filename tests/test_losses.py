@@ -118,3 +118,32 @@ def test_regression_losses_and_categorical_accuracy_against_numpy():
 def test_errors(call, error, message):
     with pytest.raises(error, match=re.escape(message)):
         call()
+
+
+def test_class_weights_and_an_ignored_label_give_pytorchs_cross_entropy():
+    """torch.nn.functional.cross_entropy(logits, labels, weight=w, ignore_index=-100), from its
+    definition: each loss -log softmax(x)[y] times w[y], ignored labels left out of the sum and
+    of the weights that divide it."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 4)).astype(np.float32)
+    labels = np.array([0, 3, -100, 1, 3, 2])
+    w = np.array([0.5, 2.0, 1.0, 3.0], np.float32)
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    kept = labels != -100
+    each = np.where(kept, -log_p[np.arange(6), np.where(kept, labels, 0)] * w[np.where(kept, labels, 0)], 0.0)
+    mean = each.sum() / w[labels[kept]].sum()
+    got = losses.sparse_categorical_crossentropy(logits, labels, weight=w, ignore_index=-100)
+    np.testing.assert_allclose(got, mean, rtol=1e-6)
+    np.testing.assert_allclose(losses.sparse_categorical_crossentropy(logits, labels, weight=w, ignore_index=-100,
+                                                                      reduction="none"), each, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(lambda x, y: losses.sparse_categorical_crossentropy(
+        x, y, ignore_index=-100))(logits, labels), -log_p[np.arange(6)[kept], labels[kept]].mean(), rtol=1e-6)
+    nan_ignored = logits.copy()
+    nan_ignored[2] = np.nan  # an ignored pixel's scores do not matter
+    assert np.isfinite(losses.sparse_categorical_crossentropy(nan_ignored, labels, ignore_index=-100))
+    g = jax.grad(lambda x: losses.sparse_categorical_crossentropy(x, labels, weight=w, ignore_index=-100))(logits)
+    assert np.all(np.asarray(g)[2] == 0) and np.all(np.isfinite(g))
+    with pytest.raises(ValueError, match=re.escape("`labels` must be class indices in [0, 4), got -100 at index 2")):
+        losses.sparse_categorical_crossentropy(logits, labels, weight=w)  # not ignored without ignore_index
+    with pytest.raises(ValueError, match=re.escape("`weight` must have shape (4,), one weight per class, got (3,)")):
+        losses.sparse_categorical_crossentropy(logits, labels, weight=w[:3], ignore_index=-100)

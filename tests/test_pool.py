@@ -273,3 +273,16 @@ def test_avgpool_same_padding_counted_when_asked_as_flax_counts_it():
         np.testing.assert_allclose(cnnjax.avgpool(x, 3, stride, padding="SAME"), flax_uncounted, rtol=1e-6)
         np.testing.assert_allclose(cnnjax.avgpool(x, 3, stride, padding="SAME", count_include_pad=False),
                                    flax_uncounted, rtol=1e-6)
+
+
+def test_avgpool_divisor_override_divides_every_window_sum_by_it():
+    """PyTorch's ``divisor_override``: sums by hand, divided by the number given."""
+    x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    np.testing.assert_allclose(cnnjax.avgpool(x, 2, divisor_override=3)[0, :, :, 0],
+                               np.array([[10.0, 18.0], [42.0, 50.0]]) / 3, rtol=1e-6)
+    ones = jnp.ones((1, 3, 1))  # windows over one zero of padding, three cells, one zero: sums 2, 3, 2
+    np.testing.assert_allclose(cnnjax.avgpool(ones, 3, 1, padding=1, divisor_override=2)[0, :, 0], [1.0, 1.5, 1.0])
+    np.testing.assert_allclose(cnnjax.nn.AvgPool((3,), 1, padding=1, divisor_override=2)(ones)[0, :, 0],
+                               [1.0, 1.5, 1.0])
+    with pytest.raises(ValueError, match=re.escape("`divisor_override` must be positive, got 0")):
+        cnnjax.avgpool(x, 2, divisor_override=0)
