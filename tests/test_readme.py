@@ -1,4 +1,4 @@
-"""The README's Python examples run, and print exactly the output the README shows."""
+"""The Python examples of the README and of docs/ run, and print exactly the output shown."""
 
 import contextlib
 import io
@@ -9,8 +9,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+PAGES = [README, *(path.read_text() for path in sorted((ROOT / "docs").glob("*.md")))]
 # a Python block directly followed by a text block of what it prints (never across fences)
-EXAMPLES = re.findall(r"```python\n((?:(?!```).)*?)```\s*```text\n(.*?)```", README, flags=re.S)
+EXAMPLES = [example for page in PAGES for example in
+            re.findall(r"```python\n((?:(?!```).)*?)```\s*```text\n(.*?)```", page, flags=re.S)]
 
 
 def test_readme_has_examples():
