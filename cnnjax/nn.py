@@ -338,11 +338,14 @@ class MaxPool(_Pool):
         *,
         padding: str | int | Sequence = "VALID",
         ceil_mode: bool = False,
+        dilation: int | Sequence[int] = 1,
     ):
         super().__init__(window, stride, padding, ceil_mode)
+        self.dilation = _checks.positive_tuple(dilation, len(self.window), "dilation")
 
     def forward(self, x):
-        return maxpool(x, self.window, self.stride, padding=self.padding, ceil_mode=self.ceil_mode)
+        return maxpool(x, self.window, self.stride, padding=self.padding, ceil_mode=self.ceil_mode,
+                       dilation=self.dilation)
 
 
 class AvgPool(_Pool):

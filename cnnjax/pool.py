@@ -29,9 +29,9 @@ from jax.typing import ArrayLike
 from . import _checks, lowering
 
 
-def _geometry(x, window, stride, padding, ceil_mode):
+def _geometry(x, window, stride, padding, ceil_mode, dilation=1):
     """Normalised pooling arguments: ``(x with a batch axis, unbatch, window, stride,
-    explicit pads, pads extended for ceil mode)``."""
+    explicit pads, pads extended for ceil mode, dilation)``."""
     x = _checks.as_array(x, "x")
     if isinstance(window, Sequence) and not isinstance(window, str):
         n = len(window)
@@ -51,15 +51,17 @@ def _geometry(x, window, stride, padding, ceil_mode):
     xb = x if batched else x[None]
     window = _checks.positive_tuple(window, n, "window")
     stride = window if stride is None else _checks.positive_tuple(stride, n, "stride")
+    dilation = _checks.positive_tuple(dilation, n, "dilation")
     if not isinstance(ceil_mode, bool):
         raise TypeError(f"`ceil_mode` must be a bool, got {ceil_mode!r}.")
     spatial = tuple(xb.shape[1:-1])
-    pads = _checks.padding_pairs(padding, n, spatial, window, stride)
-    _check_half_window(pads, window, padding)
-    floor_sizes = _checks.output_sizes(spatial, window, stride, pads, what="pooling window")
-    full = _ceil_pads(spatial, window, stride, pads, floor_sizes) if ceil_mode else pads
+    span = tuple((w - 1) * d + 1 for w, d in zip(window, dilation))  # the cells a dilated window spans
+    pads = _checks.padding_pairs(padding, n, spatial, window, stride, dilation)
+    _check_half_window(pads, span, padding)
+    floor_sizes = _checks.output_sizes(spatial, window, stride, pads, dilation, what="pooling window")
+    full = _ceil_pads(spatial, span, stride, pads, floor_sizes) if ceil_mode else pads
     unbatch = (lambda y: y) if batched else (lambda y: y[0])
-    return xb, unbatch, window, stride, pads, full
+    return xb, unbatch, window, stride, pads, full, dilation
 
 
 def maxpool(
@@ -69,6 +71,7 @@ def maxpool(
     *,
     padding: str | int | tuple = "VALID",
     ceil_mode: bool = False,
+    dilation: int | tuple[int, ...] = 1,
 ) -> jax.Array:
     """Max pooling over the spatial dimensions of ``x``, each channel on its own.
 
@@ -87,12 +90,15 @@ def maxpool(
       ceil_mode: if True, output sizes round up instead of down, so a last window
         that hangs over the high edge is kept (the lecture's "ceiling of 7/2"); as
         in PyTorch, a window that would start inside the high padding is dropped.
+      dilation: spacing between a window's cells, an int or one per spatial dimension
+        (PyTorch's ``dilation``): a window spans ``span = dilation * (window - 1) + 1``
+        cells, and the padding may be at most half of that.
 
     Returns:
       Array of shape ``(N, *out_spatial, C)`` (``(*out_spatial, C)`` for a single
       example) and the dtype of ``x``. Per dimension, with ``padded = size + low +
-      high``, ``out = (padded - window) // stride + 1``; with ``ceil_mode``,
-      ``out = ceil((padded - window) / stride) + 1`` less one if the last window starts
+      high``, ``out = (padded - span) // stride + 1``; with ``ceil_mode``,
+      ``out = ceil((padded - span) / stride) + 1`` less one if the last window starts
       at or past ``size + low``. The gradient of each window goes to its first maximum.
 
     Raises:
@@ -117,10 +123,11 @@ def maxpool(
     >>> cnnjax.maxpool(x[0], (2, 2)).shape  # one example, the window per dimension
     (3, 3, 1)
     """
-    xb, unbatch, window, stride, _, pads = _geometry(x, window, stride, padding, ceil_mode)
+    xb, unbatch, window, stride, _, pads, dilation = _geometry(x, window, stride, padding, ceil_mode, dilation)
     if not (jnp.issubdtype(xb.dtype, jnp.floating) or jnp.issubdtype(xb.dtype, jnp.integer)):
         raise TypeError(f"`x` must have a real numeric dtype, got {xb.dtype}.")
-    return unbatch(lowering.call("maxpool", (xb,), window, stride, pads))
+    dilated = (dilation,) if any(d != 1 for d in dilation) else ()  # a lowering gets it only when asked
+    return unbatch(lowering.call("maxpool", (xb,), window, stride, pads, *dilated))
 
 
 def avgpool(
@@ -163,7 +170,7 @@ def avgpool(
     >>> cnnjax.avgpool(ones, 3, 1, padding="SAME", count_include_pad=True)[0, :, 0]  # Flax
     Array([0.6666667, 1.       , 0.6666667], dtype=float32)
     """
-    xb, unbatch, window, stride, pads, full = _geometry(x, window, stride, padding, ceil_mode)
+    xb, unbatch, window, stride, pads, full, _ = _geometry(x, window, stride, padding, ceil_mode)
     _checks.check_floating(xb, "x")
     _checks.optional_bool(count_include_pad, "count_include_pad")
     if divisor_override is not None:

@@ -52,22 +52,22 @@ def pool_out_size(size, window, stride, lo, hi, ceil_mode):
     return out
 
 
-def maxpool(x, window, stride, pads, ceil_mode):
-    """Max over each window of the unpadded cells it covers (-inf if none)."""
+def maxpool(x, window, stride, pads, ceil_mode, dilation=None):
+    """Max over each window of the unpadded cells it covers (-inf if none); a dilated window
+    covers the cells ``start + t * dilation``, as PyTorch's."""
     x = np.asarray(x, np.float64)
     n = x.ndim - 2
     spatial = x.shape[1:-1]
+    dilation = dilation or (1,) * n
+    span = [(window[i] - 1) * dilation[i] + 1 for i in range(n)]
     out_sizes = [
-        pool_out_size(spatial[i], window[i], stride[i], *pads[i], ceil_mode) for i in range(n)
+        pool_out_size(spatial[i], span[i], stride[i], *pads[i], ceil_mode) for i in range(n)
     ]
     out = np.full((x.shape[0], *out_sizes, x.shape[-1]), -np.inf)
     for pos in itertools.product(*(range(s) for s in out_sizes)):
-        ranges = []
-        for i, p in enumerate(pos):
-            start = p * stride[i] - pads[i][0]
-            lo, hi = max(start, 0), min(start + window[i], spatial[i])
-            ranges.append(slice(lo, hi))
-        block = x[(slice(None), *ranges, slice(None))]
+        cells = [[p * stride[i] - pads[i][0] + t * dilation[i] for t in range(window[i])] for i, p in enumerate(pos)]
+        cells = [[c for c in axis if 0 <= c < spatial[i]] for i, axis in enumerate(cells)]
+        block = x[(slice(None), *np.ix_(*cells), slice(None))] if all(cells) else np.zeros((0,))
         if block.size:
             out[(slice(None), *pos, slice(None))] = block.max(axis=tuple(range(1, n + 1)))
     return out

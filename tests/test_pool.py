@@ -1,5 +1,6 @@
 """cnnjax.maxpool against a NumPy loop reference (floor, ceil, SAME), gradients and errors."""
 
+import math
 import re
 
 import chex
@@ -286,3 +287,39 @@ def test_avgpool_divisor_override_divides_every_window_sum_by_it():
                                [1.0, 1.5, 1.0])
     with pytest.raises(ValueError, match=re.escape("`divisor_override` must be positive, got 0")):
         cnnjax.avgpool(x, 2, divisor_override=0)
+
+
+@pytest.mark.parametrize("sizes, window, stride, padding, dilation, ceil_mode", [
+    ((9,), (3,), (1,), 0, (2,), False),
+    ((8, 7), (2, 3), (1, 2), 1, (2, 1), False),
+    ((9, 9), (3, 3), (2, 2), 2, (2, 2), True),
+    ((5, 6, 5), (2, 2, 2), (1, 2, 1), 0, (2, 1, 3), False),
+    ((10, 10), (3, 3), (3, 3), "SAME", (2, 2), False),
+])
+def test_dilated_maxpool_matches_the_numpy_loop_with_first_maximum_gradients(sizes, window, stride, padding, dilation,
+                                                                            ceil_mode):
+    """PyTorch's ``dilation``: a window's cells ``dilation`` apart, padding at most half its span."""
+    x = np.random.default_rng(len(sizes)).standard_normal((2, *sizes, 3)).astype(np.float32)
+    got = cnnjax.maxpool(x, window, stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+    n = len(sizes)
+    pads = cnnjax._checks.padding_pairs(padding, n, sizes, window, stride, dilation)  # SAME's, as XLA computes it
+    want = ref.maxpool(x, window, stride, pads, ceil_mode, dilation)
+    chex.assert_shape(got, want.shape)
+    np.testing.assert_array_equal(np.asarray(got), want.astype(np.float32))
+    f = lambda x: cnnjax.maxpool(x, window, stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode) ** 2
+    with jax.enable_x64(True):
+        x64 = jnp.asarray(np.random.default_rng(7).permutation(2 * math.prod(sizes)).reshape(2, *sizes, 1) / 9.0)
+        jtu.check_grads(f, (x64,), order=1, modes=("fwd", "rev"), eps=1e-5)
+
+
+def test_dilated_maxpool_nan_layer_and_padding_rule():
+    x = np.zeros((1, 64, 64, 8), np.float32)
+    x[0, 0, 0, 0] = np.nan
+    y = np.asarray(cnnjax.maxpool(x, 2, 1, dilation=2))
+    assert np.isnan(y[0, 0, 0, 0]) and np.isnan(y).sum() == 1  # the one window holding it
+    layer = cnnjax.nn.MaxPool(3, 1, padding=2, dilation=2)  # span 5: padding 2 is half of it
+    chex.assert_shape(layer(jnp.ones((1, 6, 6, 1))), (1, 6, 6, 1))
+    with pytest.raises(ValueError, match=re.escape("`padding` must be at most half the window")):
+        cnnjax.maxpool(jnp.ones((1, 6, 6, 1)), 3, 1, padding=3, dilation=2)
+    with pytest.raises(ValueError, match=re.escape("`dilation` must be positive, got 0")):
+        cnnjax.maxpool(jnp.ones((1, 6, 6, 1)), 3, dilation=0)

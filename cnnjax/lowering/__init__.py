@@ -118,7 +118,8 @@ def call(op: str, arrays: tuple, *static):
 def register(op: str, name: str, implementation: Callable | None) -> None:
     """Adds (or, with ``None``, removes) a lowering of ``op`` under ``name``, selectable with
     :func:`use`. It receives the arguments the built-in ones do (see :mod:`.reference`):
-    arrays first, then normalised tuples (stride, explicit padding pairs, ...)."""
+    arrays first, then normalised tuples (stride, explicit padding pairs, ...); a
+    ``maxpool`` lowering gets a fourth, the dilation, only for a pool that asks for one."""
     table = _table(op)
     if name in _BUILT_IN:
         raise ValueError(f"`name` {name!r} is a built-in lowering of {op!r} and cannot be replaced.")

@@ -67,9 +67,9 @@ def conv(x, kernel, stride, padding, dilation, groups: int = 1):
     return directed(_FORMS[forward].conv, _FORMS[derivatives].conv, (x, kernel), static)
 
 
-def maxpool(x, window, stride, padding):
+def maxpool(x, window, stride, padding, dilation=None):
     """Same contract as :func:`.reference.maxpool`: XLA's forward, the patches derivative."""
-    static = (tuple(window), tuple(stride), tuple(map(tuple, padding)))
+    static = (tuple(window), tuple(stride), tuple(map(tuple, padding)), tuple(dilation or (1,) * len(window)))
     return directed(reference.maxpool, patches.maxpool, (x,), static)
 
 

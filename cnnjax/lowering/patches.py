@@ -128,30 +128,32 @@ def avgpool(x, window: Sequence[int], stride: Sequence[int], padding: Sequence[t
     return jnp.sum(taps, axis=tuple(range(n + 1, 2 * n + 1)))
 
 
-def maxpool(x, window: Sequence[int], stride: Sequence[int], padding: Sequence[tuple[int, int]]):
+def maxpool(x, window: Sequence[int], stride: Sequence[int], padding: Sequence[tuple[int, int]],
+            dilation: Sequence[int] | None = None):
     """Max over stacked window taps; same contract as :func:`.reference.maxpool`."""
     window, stride, padding = tuple(window), tuple(stride), tuple(map(tuple, padding))
-    return _pool_and_index(x, window, stride, padding)[0]
+    return _pool_and_index(x, window, stride, padding, tuple(dilation or (1,) * len(window)))[0]
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
-def _pool_and_index(x, window, stride, padding):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
+def _pool_and_index(x, window, stride, padding, dilation):
     """``_max_and_first`` with its derivative: each window's tangent is its first maximum's."""
-    return _max_and_first(x, window, stride, padding)
+    return _max_and_first(x, window, stride, padding, dilation)
 
 
 @_pool_and_index.defjvp
-def _pool_and_index_jvp(window, stride, padding, primals, tangents):
+def _pool_and_index_jvp(window, stride, padding, dilation, primals, tangents):
     """Linear in the tangent, so JAX transposes it for reverse mode (the gradient routed to
     the first maximum only). The primal outputs come from ``_pool_and_index`` itself, so a
     transformation of this rule (a second derivative) differentiates them by this same
     rule; the index is piecewise constant, its tangent zero."""
     (x,), (t,) = primals, tangents
-    y, first = _pool_and_index(x, window, stride, padding)
-    return (y, first), (_select(t, first, window, stride, padding), np.zeros(first.shape, jax.dtypes.float0))
+    y, first = _pool_and_index(x, window, stride, padding, dilation)
+    return (y, first), (_select(t, first, window, stride, padding, dilation),
+                        np.zeros(first.shape, jax.dtypes.float0))
 
 
-def _max_and_first(x, window, stride, padding):
+def _max_and_first(x, window, stride, padding, dilation):
     """Each window's max and the row-major index of its first maximum: ``(N, *out, C)``.
 
     One variadic ``lax.reduce`` over the taps yields both (NaN counts as the maximum, as
@@ -160,7 +162,7 @@ def _max_and_first(x, window, stride, padding):
     (which ``jnp.max`` over stacked taps, simplified to elementwise maxima, invites).
     """
     n = len(window)
-    taps = _taps(x, window, stride, padding, (1,) * n, max_identity(x.dtype))
+    taps = _taps(x, window, stride, padding, dilation, max_identity(x.dtype))
     taps = taps.reshape(*taps.shape[: n + 1], math.prod(window), taps.shape[-1])  # (N, *out, taps, C)
     index = lax.broadcasted_iota(jnp.int32, taps.shape, n + 1)
     init = (max_identity(x.dtype), np.int32(taps.shape[-2]))
@@ -176,11 +178,11 @@ def _first_max(a, b):
     return lax.select(take_a, av, bv), lax.select(take_a, ai, bi)
 
 
-def _select(t, first, window, stride, padding):
+def _select(t, first, window, stride, padding, dilation):
     """Each window's value of ``t`` at the tap ``first`` (row-major tap index): ``(N, *out, C)``."""
     n = len(window)
     zero = jnp.zeros((), t.dtype)
-    if window == stride:
+    if window == stride and all(d == 1 for d in dilation):
         # Windows tile the (padded, cropped) input: reshape it into whole windows,
         # (N, o_1, w_1, ..., o_n, w_n, C), and select each window's first maximum.
         out = first.shape[1:-1]
@@ -197,7 +199,7 @@ def _select(t, first, window, stride, padding):
         )
         chosen = tap == jnp.expand_dims(first, axes)
         return jnp.sum(jnp.where(chosen, t, zero), axis=axes)
-    t_taps = _taps(t, window, stride, padding, (1,) * n, 0)
+    t_taps = _taps(t, window, stride, padding, dilation, 0)
     t_taps = t_taps.reshape(*t_taps.shape[: n + 1], math.prod(window), t_taps.shape[-1])
     chosen = jnp.arange(t_taps.shape[-2])[:, None] == first[..., None, :]
     return jnp.sum(jnp.where(chosen, t_taps, zero), axis=-2)

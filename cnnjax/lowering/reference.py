@@ -63,6 +63,7 @@ def maxpool(
     window: Sequence[int],
     stride: Sequence[int],
     padding: Sequence[tuple[int, int]],
+    dilation: Sequence[int] | None = None,
 ):
     """Max over windows of ``x (N, *spatial, C)``; padded cells never win, and a window
     holding a NaN gives NaN.
@@ -70,10 +71,21 @@ def maxpool(
     On a CPU, XLA hands window maxima to YNNPACK, whose max drops NaN (``jnp.max`` too, in
     inputs of 4,096 elements or more), so there NaN is carried by a window sum of
     ``0 * sign(x)``: zero in every window without NaN, NaN otherwise, and no gradient.
-    Other platforms' max keeps NaN as it is.
+    Other platforms' max keeps NaN as it is. ``dilation`` spaces a window's cells (given
+    only when one is not 1); JAX has no derivative of a dilated window max, so a dilated
+    pool is differentiated as :mod:`.patches` differentiates it (to each first maximum).
     """
+    static = (tuple(window), tuple(stride), tuple(map(tuple, padding)), tuple(dilation or (1,) * len(window)))
+    if all(d == 1 for d in static[3]):
+        return _window_max(x, *static)
+    from . import auto, patches  # they import this module
+
+    return auto.directed(_window_max, patches.maxpool, (x,), static)
+
+
+def _window_max(x, window, stride, padding, dilation):
     geometry = dict(window_dimensions=(1, *window, 1), window_strides=(1, *stride, 1),
-                    padding=((0, 0), *padding, (0, 0)))
+                    padding=((0, 0), *padding, (0, 0)), window_dilation=(1, *dilation, 1))
     plain = lambda x: lax.reduce_window(x, max_identity(x.dtype), lax.max, **geometry)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         return plain(x)
