@@ -607,3 +607,80 @@ def test_a_nan_pixel_gives_nan_predictions_and_loss_not_confident_ones():
     p = train.predict(model, x)
     assert np.isnan(p[1]).all() and np.isfinite(p[[0, 2]]).all()
     assert np.isnan(train.evaluate(model, (x, np.array([0, 1, 2])))["loss"])
+
+
+def _batches(x, y, size, as_dict=False):
+    out = [(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
+    return [{"image": a, "label": b} for a, b in out] if as_dict else out
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_a_stream_of_batches_trains_as_the_same_batches_from_arrays(as_dict):
+    """A list of (inputs, targets) batches (or {"image", "label"} dicts), a last one partial,
+    trains bit for bit as the arrays in the same order."""
+    x, y = X[:30], Y[:30]  # batches of 8, 8, 8, 6
+    streamed, arrays = small_model(), small_model()
+    history = train.fit(streamed, _batches(x, y, 8, as_dict), epochs=2, verbose=0)
+    expected = train.fit(arrays, (x, y), epochs=2, batch_size=8, shuffle=False, loop="python", verbose=0)
+    for a, b in zip(params_of(streamed), params_of(arrays)):
+        np.testing.assert_array_equal(a, b)
+    assert history.history["loss"] == expected.history["loss"]
+
+
+def test_a_generator_is_read_on_epoch_after_epoch_with_steps_per_epoch():
+    def endless():
+        rng = np.random.default_rng(0)
+        while True:
+            i = rng.integers(0, 24)
+            yield X[i:i + 8], Y[i:i + 8]
+
+    end = StepAtEnd()
+    history = train.fit(small_model(), endless(), epochs=3, steps_per_epoch=2, callbacks=[end], verbose=0)
+    assert end.step == 6 and len(history.epochs) == 3
+    end = StepAtEnd()
+    train.fit(small_model(), endless(), steps=5, steps_per_epoch=2, callbacks=[end], verbose=0)
+    assert end.step == 5
+
+
+def test_a_stream_that_runs_dry_stops_training_with_a_warning():
+    def three():
+        for i in range(3):
+            yield X[8 * i:8 * i + 8], Y[8 * i:8 * i + 8]
+
+    end = StepAtEnd()
+    with pytest.warns(UserWarning, match=re.escape("The stream of `train` batches gave none for epoch 2")):
+        history = train.fit(small_model(), three(), epochs=3, callbacks=[end], verbose=0)
+    assert end.step == 3 and len(history.epochs) == 1
+
+
+def test_a_checkpointed_stream_resumes_at_the_next_epoch_as_an_uninterrupted_run(tmp_path):
+    batches = _batches(X, Y, 8)
+    reference = small_model()
+    train.fit(reference, batches, epochs=2, verbose=0)
+    resumed = small_model()
+    train.fit(resumed, batches, epochs=1, checkpoint_dir=tmp_path, verbose=0)
+    train.fit(resumed, batches, epochs=2, checkpoint_dir=tmp_path, resume=True, verbose=0)
+    for a, b in zip(params_of(reference), params_of(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("train_data, kwargs, error, message", [
+    (_batches(X, Y, 8), dict(batch_size=8), ValueError, "`batch_size` is for arrays: a stream of batches brings"),
+    (_batches(X, Y, 8), dict(loop="scan"), ValueError, "A stream of batches trains in the Python loop"),
+    (_batches(X, Y, 8) + [(X[:8, :5], Y[:8])], dict(), ValueError,
+     "Batch 4 of the `train` stream holds inputs of shape (8, 5, 10, 1); every batch must hold at most 8 examples "
+     "of shape (10, 10, 1)"),
+    ([((X[:8] * 255).astype(np.uint8), Y[:8])] * 2, dict(), TypeError,
+     "The first batch of the `train` stream: `train` inputs must be floating point, got uint8"),
+    (iter([]), dict(), ValueError, "`train` is an empty stream: it gave no batch"),
+    ((b for b in _batches(X, Y, 8)), dict(steps=3, epochs=None), ValueError,
+     "`steps` with a stream of unknown length needs `steps_per_epoch`"),
+    ([{"pixels": X[:8], "y": Y[:8]}] * 2, dict(), TypeError,
+     "The first batch of the `train` stream is a dict with keys ['pixels', 'y']; expected one of 'image'/'label', "
+     "'x'/'y'"),
+    ((X, Y), dict(steps_per_epoch=3), ValueError, "`steps_per_epoch` is for a stream of batches"),
+])
+def test_stream_errors(train_data, kwargs, error, message):
+    args = {"epochs": 1, "verbose": 0, **kwargs}
+    with pytest.raises(error, match=re.escape(message)):
+        train.fit(small_model(), train_data, **args)

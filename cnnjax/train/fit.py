@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jax
@@ -23,17 +25,28 @@ from .fingerprint import data_digest, identity
 from .objective import check_data, check_fit, objective, warn_if_unscaled
 from .optimizers import DEFAULT_OPTIMIZER, learning_rate
 from .placement import Placement
-from .runner import EpochPlan, Runner, choose_loop, default_segment, plan_epoch, trace_step
+from .runner import (
+    EpochPlan,
+    Runner,
+    StreamPlan,
+    StreamRunner,
+    choose_loop,
+    default_segment,
+    plan_epoch,
+    stream_batch,
+    trace_step,
+)
 from .state import check_model, create_state, has_batch_state
 
 
 def fit(
     model: nnx.Module,
-    train: tuple[np.ndarray, np.ndarray],
+    train: tuple[np.ndarray, np.ndarray] | Iterable,
     *,
     epochs: int | None = None,
     steps: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
+    steps_per_epoch: int | None = None,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     validation_split: float | None = None,
     optimizer: optax.GradientTransformation | None = None,
@@ -67,11 +80,22 @@ def fit(
         memory map (``np.load(path, mmap_mode="r")``) or any random-access source with
         ``shape``, ``dtype`` and ``source[indices]`` (h5py, zarr, grain-style): across
         processes each process then reads only its own devices' slices of every batch.
+        Or a **stream of batches**: any iterable of ``(inputs, targets)`` pairs or
+        ``{"image": ..., "label": ...}`` dicts (a torch ``DataLoader``, a grain or
+        tensorflow-datasets loader, a generator, a list), NumPy arrays or torch tensors,
+        channels last. Each epoch iterates it again (an iterator is read on); its batches
+        train in the Python loop, each padded to the first batch's size (or, for a model
+        with batch statistics, run at its own). A stream brings its own order and batch
+        size (``batch_size``, ``seed`` and ``shuffle`` are for arrays); a checkpointed
+        stream resumes at the start of the next epoch.
       epochs: number of passes over ``train`` (the total, also when resuming).
       steps: instead of ``epochs``, the number of optimizer steps in all (as the Flax and
         Equinox tutorials train): whole epochs, then the first batches of one more; that
         last epoch's record covers the steps it ran. A run resumes with the same ``steps``.
-      batch_size: global batch size; the last batch of an epoch may be smaller, as in Keras.
+      batch_size: global batch size (default 64); the last batch of an epoch may be
+        smaller, as in Keras.
+      steps_per_epoch: a stream's batches per epoch (default: its ``len()``, else until it
+        ends); needed with ``steps`` for a stream without a length.
       validation: optional ``(inputs, targets)`` evaluated after every epoch.
       validation_split: instead of ``validation``, hold out this fraction of ``train``,
         its *last* examples before any shuffling (as Keras' ``validation_split``; for a
@@ -116,7 +140,9 @@ def fit(
     check_model(model)
     if (epochs is None) == (steps is None):
         raise ValueError(f"Give exactly one of `epochs` and `steps`, got epochs={epochs!r}, steps={steps!r}.")
-    batch_size = _checks.positive_int(batch_size, "batch_size")
+    source = _Stream.of(train, batch_size, steps_per_epoch, loop, validation_split)
+    batch_size = _checks.positive_int(64 if batch_size is None else batch_size, "batch_size") if source is None \
+        else source.batch_size
     if verbose not in (0, 1, 2):
         raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}.")
     if loop not in ("auto", "scan", "python"):
@@ -127,7 +153,7 @@ def fit(
     obj = objective(loss, metrics)
     if validation_split is not None:
         train, validation = _split_last(train, validation_split, validation)
-    inputs, targets = check_data("train", train)
+    inputs, targets = check_data("train", train) if source is None else source.first
     warn_if_unscaled("train", inputs)
     outputs = output_shape(model, inputs, "train")
     check_fit(obj, outputs, "train", targets)
@@ -138,12 +164,14 @@ def fit(
             raise ValueError(f"`validation` inputs have shape {val_inputs.shape[1:]} per example but "
                              f"`train` inputs have {inputs.shape[1:]}.")
         check_fit(obj, outputs, "validation", val_targets)
-    n = inputs.shape[0]
-    if batch_size > n:
+    n = inputs.shape[0] if source is None else None
+    if source is None and batch_size > n:
         raise ValueError(f"`batch_size` {batch_size} is larger than the {n} training examples.")
-    steps_per_epoch = -(-n // batch_size)
+    steps_per_epoch = -(-n // batch_size) if source is None else source.steps
     if steps is not None:
         steps = _checks.positive_int(steps, "steps")
+        if steps_per_epoch is None:
+            raise ValueError("`steps` with a stream of unknown length needs `steps_per_epoch`.")
         epochs = -(-steps // steps_per_epoch)
     else:
         epochs = _checks.positive_int(epochs, "epochs")
@@ -152,7 +180,8 @@ def fit(
     placement.check_batch_size(batch_size)
     rest = nnx.state(model, nnx.Not(nnx.Param))
     pad_remainder = not has_batch_state(rest)  # padding rows must not move batch statistics
-    full_steps = n // batch_size if not pad_remainder else -(-n // batch_size)
+    full_steps = (n // batch_size if not pad_remainder else -(-n // batch_size)) if source is None \
+        else (steps_per_epoch or 100)
     segment = min(_checks.positive_int(steps_per_segment or default_segment(full_steps), "steps_per_segment"),
                   max(full_steps, 1))
     if microbatches is None:
@@ -162,7 +191,9 @@ def fit(
 
     state = placement.replicated(create_state(model, optimizer, loss=obj, compute_dtype=compute_dtype,
                                               microbatches=microbatches))
-    if loop == "auto":
+    if source is not None:
+        loop = "python"
+    elif loop == "auto":
         nbytes = math.prod(inputs.shape) * np.dtype(inputs.dtype).itemsize + targets.nbytes
         loop = choose_loop(nbytes, placement.devices[0],
                            step=trace_step(state, batch_size, inputs, targets, placement))
@@ -174,17 +205,24 @@ def fit(
         fingerprint.update(data=data_digest(inputs, targets), loss=identity(obj.loss),
                            optimizer=identity(DEFAULT_OPTIMIZER if optimizer is None else optimizer))
     run = Run(model, state, epochs, steps_per_epoch, History(), fingerprint)
-    checkpoint = (ModelCheckpoint(checkpoint_dir, keep=keep_checkpoints, every_segment=steps_per_segment is not None,
-                                  resume=resume) if checkpoint_dir is not None else None)
+    checkpoint = (ModelCheckpoint(checkpoint_dir, keep=keep_checkpoints, resume=resume,
+                                  every_segment=steps_per_segment is not None and source is None)
+                  if checkpoint_dir is not None else None)
     hooks = CallbackList([TerminateOnNaN(), ProgressBar(verbose), run.history, *user_callbacks,
                           *([checkpoint] if checkpoint else [])], run)
-    runner = Runner(loop, placement, inputs, targets)
     validate = Evaluator(placement, val_inputs, val_targets, batch_size) if validation is not None else None
-    plan = lambda epoch: plan_epoch(n, batch_size, segment, seed=seed, epoch=epoch, shuffle=shuffle,
-                                    pad_remainder=pad_remainder, max_steps=last_steps if epoch == epochs - 1 else None)
+    if source is None:
+        runner = Runner(loop, placement, inputs, targets)
+        plan = lambda epoch: plan_epoch(n, batch_size, segment, seed=seed, epoch=epoch, shuffle=shuffle,
+                                        pad_remainder=pad_remainder,
+                                        max_steps=last_steps if epoch == epochs - 1 else None)
+    else:
+        runner = StreamRunner(placement, batch_size, tuple(inputs.shape[1:]), pad_remainder, (inputs, targets))
+        plan = lambda epoch: StreamPlan(source.batches(epoch), last_steps if epoch == epochs - 1 and last_steps
+                                        else steps_per_epoch, segment)
     try:
         hooks.on_train_begin()
-        run.history.compile_seconds = runner.compile(run.state, plan(run.epoch))
+        run.history.compile_seconds = runner.compile(run.state, plan(run.epoch) if source is None else None)
         while run.epoch < epochs and not run.stop_training:
             _train_epoch(run, runner, plan(run.epoch), hooks, validate)
         hooks.on_train_end()
@@ -193,6 +231,53 @@ def fit(
         if checkpoint is not None:
             checkpoint.close()
     return run.history
+
+
+class _Stream:
+    """``train`` given as a stream of batches: its first batch (read to check the data and
+    size the compiled step) and each epoch's iterator."""
+
+    def __init__(self, train, steps_per_epoch):
+        self.train = train
+        self.one_shot = iter(train) is train  # an iterator (a generator) is read on, epoch after epoch
+        iterator = iter(train)
+        first = next(iterator, None)
+        if first is None:
+            raise ValueError("`train` is an empty stream: it gave no batch.")
+        x, y = stream_batch(first, "The first batch of the `train` stream")
+        self.first, self.batch_size = (x, y), len(x)
+        self._rest = itertools.chain([first], iterator) if self.one_shot else None
+        length = len(train) if hasattr(train, "__len__") else None
+        self.steps = (_checks.positive_int(steps_per_epoch, "steps_per_epoch") if steps_per_epoch is not None
+                      else length)
+
+    def batches(self, epoch: int):
+        if self.one_shot:
+            return self._rest
+        return iter(self.train)
+
+    @staticmethod
+    def of(train, batch_size, steps_per_epoch, loop, validation_split) -> _Stream | None:
+        """A :class:`_Stream` if ``train`` is one (not an ``(inputs, targets)`` pair), else None."""
+        pair = isinstance(train, (tuple, list)) and len(train) == 2 and not _is_batch(train[0])
+        if pair or isinstance(train, dict) or hasattr(train, "shape") or not hasattr(train, "__iter__"):
+            if steps_per_epoch is not None:
+                raise ValueError("`steps_per_epoch` is for a stream of batches; arrays' epochs are their length.")
+            return None
+        for name, value in (("batch_size", batch_size), ("validation_split", validation_split)):
+            if value is not None:
+                raise ValueError(f"`{name}` is for arrays: a stream of batches brings its own batches.")
+        if loop == "scan":
+            raise ValueError("A stream of batches trains in the Python loop; `loop='scan'` needs arrays.")
+        if jax.process_count() > 1:
+            raise ValueError("A stream of batches trains in one process; across processes give arrays or a "
+                             "random-access source.")
+        return _Stream(train, steps_per_epoch)
+
+
+def _is_batch(item) -> bool:
+    return isinstance(item, dict) or (isinstance(item, (tuple, list)) and len(item) == 2
+                                      and all(hasattr(a, "shape") for a in item))
 
 
 def _split_last(train: Any, fraction: Any, validation: Any) -> tuple[tuple, tuple]:
@@ -220,6 +305,14 @@ def _train_epoch(run: Run, runner: Runner, plan: EpochPlan, hooks: CallbackList,
     hooks.on_epoch_begin(epoch)
     for s in range(run.segment, plan.segments):
         run.state, result = runner.run(run.state, plan, s)
+        if not len(result.values):  # a stream has ended
+            if run.steps_done == 0:
+                warnings.warn(f"The stream of `train` batches gave none for epoch {epoch + 1}: training stops "
+                              "there (give `steps_per_epoch`, or a stream that each epoch iterates anew).",
+                              stacklevel=3)
+                run.stop_training = True
+                return
+            break
         run.segment, run.steps_done = s + 1, run.steps_done + len(result.values)
         run.add(result)
         device_seconds, examples = device_seconds + result.seconds, examples + float(result.counts.sum())

@@ -32,6 +32,7 @@ import numpy as np
 from jax import lax
 
 from .. import data, lowering
+from .objective import check_data
 from .placement import Placement, Rows, fits_on_device
 from .state import TrainState
 from .steps import all_finite, train_step
@@ -234,4 +235,114 @@ class Runner:
                                     time.perf_counter() - t)
 
 
-__all__ = ["EpochPlan", "Runner", "SegmentResult", "choose_loop", "default_segment", "plan_epoch", "trace_step"]
+STREAM_KEYS = (("image", "label"), ("x", "y"), ("inputs", "targets"))
+"""The ``(inputs, targets)`` keys of a stream's dict batches (tensorflow-datasets and grain
+give ``{"image", "label"}``)."""
+
+
+def as_batch(batch, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """One batch of a stream as NumPy ``(inputs, targets)``: a pair, or a dict with one of
+    :data:`STREAM_KEYS`; torch tensors are read through ``.numpy()``."""
+    if isinstance(batch, dict):
+        keys = next((k for k in STREAM_KEYS if k[0] in batch and k[1] in batch), None)
+        if keys is None:
+            raise TypeError(f"{where} is a dict with keys {sorted(batch)}; expected one of "
+                            f"{', '.join(f'{a!r}/{b!r}' for a, b in STREAM_KEYS)}.")
+        batch = (batch[keys[0]], batch[keys[1]])
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        raise TypeError(f"{where} must be an (inputs, targets) pair or a dict of them, got {type(batch).__name__}.")
+    read = lambda a: np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a)
+    return read(batch[0]), read(batch[1])
+
+
+def stream_batch(batch, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`as_batch`, then checked as ``fit`` checks arrays; errors say which batch."""
+    x, y = as_batch(batch, where)
+    try:
+        return check_data("train", (x, y))
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{where}: {e}") from None
+
+
+@dataclasses.dataclass
+class StreamPlan:
+    """One epoch of a stream: its batches drawn ``segment`` at a time from ``batches`` (an
+    iterator), at most ``steps`` of them (None: until the stream ends)."""
+
+    batches: object
+    steps: int | None
+    segment: int
+
+    @property
+    def segments(self) -> int:
+        return math.ceil(self.steps / self.segment) if self.steps is not None else 2**62
+
+
+class StreamRunner:
+    """Runs an epoch of a stream of batches (a Python loop of jitted steps): each batch is
+    padded to ``batch_size`` with zero-weight examples (``pad``), or run at its own size
+    for a model whose variables every example moves, and split across the devices.
+
+    A batch larger than ``batch_size`` or of another example shape is refused, naming it.
+    """
+
+    def __init__(self, placement: Placement, batch_size: int, example_shape: tuple, pad: bool, first):
+        self.loop, self.placement, self.batch_size = "python", placement, batch_size
+        self.example_shape, self.pad, self.first = example_shape, pad, first
+        self.steps_seen = 0
+
+    def _batch(self, batch, spec: bool = False):
+        x, y = batch
+        n = len(x)
+        w = np.ones(n, np.float32)
+        if self.pad and n < self.batch_size:
+            more = self.batch_size - n
+            x = np.concatenate([x, np.zeros((more, *x.shape[1:]), x.dtype)])
+            y = np.concatenate([y, np.zeros((more, *y.shape[1:]), y.dtype)])
+            w = np.concatenate([w, np.zeros(more, np.float32)])
+        place = (lambda a: self.placement.spec(a, 0)) if spec else (lambda a: self.placement.batched(a, 0))
+        if len(x) % self.placement.size:  # a batch of its own size that does not split: whole on every device
+            place = (lambda a: self.placement.spec(a, None)) if spec else self.placement.replicated
+        return tuple(place(a) for a in (x, y, w)), n
+
+    def checked(self, batch) -> tuple[np.ndarray, np.ndarray]:
+        """A batch as ``check_data`` checks the arrays of ``fit`` (float inputs, N targets),
+        of the first batch's example shape and at most its size."""
+        where = f"Batch {self.steps_seen} of the `train` stream"
+        x, y = stream_batch(batch, where)
+        if x.shape[1:] != self.example_shape or len(x) > self.batch_size:
+            raise ValueError(f"{where} holds inputs of shape {x.shape}; every batch must hold at most "
+                             f"{self.batch_size} examples of shape {self.example_shape} (those of the first batch).")
+        return x, y
+
+    def compile(self, state: TrainState, plan=None) -> float:
+        """Compiles the step for the first batch's shapes, ahead of the first call."""
+        t = time.perf_counter()
+        _python_step.lower(state, self._batch(self.first, spec=True)[0]).compile()
+        return time.perf_counter() - t
+
+    def run(self, state: TrainState, plan: StreamPlan, s: int) -> tuple[TrainState, SegmentResult]:
+        """The next ``plan.segment`` batches of the stream (fewer where it ends: an empty
+        result once it has ended)."""
+        t = time.perf_counter()
+        rows, counts = [], []
+        limit = plan.segment if plan.steps is None else min(plan.segment, plan.steps - s * plan.segment)
+        for _ in range(limit):
+            batch = next(plan.batches, None)
+            if batch is None:
+                break
+            placed, n = self._batch(self.checked(batch))
+            state, row = _python_step(state, placed)
+            self.steps_seen += 1
+            rows.append(row)
+            counts.append(n)
+        names = len(state.metric_names)
+        values = (np.stack([np.asarray(v) for v, _ in rows]).reshape(len(rows), -1) if rows
+                  else np.zeros((0, names)))
+        finite = np.array([bool(f) for _, f in rows], bool)
+        return state, SegmentResult(values.astype(np.float64), np.asarray(counts, np.float64), finite,
+                                    time.perf_counter() - t)
+
+
+__all__ = ["STREAM_KEYS", "EpochPlan", "Runner", "SegmentResult", "StreamPlan", "StreamRunner", "as_batch",
+           "choose_loop", "default_segment", "plan_epoch", "stream_batch", "trace_step"]
