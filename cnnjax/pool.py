@@ -57,7 +57,9 @@ def _geometry(x, window, stride, padding, ceil_mode, dilation=1):
     spatial = tuple(xb.shape[1:-1])
     span = tuple((w - 1) * d + 1 for w, d in zip(window, dilation))  # the cells a dilated window spans
     pads = _checks.padding_pairs(padding, n, spatial, window, stride, dilation)
-    _check_half_window(pads, span, padding)
+    # explicit padding: PyTorch's rule, half the window dilated or not; "SAME" pads a dilated
+    # window by up to half its span, and every window still covers input cells
+    _check_half_window(pads, span if isinstance(padding, str) else window, padding)
     floor_sizes = _checks.output_sizes(spatial, window, stride, pads, dilation, what="pooling window")
     full = _ceil_pads(spatial, span, stride, pads, floor_sizes) if ceil_mode else pads
     unbatch = (lambda y: y) if batched else (lambda y: y[0])
@@ -92,7 +94,7 @@ def maxpool(
         in PyTorch, a window that would start inside the high padding is dropped.
       dilation: spacing between a window's cells, an int or one per spatial dimension
         (PyTorch's ``dilation``): a window spans ``span = dilation * (window - 1) + 1``
-        cells, and the padding may be at most half of that.
+        cells; the padding stays at most half the window, as in PyTorch.
 
     Returns:
       Array of shape ``(N, *out_spatial, C)`` (``(*out_spatial, C)`` for a single

@@ -292,13 +292,13 @@ def test_avgpool_divisor_override_divides_every_window_sum_by_it():
 @pytest.mark.parametrize("sizes, window, stride, padding, dilation, ceil_mode", [
     ((9,), (3,), (1,), 0, (2,), False),
     ((8, 7), (2, 3), (1, 2), 1, (2, 1), False),
-    ((9, 9), (3, 3), (2, 2), 2, (2, 2), True),
+    ((9, 9), (3, 3), (2, 2), 1, (2, 2), True),
     ((5, 6, 5), (2, 2, 2), (1, 2, 1), 0, (2, 1, 3), False),
     ((10, 10), (3, 3), (3, 3), "SAME", (2, 2), False),
 ])
 def test_dilated_maxpool_matches_the_numpy_loop_with_first_maximum_gradients(sizes, window, stride, padding, dilation,
                                                                             ceil_mode):
-    """PyTorch's ``dilation``: a window's cells ``dilation`` apart, padding at most half its span."""
+    """PyTorch's ``dilation``: a window's cells ``dilation`` apart, padding at most half the window."""
     x = np.random.default_rng(len(sizes)).standard_normal((2, *sizes, 3)).astype(np.float32)
     got = cnnjax.maxpool(x, window, stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
     n = len(sizes)
@@ -317,9 +317,9 @@ def test_dilated_maxpool_nan_layer_and_padding_rule():
     x[0, 0, 0, 0] = np.nan
     y = np.asarray(cnnjax.maxpool(x, 2, 1, dilation=2))
     assert np.isnan(y[0, 0, 0, 0]) and np.isnan(y).sum() == 1  # the one window holding it
-    layer = cnnjax.nn.MaxPool(3, 1, padding=2, dilation=2)  # span 5: padding 2 is half of it
-    chex.assert_shape(layer(jnp.ones((1, 6, 6, 1))), (1, 6, 6, 1))
+    layer = cnnjax.nn.MaxPool(3, 1, padding=1, dilation=2)  # span 5: 6 + 2 - 5 + 1 = 4
+    chex.assert_shape(layer(jnp.ones((1, 6, 6, 1))), (1, 4, 4, 1))
     with pytest.raises(ValueError, match=re.escape("`padding` must be at most half the window")):
-        cnnjax.maxpool(jnp.ones((1, 6, 6, 1)), 3, 1, padding=3, dilation=2)
+        cnnjax.maxpool(jnp.ones((1, 6, 6, 1)), 3, 1, padding=2, dilation=2)  # PyTorch refuses it too
     with pytest.raises(ValueError, match=re.escape("`dilation` must be positive, got 0")):
         cnnjax.maxpool(jnp.ones((1, 6, 6, 1)), 3, dilation=0)
