@@ -1,7 +1,7 @@
 """cnnjax's operations against ``torch.nn.functional`` on random configurations.
 
-For each operation (avgpool, grouped/depthwise conv, conv_transpose, the global pools,
-maxpool) and each lowering, draws ``--configs`` random configurations (1-3 spatial
+For each operation (avgpool, maxpool with dilation, grouped/depthwise conv, conv_transpose,
+the global and adaptive pools) and each lowering, draws ``--configs`` random configurations (1-3 spatial
 dimensions, strides, paddings, dilations, groups, ceil mode...), runs both frameworks on
 the same float64 input, and compares the values and the gradients of ``sum(out * w)``
 for a random ``w`` with respect to the input (and the kernel). Prints, per operation and
@@ -56,9 +56,13 @@ def draw_pool(rng):
     stride = tuple(int(rng.integers(1, 4)) for _ in range(n))
     padding = tuple(int(rng.integers(0, w // 2 + 1)) for w in window)
     ceil_mode = bool(rng.integers(0, 2))
-    sizes = tuple(int(rng.integers(max(w, 2), max(w, 2) + 7 - 2 * n)) for w in window)
+    dilation = tuple(int(rng.integers(1, 3)) for _ in range(n))  # max pooling's
+    span = [(w - 1) * d + 1 for w, d in zip(window, dilation)]
+    sizes = tuple(int(rng.integers(max(s, 2), max(s, 2) + 7 - 2 * n)) for s in span)
+    divisor = int(rng.integers(1, 6)) if rng.integers(0, 3) == 0 else None  # average pooling's, now and then
     return dict(n=n, window=window, stride=stride, padding=padding, ceil_mode=ceil_mode, sizes=sizes,
-                count_include_pad=bool(rng.integers(0, 2)), channels=int(rng.integers(1, 4)))
+                dilation=dilation, divisor_override=divisor, count_include_pad=bool(rng.integers(0, 2)),
+                channels=int(rng.integers(1, 4)), output_size=tuple(int(rng.integers(1, 7)) for _ in range(n)))
 
 
 def draw_conv(rng, transpose):
@@ -103,15 +107,24 @@ def run(op, cfg, torch, rng):
     if op in ("avgpool", "maxpool"):
         x = rng.normal(size=(2, *cfg["sizes"], cfg["channels"]))
         if op == "avgpool":
+            divisor = cfg["divisor_override"] if n > 1 else None  # avg_pool1d has none
             ours = lambda x: cnnjax.avgpool(x, cfg["window"], cfg["stride"], padding=cfg["padding"],
-                                            ceil_mode=cfg["ceil_mode"], count_include_pad=cfg["count_include_pad"])
+                                            ceil_mode=cfg["ceil_mode"], count_include_pad=cfg["count_include_pad"],
+                                            divisor_override=divisor)
+            extra = {} if divisor is None else {"divisor_override": divisor}
             theirs = lambda x: getattr(F, f"avg_pool{n}d")(x, cfg["window"], cfg["stride"], cfg["padding"],
-                                                           cfg["ceil_mode"], cfg["count_include_pad"])
+                                                           cfg["ceil_mode"], cfg["count_include_pad"], **extra)
         else:
             ours = lambda x: cnnjax.maxpool(x, cfg["window"], cfg["stride"], padding=cfg["padding"],
-                                            ceil_mode=cfg["ceil_mode"])
+                                            ceil_mode=cfg["ceil_mode"], dilation=cfg["dilation"])
             theirs = lambda x: getattr(F, f"max_pool{n}d")(x, cfg["window"], cfg["stride"], cfg["padding"],
-                                                           ceil_mode=cfg["ceil_mode"])
+                                                           cfg["dilation"], ceil_mode=cfg["ceil_mode"])
+        return compare(torch, ours, theirs, [x], rng)
+    if op in ("adaptive_avgpool", "adaptive_maxpool"):
+        x = rng.normal(size=(2, *cfg["sizes"], cfg["channels"]))
+        kind = "avg" if op == "adaptive_avgpool" else "max"
+        ours = lambda x: getattr(cnnjax, op)(x, cfg["output_size"])
+        theirs = lambda x: getattr(F, f"adaptive_{kind}_pool{n}d")(x, cfg["output_size"])
         return compare(torch, ours, theirs, [x], rng)
     if op in ("global_avgpool", "global_maxpool"):
         x = rng.normal(size=(2, *cfg["sizes"], cfg["channels"]))
@@ -144,7 +157,8 @@ def _tk(torch, k, n):
     return k.permute(n + 1, n, *range(n))
 
 
-OPS = ["avgpool", "maxpool", "global_avgpool", "global_maxpool", "conv", "conv_transpose"]
+OPS = ["avgpool", "maxpool", "adaptive_avgpool", "adaptive_maxpool", "global_avgpool", "global_maxpool", "conv",
+       "conv_transpose"]
 
 
 def main(argv=None) -> int:
