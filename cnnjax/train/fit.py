@@ -140,15 +140,15 @@ def fit(
     check_model(model)
     if (epochs is None) == (steps is None):
         raise ValueError(f"Give exactly one of `epochs` and `steps`, got epochs={epochs!r}, steps={steps!r}.")
-    source = _Stream.of(train, batch_size, steps_per_epoch, loop, validation_split)
-    batch_size = _checks.positive_int(64 if batch_size is None else batch_size, "batch_size") if source is None \
-        else source.batch_size
     if verbose not in (0, 1, 2):
         raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}.")
     if loop not in ("auto", "scan", "python"):
         raise ValueError(f"`loop` must be 'auto', 'scan' or 'python', got {loop!r}.")
     if resume and checkpoint_dir is None:
         raise ValueError("`resume=True` needs `checkpoint_dir`.")
+    source = _Stream.of(train, batch_size, steps_per_epoch, loop, validation_split)  # reads a stream's first batch
+    batch_size = _checks.positive_int(64 if batch_size is None else batch_size, "batch_size") if source is None \
+        else source.batch_size
     user_callbacks = [as_callback(c) for c in callbacks]
     obj = objective(loss, metrics)
     if validation_split is not None:
