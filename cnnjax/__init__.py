@@ -21,7 +21,7 @@ from .activations import relu, softmax
 from .conv import conv, conv_transpose
 from .dense import dense, flatten
 from .losses import accuracy, categorical_crossentropy, sparse_categorical_crossentropy
-from .pool import adaptive_avgpool, adaptive_maxpool, avgpool, global_avgpool, global_maxpool, maxpool
+from .pool import adaptive_avgpool, adaptive_maxpool, avgpool, global_avgpool, global_maxpool, max_unpool, maxpool
 from .summary import print_summary, summary
 
 __version__ = "0.1.0"
@@ -58,6 +58,7 @@ __all__ = [
     "lecture",
     "losses",
     "lowering",
+    "max_unpool",
     "maxpool",
     "models",
     "nn",

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.typing import ArrayLike
 
 from . import _checks, lowering
@@ -74,7 +75,8 @@ def maxpool(
     padding: str | int | tuple = "VALID",
     ceil_mode: bool = False,
     dilation: int | tuple[int, ...] = 1,
-) -> jax.Array:
+    return_indices: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Max pooling over the spatial dimensions of ``x``, each channel on its own.
 
     Args:
@@ -95,6 +97,8 @@ def maxpool(
       dilation: spacing between a window's cells, an int or one per spatial dimension
         (PyTorch's ``dilation``): a window spans ``span = dilation * (window - 1) + 1``
         cells; the padding stays at most half the window, as in PyTorch.
+      return_indices: also return where each maximum came from (PyTorch's
+        ``return_indices``), for :func:`max_unpool`.
 
     Returns:
       Array of shape ``(N, *out_spatial, C)`` (``(*out_spatial, C)`` for a single
@@ -102,6 +106,9 @@ def maxpool(
       high``, ``out = (padded - span) // stride + 1``; with ``ceil_mode``,
       ``out = ceil((padded - span) / stride) + 1`` less one if the last window starts
       at or past ``size + low``. The gradient of each window goes to its first maximum.
+      With ``return_indices``, ``(y, indices)``: ``indices`` int32 of ``y``'s shape, each
+      window's first maximum (NaN first) as a row-major index into its example's and
+      channel's spatial map (``h * W + w`` for images), as PyTorch gives them.
 
     Raises:
       TypeError: if ``x`` is not a real numeric array, or an argument has the wrong
@@ -128,8 +135,98 @@ def maxpool(
     xb, unbatch, window, stride, _, pads, dilation = _geometry(x, window, stride, padding, ceil_mode, dilation)
     if not (jnp.issubdtype(xb.dtype, jnp.floating) or jnp.issubdtype(xb.dtype, jnp.integer)):
         raise TypeError(f"`x` must have a real numeric dtype, got {xb.dtype}.")
+    if not isinstance(return_indices, bool):
+        raise TypeError(f"`return_indices` must be a bool, got {return_indices!r}.")
     dilated = (dilation,) if any(d != 1 for d in dilation) else ()  # a lowering gets it only when asked
-    return unbatch(lowering.call("maxpool", (xb,), window, stride, pads, *dilated))
+    y = unbatch(lowering.call("maxpool", (xb,), window, stride, pads, *dilated))
+    if not return_indices:
+        return y
+    return y, unbatch(_first_max_indices(lax.stop_gradient(xb), window, stride, pads, dilation))
+
+
+def _first_max_indices(xb, window, stride, pads, dilation):
+    """Each window's first maximum as a row-major index into the unpadded spatial map."""
+    from .lowering import patches
+
+    _, tap = patches._max_and_first(xb, window, stride, tuple(map(tuple, pads)), dilation)  # row-major in the window
+    spatial, offsets = xb.shape[1:-1], []
+    for w in reversed(window):
+        offsets.insert(0, tap % w)
+        tap = tap // w
+    flat = jnp.zeros_like(offsets[0])
+    for i, (size, s, (lo, _), d) in enumerate(zip(spatial, stride, pads, dilation)):
+        position = lax.broadcasted_iota(jnp.int32, flat.shape, i + 1) * s - lo + offsets[i] * d
+        flat = flat * size + position
+    return flat
+
+
+def max_unpool(
+    x: ArrayLike,
+    indices: ArrayLike,
+    window: int | tuple[int, ...] = 2,
+    stride: int | tuple[int, ...] | None = None,
+    *,
+    padding: int | tuple = 0,
+    output_size: Sequence[int] | None = None,
+) -> jax.Array:
+    """The inverse of :func:`maxpool` with ``return_indices`` (``torch.nn.functional.max_unpool``):
+    each value of ``x`` put back where ``indices`` says its maximum came from, zeros elsewhere
+    (SegNet's decoder).
+
+    Args:
+      x: the pooled maps ``(N, *spatial, C)``, or one example (the window given per
+        dimension), floating point.
+      indices: as :func:`maxpool` returned them, of ``x``'s shape.
+      window, stride, padding: those of the pooling; they give the output size
+        ``(size - 1) * stride - low - high + window`` per dimension, as in PyTorch.
+      output_size: the spatial shape to fill instead (the pooled input's, when floor
+        mode dropped a row).
+
+    Returns:
+      ``(N, *output_size, C)``. Where two windows chose one cell, one value is kept.
+
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 2, 2, 1)
+    >>> y, i = maxpool(x, 2, return_indices=True)
+    >>> max_unpool(y, i, 2)[0, :, :, 0]
+    Array([[0., 0.],
+           [0., 4.]], dtype=float32)
+    """
+    x = _checks.as_array(x, "x")
+    indices = _checks.as_array(indices, "indices")
+    _checks.check_floating(x, "x")
+    n = len(window) if isinstance(window, Sequence) and not isinstance(window, str) else x.ndim - 2
+    if x.ndim not in (n + 1, n + 2) or n < 1:
+        raise ValueError(f"`x` must have shape (N, *spatial, C) or (*spatial, C) with {n} spatial dims, "
+                         f"got shape {tuple(x.shape)}.")
+    if tuple(indices.shape) != tuple(x.shape) or not jnp.issubdtype(indices.dtype, jnp.integer):
+        raise ValueError(f"`indices` must be integers of `x`'s shape {tuple(x.shape)}, got {indices.dtype} "
+                         f"{tuple(indices.shape)}.")
+    batched = x.ndim == n + 2
+    xb, ib = (x, indices) if batched else (x[None], indices[None])
+    window = _checks.positive_tuple(window, n, "window")
+    stride = window if stride is None else _checks.positive_tuple(stride, n, "stride")
+    pads = _checks.padding_pairs(padding, n, xb.shape[1:-1], window, stride)
+    if output_size is None:
+        out = tuple((size - 1) * s - lo - hi + w for size, s, (lo, hi), w in zip(xb.shape[1:-1], stride, pads, window))
+    else:
+        out = _checks.positive_tuple(tuple(output_size)[-n:] if len(output_size) >= n else output_size, n,
+                                     "output_size")
+    if any(o <= 0 for o in out):
+        raise ValueError(f"output size would be zero or negative: {out}.")
+    cells = _checks.prod(out)
+    if not isinstance(ib, jax.core.Tracer):
+        values = np.asarray(ib)
+        if values.size and (values.min() < 0 or values.max() >= cells):
+            raise ValueError(f"`indices` must be in [0, {cells}) for an output of spatial shape {out}, got values "
+                             f"from {values.min()} to {values.max()}.")
+    batch, channels = xb.shape[0], xb.shape[-1]
+    flat_x, flat_i = xb.reshape(batch, -1, channels), ib.reshape(batch, -1, channels)
+    rows = jnp.arange(batch)[:, None, None]
+    cols = jnp.arange(channels)[None, None, :]
+    y = jnp.zeros((batch, cells, channels), x.dtype).at[rows, flat_i, cols].set(flat_x)
+    y = y.reshape(batch, *out, channels)
+    return y if batched else y[0]
 
 
 def avgpool(
@@ -379,4 +476,4 @@ def _ceil_pads(spatial, window, stride, pads, floor_sizes):
 
 
 __all__ = ["adaptive_avgpool", "adaptive_maxpool", "adaptive_windows", "avgpool", "global_avgpool", "global_maxpool",
-           "maxpool"]
+           "max_unpool", "maxpool"]

@@ -73,6 +73,31 @@ def maxpool(x, window, stride, pads, ceil_mode, dilation=None):
     return out
 
 
+def maxpool_indices(x, window, stride, pads, ceil_mode, dilation=None):
+    """Each window's first maximum (row-major over the window, NaN first), as a row-major
+    index into the unpadded spatial map: PyTorch's ``return_indices``."""
+    x = np.asarray(x, np.float64)
+    n = x.ndim - 2
+    spatial = x.shape[1:-1]
+    dilation = dilation or (1,) * n
+    span = [(window[i] - 1) * dilation[i] + 1 for i in range(n)]
+    out_sizes = [pool_out_size(spatial[i], span[i], stride[i], *pads[i], ceil_mode) for i in range(n)]
+    out = np.zeros((x.shape[0], *out_sizes, x.shape[-1]), np.int64)
+    for pos in itertools.product(*(range(s) for s in out_sizes)):
+        for b in range(x.shape[0]):
+            for c in range(x.shape[-1]):
+                best, where = None, None
+                for tap in itertools.product(*(range(w) for w in window)):
+                    cell = [p * stride[i] - pads[i][0] + t * dilation[i] for i, (p, t) in enumerate(zip(pos, tap))]
+                    if not all(0 <= v < spatial[i] for i, v in enumerate(cell)):
+                        continue
+                    v = x[(b, *cell, c)]
+                    if best is None or (np.isnan(v) and not np.isnan(best)) or (not np.isnan(best) and v > best):
+                        best, where = v, np.ravel_multi_index(cell, spatial)
+                out[(b, *pos, c)] = where
+    return out
+
+
 def avgpool(x, window, stride, pads, ceil_mode, count_include_pad):
     """PyTorch's average pooling, from its definition: a window's sum over the unpadded cells
     it covers, divided by its extent inside the explicitly padded input (count_include_pad)

@@ -323,3 +323,45 @@ def test_dilated_maxpool_nan_layer_and_padding_rule():
         cnnjax.maxpool(jnp.ones((1, 6, 6, 1)), 3, 1, padding=2, dilation=2)  # PyTorch refuses it too
     with pytest.raises(ValueError, match=re.escape("`dilation` must be positive, got 0")):
         cnnjax.maxpool(jnp.ones((1, 6, 6, 1)), 3, dilation=0)
+
+
+@pytest.mark.parametrize("sizes, window, stride, padding, dilation, ceil_mode", [
+    ((4, 4), (2, 2), None, 0, (1, 1), False),
+    ((5, 7), (3, 3), (2, 2), 1, (1, 1), True),
+    ((9,), (3,), (2,), 1, (2,), False),
+    ((4, 5, 4), (2, 2, 2), (1, 2, 1), 0, (1, 1, 2), False),
+])
+def test_return_indices_are_pytorchs_and_max_unpool_puts_each_maximum_back(sizes, window, stride, padding, dilation,
+                                                                           ceil_mode):
+    x = np.round(np.random.default_rng(len(sizes)).standard_normal((2, *sizes, 3)), 1).astype(np.float32)  # ties
+    x[0, 1] = np.nan  # NaN wins its windows
+    y, indices = cnnjax.maxpool(x, window, stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
+                                return_indices=True)
+    n = len(sizes)
+    strides = window if stride is None else stride
+    pads = cnnjax._checks.padding_pairs(padding, n, sizes, window, strides, dilation)
+    want = ref.maxpool_indices(x, window, strides, pads, ceil_mode, dilation)
+    assert indices.dtype == jnp.int32
+    np.testing.assert_array_equal(indices, want)
+    np.testing.assert_array_equal(np.asarray(y), ref.maxpool(x, window, strides, pads, ceil_mode, dilation).astype(
+        np.float32))
+    restored = np.asarray(cnnjax.max_unpool(y, indices, window, stride, padding=padding, output_size=sizes))
+    flat = restored.reshape(2, -1, 3)
+    got = np.take_along_axis(flat, np.asarray(indices).reshape(2, -1, 3), axis=1)
+    np.testing.assert_array_equal(got, np.asarray(y).reshape(2, -1, 3))  # every maximum where it came from
+    chosen = np.zeros(flat.shape, bool)
+    np.put_along_axis(chosen, np.asarray(indices).reshape(2, -1, 3), True, axis=1)
+    assert np.all(flat[~chosen] == 0)  # zeros elsewhere
+
+
+def test_max_unpool_by_hand_its_gradient_and_errors():
+    x = jnp.array([[1.0, 5.0, 2.0, 0.0], [3.0, 4.0, 7.0, 8.0]]).reshape(1, 2, 4, 1)
+    y, i = cnnjax.maxpool(x, 2, return_indices=True)
+    np.testing.assert_array_equal(i[0, :, :, 0], [[1, 7]])  # 5 at (0, 1), 8 at (1, 3)
+    np.testing.assert_array_equal(cnnjax.max_unpool(y, i, 2)[0, :, :, 0], [[0, 5, 0, 0], [0, 0, 0, 8]])
+    g = jax.grad(lambda v: jnp.sum(cnnjax.max_unpool(v, i, 2) * jnp.arange(8.0).reshape(1, 2, 4, 1)))(y)
+    np.testing.assert_array_equal(g[0, :, :, 0], [[1.0, 7.0]])  # the gather of the scatter
+    with pytest.raises(ValueError, match=re.escape("`indices` must be in [0, 8) for an output of spatial shape (2, 4)")):
+        cnnjax.max_unpool(y, i + 8, 2)
+    with pytest.raises(ValueError, match=re.escape("`indices` must be integers of `x`'s shape (1, 1, 2, 1)")):
+        cnnjax.max_unpool(y, i.astype(jnp.float32), 2)
