@@ -375,6 +375,37 @@ def load_torch_weights(model, state_dict: Mapping[str, Any], input_shape: Sequen
     return model
 
 
+def load_equinox_weights(model, eqx_model: Any, input_shape: Sequence[int] | None = None):
+    """Fills ``model`` in place from an Equinox model of the same network, so that
+    channels-last inputs give the outputs ``jax.vmap(eqx_model)`` gives for the same
+    images channels-first.
+
+    Equinox keeps PyTorch's layouts (``Conv.weight`` ``(out, in, *kernel)``, ``Linear.weight``
+    ``(out, in)``, a convolution's bias ``(out, 1, ...)``, and ``jnp.ravel`` of a
+    channels-first map), so its convolutions and linear layers, in the order of its
+    pytree (a list of layers, or fields in the order they are declared), go through
+    :func:`load_torch_weights`.
+
+    Raises:
+      ValueError: as :func:`load_torch_weights`; TypeError if Equinox is not installed
+        or ``eqx_model`` holds no convolution or linear layer.
+    """
+    try:
+        import equinox as eqx
+    except ImportError as e:
+        raise TypeError("`eqx_model` needs Equinox installed (pip install equinox).") from e
+    layers = [leaf for leaf in jax.tree.leaves(eqx_model, is_leaf=lambda m: isinstance(m, (eqx.nn.Conv, eqx.nn.Linear)))
+              if isinstance(leaf, (eqx.nn.Conv, eqx.nn.Linear))]
+    if not layers:
+        raise TypeError(f"`eqx_model` holds no equinox.nn.Conv or Linear layer, got {type(eqx_model).__name__}.")
+    state = {}
+    for i, layer in enumerate(layers):
+        state[f"{i}.weight"] = np.asarray(layer.weight)
+        if layer.bias is not None:
+            state[f"{i}.bias"] = np.asarray(layer.bias).reshape(-1)
+    return load_torch_weights(model, state, input_shape)
+
+
 def _torch_layout(layer) -> tuple[int, ...]:
     kernel = tuple(layer.kernel.shape)
     return (kernel[-1], kernel[-2], *kernel[:-2]) if isinstance(layer, Conv) else (kernel[1], kernel[0])
@@ -383,6 +414,7 @@ def _torch_layout(layer) -> tuple[int, ...]:
 __all__ = [
     "MnistFunctional",
     "alexnet",
+    "load_equinox_weights",
     "load_keras_weights",
     "load_torch_weights",
     "mnist_functional",

@@ -273,3 +273,37 @@ def test_pytorch_weights_errors():
     with pytest.raises(ValueError, match=re.escape("holds batch-norm statistics ('1.running_mean')")):
         models.load_torch_weights(model, {**state, "1.running_mean": np.zeros(6)}, input_shape=(6, 6, 3))
     np.testing.assert_array_equal(model.layers[0].kernel[...], before)  # nothing half-loaded
+
+
+def test_equinox_weights_give_equinoxs_outputs():
+    """Equinox's "CNN on MNIST" tutorial network (channels first, MaxPool2d of stride 1, jnp.ravel),
+    and the same network in cnnjax: its weights loaded, the same log-probabilities."""
+    import equinox as eqx
+
+    class CNN(eqx.Module):
+        layers: list
+
+        def __init__(self, key):
+            key1, key2, key3, key4 = jax.random.split(key, 4)
+            self.layers = [eqx.nn.Conv2d(1, 3, kernel_size=4, key=key1), eqx.nn.MaxPool2d(kernel_size=2), jax.nn.relu,
+                           jnp.ravel, eqx.nn.Linear(1728, 512, key=key2), jax.nn.sigmoid,
+                           eqx.nn.Linear(512, 64, key=key3), jax.nn.relu, eqx.nn.Linear(64, 10, key=key4),
+                           jax.nn.log_softmax]
+
+        def __call__(self, x):
+            for layer in self.layers:
+                x = layer(x)
+            return x
+
+    original = CNN(jax.random.key(0))
+    rngs = nnx.Rngs(1)
+    ported = nn.Sequential(nn.Conv(1, 3, 4, rngs=rngs), nn.MaxPool(2, stride=1), nn.ReLU(), nn.Flatten(),
+                           nn.Dense(1728, 512, activation=jax.nn.sigmoid, rngs=rngs),
+                           nn.Dense(512, 64, activation="relu", rngs=rngs), nn.Dense(64, 10, rngs=rngs))
+    models.load_equinox_weights(ported, original, input_shape=(28, 28, 1))
+    x = np.random.default_rng(0).uniform(size=(4, 1, 28, 28)).astype(np.float32)  # Equinox's (C, H, W) examples
+    want = jax.vmap(original)(jnp.asarray(x))
+    got = jax.nn.log_softmax(ported(jnp.moveaxis(x, 1, -1)))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match=re.escape("`eqx_model` holds no equinox.nn.Conv or Linear layer")):
+        models.load_equinox_weights(ported, [jax.nn.relu], input_shape=(28, 28, 1))
