@@ -495,3 +495,25 @@ def test_every_experiment_refuses_a_folder_another_run_holds(tiny_idx, tmp_path,
     assert info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {workdir} is in use by process")
     assert os.listdir(workdir) == [".lock"]
+
+
+def test_the_ports_train_as_their_originals_on_the_same_batches(tiny_idx, tmp_path, capsys):
+    """Flax NNX's tutorial CNN and its cnnjax port: after two steps on the same batches the weights
+    agree to float rounding (Equinox's port gives its logits: test_models); the script runs end to end."""
+    import optax
+    from flax import nnx
+
+    from cnnjax import data, train
+
+    ports = load("ports")
+    x, y = data.load(str(tiny_idx), "train")
+    original = ports.FlaxCNN(rngs=nnx.Rngs(0))
+    port = ports.flax_port(original)
+    ports.train_flax(original, x, y, 2, 0)
+    train.fit(port, ports._batches(x, y, 32, 2, 0), steps=2, steps_per_epoch=2, optimizer=optax.adamw(0.005, 0.9),
+              verbose=0)
+    np.testing.assert_allclose(port[6].kernel[...], original.linear2.kernel[...], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(port[0].kernel[...], original.conv1.kernel[...], rtol=1e-4, atol=1e-6)
+    results = ports.main(["--data-dir", str(tiny_idx), "--steps", "2", "--workdir", str(tmp_path / "ports")])
+    assert set(results) == {"Flax NNX MNIST tutorial", "Equinox CNN on MNIST"}
+    assert "original    cnnjax" in capsys.readouterr().out and (tmp_path / "ports" / "results.json").exists()
