@@ -87,7 +87,9 @@ def fit(
         train in the Python loop, each padded to the first batch's size (or, for a model
         with batch statistics, run at its own). A stream brings its own order and batch
         size (``batch_size``, ``seed`` and ``shuffle`` are for arrays); a checkpointed
-        stream resumes at the start of the next epoch.
+        stream resumes at the start of the next epoch. Its first batch is checked as
+        arrays are; a later batch's class labels are checked inside the step: one out of
+        range makes the loss NaN, which stops training naming the step.
       epochs: number of passes over ``train`` (the total, also when resuming).
       steps: instead of ``epochs``, the number of optimizer steps in all (as the Flax and
         Equinox tutorials train): whole epochs, then the first batches of one more; that

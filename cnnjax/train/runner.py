@@ -10,6 +10,9 @@ Two loops run the same :func:`~cnnjax.train.train_step`:
   examples of the others.
 - **A Python loop of jitted steps** (``"python"``), batches gathered on the host: for
   data too large for the device, or lowerings that run slowly inside a scan.
+- **A stream of batches** (:class:`StreamRunner`): the Python loop over whatever an
+  iterable yields (a torch ``DataLoader``, a generator), each batch padded to the first
+  one's size so the step compiles once.
 
 An epoch is cut into equal segments (about a tenth of an epoch, a divisor of the step
 count where one is near): between segments the host updates the progress bar, checks
