@@ -1,4 +1,4 @@
-"""Two public tutorials' CNNs ported onto cnnjax, trained beside their originals on the same data.
+"""Three public tutorials' CNNs ported onto cnnjax, trained beside their originals on the same data.
 
 - **Flax NNX's MNIST tutorial**: conv(32) -> relu -> avg_pool -> conv(64) -> relu ->
   avg_pool -> flatten -> linear(256) -> relu -> linear(10), trained with its own loop
@@ -9,6 +9,11 @@
   linear(512) -> sigmoid -> linear(64) -> relu -> linear(10), channels first, trained with
   its own loop (``eqx.filter_value_and_grad``, ``optax.adamw(3e-4)``, batches of 64). The
   weights load with :func:`cnnjax.models.load_equinox_weights`.
+- **Keras' "Simple MNIST convnet"** (when Keras is installed: ``pip install keras``; it
+  runs on the JAX backend): conv(32) -> max_pool -> conv(64) -> max_pool -> flatten ->
+  dropout(0.5) -> dense(10), Adam, batches of 128, trained with ``model.fit``. The
+  weights load with :func:`cnnjax.models.load_keras_weights`; Dropout draws its own masks
+  on each side, so these two runs differ by more than rounding.
 
 Each port starts from its original's initial weights and trains with ``cnnjax.train.fit``
 on the very batches the original trains on, in its order (a stream of batches), with the
@@ -153,6 +158,31 @@ def train_equinox(model, x, y, steps: int, seed: int):
     return model
 
 
+def keras_convnet(seed: int):
+    """Keras' "Simple MNIST convnet", as its example writes it (None without Keras)."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    try:
+        import keras
+    except ImportError:
+        return None
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input(shape=(28, 28, 1)), keras.layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+        keras.layers.MaxPooling2D(pool_size=(2, 2)), keras.layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+        keras.layers.MaxPooling2D(pool_size=(2, 2)), keras.layers.Flatten(), keras.layers.Dropout(0.5),
+        keras.layers.Dense(10, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+
+
+def keras_port(original, seed: int) -> nn.Sequential:
+    rngs = nnx.Rngs(0, dropout=seed)
+    port = nn.Sequential(nn.Conv(1, 32, 3, activation="relu", rngs=rngs), nn.MaxPool(2),
+                         nn.Conv(32, 64, 3, activation="relu", rngs=rngs), nn.MaxPool(2), nn.Flatten(),
+                         nn.Dropout(0.5, rngs=rngs), nn.Dense(1600, 10, rngs=rngs))
+    return models.load_keras_weights(port, original.get_weights(), input_shape=(28, 28, 1))
+
+
 def _batches(x, y, batch_size: int, steps: int, seed: int):
     """``steps`` shuffled batches, epoch after epoch (the originals' own data order)."""
     if len(x) < batch_size:
@@ -209,6 +239,22 @@ def _run_in(config: Config, x, y, tx, ty, workdir: Path) -> dict:
     results["Equinox CNN on MNIST"] = {"original": accuracy(jax.vmap(original)(jnp.moveaxis(tx, -1, 1)), ty),
                                        "cnnjax": accuracy(train.predict(port, tx, logits=True), ty),
                                        "original_s": t1 - t0, "cnnjax_s": t2 - t1}
+
+    original = keras_convnet(config.seed)
+    if original is None:
+        print("Keras is not installed (pip install keras): its convnet is skipped.")
+    else:
+        port = keras_port(original, config.seed)
+        epochs = max(1, round(config.steps * 128 / len(x)))  # about as many steps, in whole epochs
+        t0 = time.perf_counter()
+        original.fit(x, y, batch_size=128, epochs=epochs, verbose=0)
+        t1 = time.perf_counter()
+        train.fit(port, (x, y), epochs=epochs, batch_size=min(128, len(x)), seed=config.seed,
+                  optimizer=optax.adam(1e-3, eps=1e-7), verbose=config.verbose)  # Keras' Adam defaults
+        t2 = time.perf_counter()
+        results["Keras simple MNIST convnet"] = {
+            "original": accuracy(original.predict(tx, verbose=0), ty),
+            "cnnjax": accuracy(train.predict(port, tx, logits=True), ty), "original_s": t1 - t0, "cnnjax_s": t2 - t1}
 
     print(f"\n{len(y)} training and {len(ty)} test images, {config.steps} steps each\n")
     print(f"{'tutorial':26s} {'original':>9s} {'cnnjax':>9s} {'original s':>11s} {'cnnjax s':>9s}")
