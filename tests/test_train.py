@@ -684,3 +684,25 @@ def test_stream_errors(train_data, kwargs, error, message):
     args = {"epochs": 1, "verbose": 0, **kwargs}
     with pytest.raises(error, match=re.escape(message)):
         train.fit(small_model(), train_data, **args)
+
+
+def test_evaluate_and_validation_take_a_stream_of_batches_as_they_take_arrays():
+    model = small_model()
+    batches = _batches(X, Y, 7)  # 7, 7, 7, 7, 4: the last padded with zero-weight rows
+    want = train.evaluate(model, (X, Y))
+    got = train.evaluate(model, batches)
+    assert got.keys() == want.keys()
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6)
+    np.testing.assert_allclose(train.evaluate(model, iter(_batches(X, Y, 8, as_dict=True)))["loss"], want["loss"],
+                               rtol=1e-6)
+    streamed = train.fit(small_model(), (X, Y), epochs=2, batch_size=8, validation=batches, verbose=0)
+    arrays = train.fit(small_model(), (X, Y), epochs=2, batch_size=8, validation=(X, Y), verbose=0)
+    np.testing.assert_allclose(streamed.history["val_loss"], arrays.history["val_loss"], rtol=1e-6)
+    with pytest.raises(TypeError, match=re.escape("A `validation` stream is evaluated after every epoch, so it must "
+                                                  "iterate anew")):
+        train.fit(small_model(), (X, Y), epochs=1, batch_size=8, validation=iter(batches), verbose=0)
+    with pytest.raises(ValueError, match=re.escape("`test` targets must be class indices in [0, 10)")):
+        train.evaluate(model, [(X[:8], Y[:8] + 10)])
+    with pytest.raises(ValueError, match=re.escape("`batch_size` is for arrays")):
+        train.evaluate(model, batches, batch_size=8)

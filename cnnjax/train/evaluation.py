@@ -23,6 +23,7 @@ from ..activations import softmax
 from . import cpu
 from .objective import check_data, check_fit, objective, warn_if_unscaled
 from .placement import Placement, Rows
+from .runner import is_stream, stream_batch
 from .state import TrainState, check_model, create_state, mode_preserved
 from .steps import eval_step, outputs_of
 
@@ -73,6 +74,48 @@ class Evaluator:
         return dict(zip(state.metric_names, map(float, values)))
 
 
+_eval_step = jax.jit(eval_step)
+
+
+class StreamEvaluator:
+    """A stream of ``(inputs, targets)`` batches (as :func:`~cnnjax.train.fit` takes them)
+    evaluated batch by batch, iterated anew on every call; each batch padded to the first
+    one's size with zero-weight examples, so the step compiles once.
+
+    Args:
+      placement: the mesh the batches are split across.
+      stream: a re-iterable stream (a list, a ``DataLoader``); an iterator is read once.
+      name: what errors call it (``"test"``, ``"validation"``).
+      check: called with the first batch's ``(inputs, targets)`` before anything runs.
+    """
+
+    def __init__(self, placement: Placement, stream, name: str, check=None):
+        self.placement, self.stream, self.name, self.check = placement, stream, name, check
+
+    def __call__(self, state: TrainState) -> dict[str, float]:
+        totals, count, size = np.zeros(len(state.metric_names)), 0, None
+        for k, batch in enumerate(self.stream):
+            where = f"Batch {k} of the `{self.name}` stream"
+            x, y = stream_batch(batch, where)
+            if size is None:
+                if self.check is not None:
+                    self.check(x, y)
+                size, shape = -(-len(x) // self.placement.size) * self.placement.size, x.shape[1:]
+            if len(x) > size or x.shape[1:] != shape:
+                raise ValueError(f"{where} holds inputs of shape {x.shape}; every batch must hold at most {size} "
+                                 f"examples of shape {shape} (those of the first batch).")
+            n, more = len(x), size - len(x)
+            w = np.concatenate([np.ones(n, np.float32), np.zeros(more, np.float32)])
+            x = np.concatenate([x, np.zeros((more, *x.shape[1:]), x.dtype)])
+            y = np.concatenate([y, np.zeros((more, *y.shape[1:]), y.dtype)])
+            means = _eval_step(state, tuple(self.placement.batched(a, 0) for a in (x, y, w)))
+            totals += np.array([float(means[m]) for m in state.metric_names]) * n
+            count += n
+        if count == 0:
+            raise ValueError(f"`{self.name}` is an empty stream: it gave no batch.")
+        return dict(zip(state.metric_names, (totals / count).tolist()))
+
+
 def evaluate(model: nnx.Module, test: tuple[np.ndarray, np.ndarray], *, batch_size: int | None = None,
              loss: Any = None, metrics: Any = None, compute_dtype: Any = None,
              devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
@@ -80,7 +123,8 @@ def evaluate(model: nnx.Module, test: tuple[np.ndarray, np.ndarray], *, batch_si
 
     Args:
       model: any ``nnx.Module``.
-      test: ``(inputs, targets)`` as :func:`~cnnjax.train.fit` takes them.
+      test: ``(inputs, targets)`` as :func:`~cnnjax.train.fit` takes them, arrays or a
+        stream of batches (the stream's own batches are used; ``batch_size`` is for arrays).
       batch_size: examples per batch, a multiple of the device count; default 256
         rounded up to one.
       loss, metrics: as ``fit`` takes them (default cross-entropy and accuracy).
@@ -93,6 +137,13 @@ def evaluate(model: nnx.Module, test: tuple[np.ndarray, np.ndarray], *, batch_si
     check_model(model)
     cpu.tune_cpu_memory()
     obj = objective(loss, metrics)
+    if is_stream(test):
+        if batch_size is not None:
+            raise ValueError("`batch_size` is for arrays: a stream of batches brings its own batches.")
+        placement = Placement.over(devices)
+        state = placement.replicated(create_state(model, _NO_OPTIMIZER, loss=obj, compute_dtype=compute_dtype))
+        check = lambda x, y: check_fit(obj, output_shape(model, x, "test"), "test", y)
+        return StreamEvaluator(placement, test, "test", check)(state)
     inputs, targets = check_data("test", test)
     warn_if_unscaled("test", inputs)
     check_fit(obj, output_shape(model, inputs, "test"), "test", targets)
@@ -204,4 +255,5 @@ def predict(model: nnx.Module, inputs: ArrayLike, *, batch_size: int | None = No
     return Predictor(model, batch_size=batch_size, logits=logits, compute_dtype=compute_dtype)(inputs)
 
 
-__all__ = ["Evaluator", "Predictor", "bucket", "evaluate", "evaluate_batches", "output_shape", "predict"]
+__all__ = ["Evaluator", "Predictor", "StreamEvaluator", "bucket", "evaluate", "evaluate_batches", "output_shape",
+           "predict"]

@@ -20,7 +20,7 @@ from .. import _checks
 from .callbacks import Callback, CallbackList, History, ProgressBar, Run, TerminateOnNaN, as_callback
 from .checkpointing import ModelCheckpoint
 from .cpu import auto_microbatches
-from .evaluation import Evaluator, output_shape
+from .evaluation import Evaluator, StreamEvaluator, output_shape
 from .fingerprint import data_digest, identity
 from .objective import check_data, check_fit, objective, warn_if_unscaled
 from .optimizers import DEFAULT_OPTIMIZER, learning_rate
@@ -32,6 +32,7 @@ from .runner import (
     StreamRunner,
     choose_loop,
     default_segment,
+    is_stream,
     plan_epoch,
     stream_batch,
     trace_step,
@@ -98,7 +99,8 @@ def fit(
         smaller, as in Keras.
       steps_per_epoch: a stream's batches per epoch (default: its ``len()``, else until it
         ends); needed with ``steps`` for a stream without a length.
-      validation: optional ``(inputs, targets)`` evaluated after every epoch.
+      validation: optional ``(inputs, targets)`` evaluated after every epoch: arrays, or a
+        stream of batches that iterates anew each time (a list, a ``DataLoader``).
       validation_split: instead of ``validation``, hold out this fraction of ``train``,
         its *last* examples before any shuffling (as Keras' ``validation_split``; for a
         random held-out set, :func:`cnnjax.data.split_validation`). ``train`` must be
@@ -159,7 +161,19 @@ def fit(
     warn_if_unscaled("train", inputs)
     outputs = output_shape(model, inputs, "train")
     check_fit(obj, outputs, "train", targets)
-    if validation is not None:
+    if validation is not None and is_stream(validation):
+        if iter(validation) is validation:
+            raise TypeError("A `validation` stream is evaluated after every epoch, so it must iterate anew each "
+                            "time (a list, a DataLoader), not be an iterator or generator.")
+        first = next(iter(validation), None)
+        if first is None:
+            raise ValueError("`validation` is an empty stream: it gave no batch.")
+        val_x, val_y = stream_batch(first, "The first batch of the `validation` stream")
+        if val_x.shape[1:] != inputs.shape[1:]:
+            raise ValueError(f"`validation` inputs have shape {val_x.shape[1:]} per example but "
+                             f"`train` inputs have {inputs.shape[1:]}.")
+        check_fit(obj, outputs, "validation", val_y)
+    elif validation is not None:
         val_inputs, val_targets = check_data("validation", validation)
         warn_if_unscaled("validation", val_inputs)
         if val_inputs.shape[1:] != inputs.shape[1:]:
@@ -212,7 +226,8 @@ def fit(
                   if checkpoint_dir is not None else None)
     hooks = CallbackList([TerminateOnNaN(), ProgressBar(verbose), run.history, *user_callbacks,
                           *([checkpoint] if checkpoint else [])], run)
-    validate = Evaluator(placement, val_inputs, val_targets, batch_size) if validation is not None else None
+    validate = (None if validation is None else StreamEvaluator(placement, validation, "validation")
+                if is_stream(validation) else Evaluator(placement, val_inputs, val_targets, batch_size))
     if source is None:
         runner = Runner(loop, placement, inputs, targets)
         plan = lambda epoch: plan_epoch(n, batch_size, segment, seed=seed, epoch=epoch, shuffle=shuffle,
@@ -261,8 +276,7 @@ class _Stream:
     @staticmethod
     def of(train, batch_size, steps_per_epoch, loop, validation_split) -> _Stream | None:
         """A :class:`_Stream` if ``train`` is one (not an ``(inputs, targets)`` pair), else None."""
-        pair = isinstance(train, (tuple, list)) and len(train) == 2 and not _is_batch(train[0])
-        if pair or isinstance(train, dict) or hasattr(train, "shape") or not hasattr(train, "__iter__"):
+        if not is_stream(train):
             if steps_per_epoch is not None:
                 raise ValueError("`steps_per_epoch` is for a stream of batches; arrays' epochs are their length.")
             return None
@@ -275,11 +289,6 @@ class _Stream:
             raise ValueError("A stream of batches trains in one process; across processes give arrays or a "
                              "random-access source.")
         return _Stream(train, steps_per_epoch)
-
-
-def _is_batch(item) -> bool:
-    return isinstance(item, dict) or (isinstance(item, (tuple, list)) and len(item) == 2
-                                      and all(hasattr(a, "shape") for a in item))
 
 
 def _split_last(train: Any, fraction: Any, validation: Any) -> tuple[tuple, tuple]:

@@ -258,6 +258,19 @@ def as_batch(batch, where: str) -> tuple[np.ndarray, np.ndarray]:
     return read(batch[0]), read(batch[1])
 
 
+def is_stream(data) -> bool:
+    """Whether ``data`` is a stream of batches (an iterable of pairs or dicts) rather than an
+    ``(inputs, targets)`` pair of arrays."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not _is_batch(data[0]):
+        return False
+    return not (isinstance(data, dict) or hasattr(data, "shape") or not hasattr(data, "__iter__"))
+
+
+def _is_batch(item) -> bool:
+    return isinstance(item, dict) or (isinstance(item, (tuple, list)) and len(item) == 2
+                                      and all(hasattr(a, "shape") for a in item))
+
+
 def stream_batch(batch, where: str) -> tuple[np.ndarray, np.ndarray]:
     """:func:`as_batch`, then checked as ``fit`` checks arrays; errors say which batch."""
     x, y = as_batch(batch, where)
@@ -348,4 +361,4 @@ class StreamRunner:
 
 
 __all__ = ["STREAM_KEYS", "EpochPlan", "Runner", "SegmentResult", "StreamPlan", "StreamRunner", "as_batch",
-           "choose_loop", "default_segment", "plan_epoch", "stream_batch", "trace_step"]
+           "choose_loop", "default_segment", "is_stream", "plan_epoch", "stream_batch", "trace_step"]
