@@ -22,7 +22,7 @@ Pads = tuple[tuple[int, int], ...]
 def as_array(x: Any, name: str):
     """Returns ``x`` as a JAX array (or tracer), or raises ``TypeError``."""
     if hasattr(x, "shape") and hasattr(x, "dtype"):
-        if np.dtype(x.dtype).kind in "OSU":  # strings and objects: not numbers (bfloat16 is kind V)
+        if getattr(x.dtype, "kind", None) in ("O", "S", "U"):  # strings, objects (bfloat16 is kind V)
             raise TypeError(f"`{name}` must be an array of numbers, got dtype {x.dtype}.")
         return x if isinstance(x, jnp.ndarray) else jnp.asarray(x)
     if x is None or isinstance(x, (str, bytes)):
