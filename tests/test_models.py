@@ -10,6 +10,7 @@ import numpy as np
 import numpy_reference as ref
 import pytest
 from flax import nnx
+from scripts import load
 
 import cnnjax
 from cnnjax import models, nn
@@ -277,30 +278,11 @@ def test_pytorch_weights_errors():
 
 def test_equinox_weights_give_equinoxs_outputs():
     """Equinox's "CNN on MNIST" tutorial network (channels first, MaxPool2d of stride 1, jnp.ravel),
-    and the same network in cnnjax: its weights loaded, the same log-probabilities."""
-    import equinox as eqx
-
-    class CNN(eqx.Module):
-        layers: list
-
-        def __init__(self, key):
-            key1, key2, key3, key4 = jax.random.split(key, 4)
-            self.layers = [eqx.nn.Conv2d(1, 3, kernel_size=4, key=key1), eqx.nn.MaxPool2d(kernel_size=2), jax.nn.relu,
-                           jnp.ravel, eqx.nn.Linear(1728, 512, key=key2), jax.nn.sigmoid,
-                           eqx.nn.Linear(512, 64, key=key3), jax.nn.relu, eqx.nn.Linear(64, 10, key=key4),
-                           jax.nn.log_softmax]
-
-        def __call__(self, x):
-            for layer in self.layers:
-                x = layer(x)
-            return x
-
-    original = CNN(jax.random.key(0))
-    rngs = nnx.Rngs(1)
-    ported = nn.Sequential(nn.Conv(1, 3, 4, rngs=rngs), nn.MaxPool(2, stride=1), nn.ReLU(), nn.Flatten(),
-                           nn.Dense(1728, 512, activation=jax.nn.sigmoid, rngs=rngs),
-                           nn.Dense(512, 64, activation="relu", rngs=rngs), nn.Dense(64, 10, rngs=rngs))
-    models.load_equinox_weights(ported, original, input_shape=(28, 28, 1))
+    and the same network in cnnjax (both as experiments/ports.py builds them): its weights loaded
+    with load_equinox_weights, the same log-probabilities."""
+    ports = load("experiments", "ports")
+    original = ports.equinox_cnn(jax.random.key(0))
+    ported = ports.equinox_port(original)  # nn.Sequential, filled by models.load_equinox_weights
     x = np.random.default_rng(0).uniform(size=(4, 1, 28, 28)).astype(np.float32)  # Equinox's (C, H, W) examples
     want = jax.vmap(original)(jnp.asarray(x))
     got = jax.nn.log_softmax(ported(jnp.moveaxis(x, 1, -1)))
