@@ -210,8 +210,9 @@ def max_unpool(
     if output_size is None:
         out = tuple((size - 1) * s - lo - hi + w for size, s, (lo, hi), w in zip(xb.shape[1:-1], stride, pads, window))
     else:
-        out = _checks.positive_tuple(tuple(output_size)[-n:] if len(output_size) >= n else output_size, n,
-                                     "output_size")
+        if not (isinstance(output_size, Sequence) and len(output_size) == n):
+            raise ValueError(f"`output_size` must be the {n} spatial sizes of the output, got {output_size!r}.")
+        out = _checks.positive_tuple(tuple(output_size), n, "output_size")
     if any(o <= 0 for o in out):
         raise ValueError(f"output size would be zero or negative: {out}.")
     cells = _checks.prod(out)

@@ -363,5 +363,8 @@ def test_max_unpool_by_hand_its_gradient_and_errors():
     np.testing.assert_array_equal(g[0, :, :, 0], [[1.0, 7.0]])  # the gather of the scatter
     with pytest.raises(ValueError, match=re.escape("`indices` must be in [0, 8) for an output of spatial shape (2, 4)")):
         cnnjax.max_unpool(y, i + 8, 2)
+    with pytest.raises(ValueError, match=re.escape("`output_size` must be the 2 spatial sizes of the output, got "
+                                                   "(1, 2, 4, 1)")):
+        cnnjax.max_unpool(y, i, 2, output_size=(1, 2, 4, 1))  # a whole shape is not read as its last two sizes
     with pytest.raises(ValueError, match=re.escape("`indices` must be integers of `x`'s shape (1, 1, 2, 1)")):
         cnnjax.max_unpool(y, i.astype(jnp.float32), 2)

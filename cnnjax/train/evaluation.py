@@ -96,7 +96,7 @@ class StreamEvaluator:
         totals, count, size = np.zeros(len(state.metric_names)), 0, None
         for k, batch in enumerate(self.stream):
             where = f"Batch {k} of the `{self.name}` stream"
-            x, y = stream_batch(batch, where)
+            x, y = stream_batch(batch, where, self.name)
             if size is None:
                 if self.check is not None:
                     self.check(x, y)

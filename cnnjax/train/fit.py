@@ -168,7 +168,7 @@ def fit(
         first = next(iter(validation), None)
         if first is None:
             raise ValueError("`validation` is an empty stream: it gave no batch.")
-        val_x, val_y = stream_batch(first, "The first batch of the `validation` stream")
+        val_x, val_y = stream_batch(first, "The first batch of the `validation` stream", "validation")
         if val_x.shape[1:] != inputs.shape[1:]:
             raise ValueError(f"`validation` inputs have shape {val_x.shape[1:]} per example but "
                              f"`train` inputs have {inputs.shape[1:]}.")

@@ -271,11 +271,11 @@ def _is_batch(item) -> bool:
                                       and all(hasattr(a, "shape") for a in item))
 
 
-def stream_batch(batch, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`as_batch`, then checked as ``fit`` checks arrays; errors say which batch."""
+def stream_batch(batch, where: str, name: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`as_batch`, then checked as ``fit`` checks arrays (of ``name``); errors say which batch."""
     x, y = as_batch(batch, where)
     try:
-        return check_data("train", (x, y))
+        return check_data(name, (x, y))
     except (TypeError, ValueError) as e:
         raise type(e)(f"{where}: {e}") from None
 
