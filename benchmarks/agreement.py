@@ -1,9 +1,10 @@
 """cnnjax's operations against ``torch.nn.functional`` on random configurations.
 
 For each operation (avgpool, maxpool with dilation, grouped/depthwise conv, conv_transpose,
-the global and adaptive pools) and each lowering, draws ``--configs`` random configurations (1-3 spatial
-dimensions, strides, paddings, dilations, groups, ceil mode...), runs both frameworks on
-the same float64 input, and compares the values and the gradients of ``sum(out * w)``
+the global and adaptive pools, local response normalisation) and each lowering, draws
+``--configs`` random configurations (1-3 spatial dimensions, strides, paddings, dilations,
+groups, ceil mode...), runs both frameworks on the same float64 input, and compares the
+values and the gradients of ``sum(out * w)``
 for a random ``w`` with respect to the input (and the kernel). Prints, per operation and
 lowering, the number of configurations and the largest absolute and relative
 differences, and exits 1 if any exceeds 1e-9 (float64).
@@ -126,6 +127,13 @@ def run(op, cfg, torch, rng):
         ours = lambda x: getattr(cnnjax, op)(x, cfg["output_size"])
         theirs = lambda x: getattr(F, f"adaptive_{kind}_pool{n}d")(x, cfg["output_size"])
         return compare(torch, ours, theirs, [x], rng)
+    if op == "local_response_norm":
+        x = rng.normal(size=(2, *cfg["sizes"], cfg["channels"]))
+        size, alpha = int(rng.integers(1, 8)), float(rng.uniform(1e-4, 2.0))
+        beta, k = float(rng.uniform(0.25, 1.5)), float(rng.uniform(0.5, 2.0))
+        ours = lambda x: cnnjax.local_response_norm(x, size, alpha=alpha, beta=beta, k=k)
+        theirs = lambda x: F.local_response_norm(x, size, alpha=alpha, beta=beta, k=k)
+        return compare(torch, ours, theirs, [x], rng)
     if op in ("global_avgpool", "global_maxpool"):
         x = rng.normal(size=(2, *cfg["sizes"], cfg["channels"]))
         dims = tuple(range(2, n + 2))
@@ -157,8 +165,8 @@ def _tk(torch, k, n):
     return k.permute(n + 1, n, *range(n))
 
 
-OPS = ["avgpool", "maxpool", "adaptive_avgpool", "adaptive_maxpool", "global_avgpool", "global_maxpool", "conv",
-       "conv_transpose"]
+OPS = ["avgpool", "maxpool", "adaptive_avgpool", "adaptive_maxpool", "global_avgpool", "global_maxpool",
+       "local_response_norm", "conv", "conv_transpose"]
 
 
 def main(argv=None) -> int:
@@ -175,7 +183,7 @@ def main(argv=None) -> int:
             worst = 0.0
             with lowering.use(conv=name, maxpool=name, avgpool=name):
                 for _ in range(args.configs):
-                    cfg = draw_pool(rng) if "pool" in op else draw_conv(rng, op == "conv_transpose")
+                    cfg = draw_pool(rng) if "pool" in op or "norm" in op else draw_conv(rng, op == "conv_transpose")
                     worst = max(worst, run(op, cfg, torch, rng))
             worst_all = max(worst_all, worst)
             print(f"{op:16s} {name:10s} {args.configs:7d} {worst:26.2e}")

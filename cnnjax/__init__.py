@@ -11,16 +11,19 @@ Flax modules and models are built on:
 - :func:`relu` -- "ReLU: no negative values" (:mod:`cnnjax.activations`)
 - :func:`flatten`, :func:`dense` -- "Flattening and fully connected layers"
   (:mod:`cnnjax.dense`)
+- :func:`local_response_norm` -- AlexNet's normalisation across channels
+  (:mod:`cnnjax.normalization`)
 - :mod:`cnnjax.losses` -- cross-entropy and accuracy, on optax
 
 Arrays are channels-last: images ``(N, H, W, C)``, kernels ``(H, W, C_in, C_out)``.
 """
 
-from . import audio, data, lecture, losses, lowering, models, nn, synthetic, train, transforms
+from . import audio, data, lecture, losses, lowering, models, nn, normalization, synthetic, train, transforms
 from .activations import relu, softmax
 from .conv import conv, conv_transpose
 from .dense import dense, flatten
 from .losses import accuracy, categorical_crossentropy, sparse_categorical_crossentropy
+from .normalization import local_response_norm
 from .pool import adaptive_avgpool, adaptive_maxpool, avgpool, global_avgpool, global_maxpool, max_unpool, maxpool
 from .summary import print_summary, summary
 
@@ -56,12 +59,14 @@ __all__ = [
     "global_avgpool",
     "global_maxpool",
     "lecture",
+    "local_response_norm",
     "losses",
     "lowering",
     "max_unpool",
     "maxpool",
     "models",
     "nn",
+    "normalization",
     "print_summary",
     "relu",
     "softmax",

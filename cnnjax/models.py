@@ -8,7 +8,8 @@
 - :func:`xo_net` -- the X's-and-O's network of the first half: three 3x3 features,
   ReLU, pooling twice ("deep stacking"), a fully connected vote over two classes.
 - :func:`alexnet` -- the network the lecture opens with (Krizhevsky, Sutskever and
-  Hinton, 2012), in torchvision's layout: 61,100,840 parameters.
+  Hinton, 2012), in torchvision's layout (61,100,840 parameters) or the paper's, with
+  local response normalisation and two groups (60,965,224).
 
 Weights trained elsewhere load with :func:`load_keras_weights` (Keras' ``get_weights()``
 order) and :func:`load_torch_weights` (a PyTorch ``state_dict``).
@@ -29,7 +30,7 @@ import numpy as np
 from flax import nnx
 
 from . import _checks, lecture
-from .nn import AdaptiveAvgPool, Conv, Dense, Dropout, Flatten, MaxPool, ReLU, Sequential, capture
+from .nn import AdaptiveAvgPool, Conv, Dense, Dropout, Flatten, LocalResponseNorm, MaxPool, ReLU, Sequential, capture
 
 
 def _input_shape(input_shape: Any, images: bool = True) -> tuple[int, ...]:
@@ -181,53 +182,102 @@ def xo_net(
     return model
 
 
+def _paper_alexnet_side(n: int) -> int:
+    """The side of the paper's AlexNet's last map for an input of side ``n``: an 11x11 stride-4
+    convolution, then three 3x3 stride-2 max pools (the other convolutions keep the size)."""
+    n = (n - 11) // 4 + 1
+    for _ in range(3):
+        n = (n - 3) // 2 + 1
+    return n
+
+
 def alexnet(
     *,
-    input_shape: Sequence[int] = (224, 224, 3),
+    input_shape: Sequence[int] | None = None,
     num_classes: int = 1000,
     dropout: float = 0.5,
+    variant: str = "torchvision",
     dtype: Any = None,
     rngs: nnx.Rngs,
 ) -> Sequential:
-    """AlexNet, in torchvision's layout (``torchvision.models.alexnet``): 61,100,840
-    parameters for 1,000 classes, whatever the input size.
+    """AlexNet (Krizhevsky, Sutskever and Hinton, 2012), in torchvision's layout or the paper's.
 
-    Conv(64, 11x11, stride 4, padding 2, relu) -> MaxPool(3, 2) -> Conv(192, 5x5,
-    padding 2, relu) -> MaxPool(3, 2) -> Conv(384, 3x3, padding 1, relu) -> Conv(256,
-    3x3, padding 1, relu) -> Conv(256, 3x3, padding 1, relu) -> MaxPool(3, 2) ->
-    AdaptiveAvgPool(6) -> Flatten -> Dropout -> Dense(4096, relu) -> Dropout ->
-    Dense(4096, relu) -> Dense(num_classes).
+    ``variant="torchvision"`` (the default), ``torchvision.models.alexnet``: 61,100,840
+    parameters for 1,000 classes, whatever the input size (224x224x3 by default)::
 
-    This is torchvision's single-tower network (Krizhevsky's 2014 "one weird trick"
-    variant: 64 and 192 channels where the 2012 paper split 96 and 256 over two GPUs,
-    and no local response normalisation); its weights load with
-    :func:`load_torch_weights` and give torchvision's logits. The initialisers are
-    cnnjax's (Glorot uniform), not torchvision's.
+        Conv(64, 11x11, stride 4, padding 2, relu) -> MaxPool(3, 2) -> Conv(192, 5x5,
+        padding 2, relu) -> MaxPool(3, 2) -> Conv(384, 3x3, padding 1, relu) -> Conv(256,
+        3x3, padding 1, relu) -> Conv(256, 3x3, padding 1, relu) -> MaxPool(3, 2) ->
+        AdaptiveAvgPool(6) -> Flatten -> Dropout -> Dense(4096, relu) -> Dropout ->
+        Dense(4096, relu) -> Dense(num_classes)
+
+    This is Krizhevsky's single-tower 2014 "one weird trick" network: 64 and 192 channels,
+    no local response normalisation. Its weights load with :func:`load_torch_weights`
+    and give torchvision's logits.
+
+    ``variant="paper"``, the 2012 paper's network (section 3.5, figure 2), as Caffe's
+    ``bvlc_alexnet`` builds it on one device: 60,965,224 parameters for 1,000 classes at
+    its 227x227x3 input::
+
+        Conv(96, 11x11, stride 4, relu) -> LocalResponseNorm -> MaxPool(3, 2) ->
+        Conv(256, 5x5, padding 2, groups 2, relu) -> LocalResponseNorm -> MaxPool(3, 2) ->
+        Conv(384, 3x3, padding 1, relu) -> Conv(384, 3x3, padding 1, groups 2, relu) ->
+        Conv(256, 3x3, padding 1, groups 2, relu) -> MaxPool(3, 2) -> Flatten -> Dropout ->
+        Dense(4096, relu) -> Dropout -> Dense(4096, relu) -> Dense(num_classes)
+
+    The paper's two GPUs are the convolutions' two groups (layers 2, 4 and 5 see only their
+    own GPU's maps), and its normalisation is ``LocalResponseNorm(5, alpha=5e-4, beta=0.75,
+    k=2)`` (the paper's alpha = 1e-4 is per summed square, see
+    :func:`cnnjax.local_response_norm`). There is no adaptive pool: the input must give a 6x6
+    map, as 227x227 does (224x224, the paper's stated size, does not fit its own layers).
+
+    The initialisers of both are cnnjax's (Glorot uniform), not torchvision's or the paper's.
 
     Args:
-      input_shape: ``(H, W, C)`` of one example, at least 63x63 (the last max pool needs
-        a 3x3 map); the adaptive pool makes the head 6x6x256 for any size.
+      input_shape: ``(H, W, C)`` of one example; ``(224, 224, 3)`` by default for
+        torchvision's (at least 63x63: its last max pool needs a 3x3 map), ``(227, 227, 3)``
+        for the paper's (any size whose last map is 6x6: 227 to 258).
       num_classes: number of logits.
       dropout: the rate of both Dropout layers (active in training mode only; their
         masks come from ``rngs``' ``dropout`` stream).
+      variant: ``"torchvision"`` or ``"paper"``.
       dtype, rngs: as :func:`mnist_sequential`.
 
     Returns:
       A :class:`cnnjax.nn.Sequential` mapping ``(N, H, W, C)`` to ``(N, num_classes)``.
     """
-    shape = _input_shape(input_shape)
-    if min(shape[:2]) < 63:
-        raise ValueError(f"`input_shape` must be at least 63x63 for AlexNet (its last max pool needs a 3x3 map), "
-                         f"got {shape}.")
+    if variant not in ("torchvision", "paper"):
+        raise ValueError(f"`variant` must be 'torchvision' or 'paper', got {variant!r}.")
+    paper = variant == "paper"
+    shape = _input_shape(input_shape if input_shape is not None else (227, 227, 3) if paper else (224, 224, 3))
     num_classes = _checks.positive_int(num_classes, "num_classes")
     relu = dict(activation="relu", dtype=dtype, rngs=rngs)
+    if paper:
+        if any(_paper_alexnet_side(n) != 6 for n in shape[:2]):
+            raise ValueError(f"`input_shape` must give AlexNet's 6x6 last map (227x227 to 258x258 for "
+                             f"variant='paper'), got {shape}.")
+        lrn = lambda: LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
+        features = [
+            Conv(shape[-1], 96, 11, stride=4, **relu), lrn(), MaxPool(3, 2),
+            Conv(96, 256, 5, padding=2, groups=2, **relu), lrn(), MaxPool(3, 2),
+            Conv(256, 384, 3, padding=1, **relu),
+            Conv(384, 384, 3, padding=1, groups=2, **relu),
+            Conv(384, 256, 3, padding=1, groups=2, **relu), MaxPool(3, 2),
+        ]
+    else:
+        if min(shape[:2]) < 63:
+            raise ValueError(f"`input_shape` must be at least 63x63 for AlexNet (its last max pool needs a 3x3 "
+                             f"map), got {shape}.")
+        features = [
+            Conv(shape[-1], 64, 11, stride=4, padding=2, **relu), MaxPool(3, 2),
+            Conv(64, 192, 5, padding=2, **relu), MaxPool(3, 2),
+            Conv(192, 384, 3, padding=1, **relu),
+            Conv(384, 256, 3, padding=1, **relu),
+            Conv(256, 256, 3, padding=1, **relu), MaxPool(3, 2),
+            AdaptiveAvgPool(6),
+        ]
     model = Sequential(
-        Conv(shape[-1], 64, 11, stride=4, padding=2, **relu), MaxPool(3, 2),
-        Conv(64, 192, 5, padding=2, **relu), MaxPool(3, 2),
-        Conv(192, 384, 3, padding=1, **relu),
-        Conv(384, 256, 3, padding=1, **relu),
-        Conv(256, 256, 3, padding=1, **relu), MaxPool(3, 2),
-        AdaptiveAvgPool(6), Flatten(),
+        *features, Flatten(),
         Dropout(dropout, rngs=rngs), Dense(256 * 6 * 6, 4096, **relu),
         Dropout(dropout, rngs=rngs), Dense(4096, 4096, **relu),
         Dense(4096, num_classes, dtype=dtype, rngs=rngs),

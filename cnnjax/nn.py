@@ -1,7 +1,8 @@
 """Flax (``flax.nnx``) layers that hold parameters and call cnnjax's pure functions.
 
 Every layer's maths is one call to :mod:`cnnjax.conv`, :mod:`cnnjax.pool`,
-:mod:`cnnjax.activations` or :mod:`cnnjax.dense`; nothing here computes on its own.
+:mod:`cnnjax.activations`, :mod:`cnnjax.dense` or :mod:`cnnjax.normalization`;
+nothing here computes on its own.
 Defaults follow Keras so the lecture's code ports line by line::
 
     layers.Conv2D(32, (3, 3), activation='relu', input_shape=(28, 28, 1))
@@ -31,6 +32,7 @@ from . import _checks
 from .activations import relu, softmax
 from .conv import conv, conv_transpose
 from .dense import dense, flatten
+from .normalization import local_response_norm
 from .pool import adaptive_avgpool, adaptive_maxpool, avgpool, global_avgpool, global_maxpool, maxpool
 
 Initializer = Callable[..., jax.Array]
@@ -446,6 +448,20 @@ class BatchNorm(nnx.BatchNorm):
         return _report(self, x, super().__call__(x, *args, **kwargs))
 
 
+class LocalResponseNorm(Layer):
+    """Local response normalisation across channels (:func:`cnnjax.local_response_norm`;
+    PyTorch's ``LocalResponseNorm``, AlexNet's layer after its first two convolutions):
+    ``(..., C) -> (..., C)``; no parameters. Arguments as the function, checked here."""
+
+    def __init__(self, size: int = 5, *, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+        self.size = _checks.positive_int(size, "size")
+        self.alpha, self.beta, self.k = alpha, beta, k
+        local_response_norm(jnp.ones((1,)), self.size, alpha=alpha, beta=beta, k=k)  # refuse bad numbers now
+
+    def forward(self, x):
+        return local_response_norm(x, self.size, alpha=self.alpha, beta=self.beta, k=self.k)
+
+
 class ReLU(Layer):
     """ReLU layer: :func:`cnnjax.relu`."""
 
@@ -626,6 +642,7 @@ __all__ = [
     "Flatten",
     "GlobalAvgPool",
     "GlobalMaxPool",
+    "LocalResponseNorm",
     "Layer",
     "MaxPool",
     "ReLU",

@@ -167,3 +167,16 @@ def conv_transpose(x, kernel, stride, pads, output_padding, dilation, groups):
                 buf[(slice(None), *idx, slice(g * go, (g + 1) * go))] += contrib
     crop = tuple(slice(pads[i][0], full[i] - pads[i][1]) for i in range(n))
     return buf[(slice(None), *crop, slice(None))]
+
+
+def local_response_norm(x, size, alpha, beta, k):
+    """Section 3.3 of Krizhevsky et al. (2012) with PyTorch's alpha / size, channel by channel
+    over the last axis."""
+    x = np.asarray(x, np.float64)
+    c_count = x.shape[-1]
+    out = np.empty_like(x)
+    for c in range(c_count):
+        lo, hi = max(0, c - size // 2), min(c_count - 1, c + (size - 1) // 2)
+        total = sum(x[..., j] ** 2 for j in range(lo, hi + 1))
+        out[..., c] = x[..., c] / (k + alpha / size * total) ** beta
+    return out

@@ -184,31 +184,82 @@ def test_every_model_gives_per_example_outputs_and_gradients_under_vmap(make, sh
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
-def test_alexnet_is_torchvisions_layout():
+@pytest.mark.parametrize("lowering_name", ["reference", "patches", "auto"])
+@pytest.mark.parametrize("variant, shape", [("torchvision", (63, 63, 3)), ("paper", (227, 227, 3))])
+def test_alexnet_gives_per_example_outputs_and_gradients_under_vmap(variant, shape, lowering_name):
+    """As above, for both AlexNets on every lowering: per-example gradients with respect to the
+    input and to every convolution's weights (what each lowering computes; the 57M dense
+    weights, lowering-free, would only cost memory)."""
+    model = models.alexnet(input_shape=shape, num_classes=3, variant=variant, rngs=nnx.Rngs(0))
+    model.eval()
+    conv_param = lambda path, value: isinstance(model.layers[path[1]], nn.Conv)
+    graphdef, convs, rest = nnx.split(model, conv_param, ...)
+    xs = jnp.asarray(np.random.default_rng(0).uniform(size=(2, *shape)), jnp.float32) * 4  # LRN's sums matter
+
+    @jax.jit  # the dense weights an argument, not 57M constants to compile
+    def run(convs, rest, xs):
+        logits = lambda c, x: nnx.merge(graphdef, c, rest)(x)
+        grad = jax.grad(lambda c, x: jnp.sum(jnp.sin(logits(c, x))), argnums=(0, 1))
+        alone = jax.lax.map(lambda e: grad(convs, e[None]), xs)
+        return logits(convs, xs), jax.vmap(logits, in_axes=(None, 0))(convs, xs), jax.vmap(grad, (None, 0))(convs, xs), alone
+
+    with cnnjax.lowering.use(conv=lowering_name, maxpool=lowering_name, avgpool=lowering_name):
+        batched, vmapped, per_example, alone = run(convs, rest, xs)
+    chex.assert_shape(vmapped, (2, 3))
+    np.testing.assert_allclose(vmapped, batched, rtol=1e-4, atol=1e-5)
+    leaves, alone_leaves = jax.tree.leaves(per_example), jax.tree.leaves(alone)
+    assert len(leaves) == len(alone_leaves) == 11  # five kernels, five biases, the input
+    for got, want in zip(leaves, alone_leaves, strict=True):
+        want = np.reshape(want, np.shape(got))  # the input's gradient alone keeps its batch axis of one
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6 * np.abs(want).max())
+        assert np.abs(want).max() > 0
+
+
+def test_alexnet_is_torchvisions_layout_or_the_papers():
     model = nnx.eval_shape(lambda: models.alexnet(rngs=nnx.Rngs(0)))  # shapes only: 61M parameters
     assert n_params(model) == 61_100_840  # torchvision.models.alexnet()
     kernels = [tuple(layer.kernel.shape) for layer in model.layers if isinstance(layer, (nn.Conv, nn.Dense))]
     assert kernels == [(11, 11, 3, 64), (5, 5, 64, 192), (3, 3, 192, 384), (3, 3, 384, 256), (3, 3, 256, 256),
                        (9216, 4096), (4096, 4096), (4096, 1000)]
+    paper = nnx.eval_shape(lambda: models.alexnet(variant="paper", rngs=nnx.Rngs(0)))
+    assert n_params(paper) == 60_965_224  # Caffe's bvlc_alexnet, the paper's two GPUs as two groups
+    assert paper.input_shape == (227, 227, 3)
+    kernels = [tuple(layer.kernel.shape) for layer in paper.layers if isinstance(layer, (nn.Conv, nn.Dense))]
+    assert kernels == [(11, 11, 3, 96), (5, 5, 48, 256), (3, 3, 256, 384), (3, 3, 192, 384), (3, 3, 192, 256),
+                       (9216, 4096), (4096, 4096), (4096, 1000)]
+    norms = [(layer.size, layer.alpha, layer.beta, layer.k) for layer in paper.layers
+             if isinstance(layer, nn.LocalResponseNorm)]
+    assert norms == [(5, 5e-4, 0.75, 2.0)] * 2  # section 3.3: k=2, n=5, alpha=1e-4 per square, beta=0.75
     with pytest.raises(ValueError, match=re.escape("must be at least 63x63 for AlexNet")):
         models.alexnet(input_shape=(32, 32, 3), rngs=nnx.Rngs(0))
+    for side in (224, 259):  # the last map 5x5 and 7x7
+        with pytest.raises(ValueError, match=re.escape("must give AlexNet's 6x6 last map (227x227 to 258x258")):
+            models.alexnet(input_shape=(side, 227, 3), variant="paper", rngs=nnx.Rngs(0))
+    nnx.eval_shape(lambda: models.alexnet(input_shape=(258, 258, 3), variant="paper", rngs=nnx.Rngs(0)))
+    with pytest.raises(ValueError, match=re.escape("`variant` must be 'torchvision' or 'paper', got '2012'")):
+        models.alexnet(variant="2012", rngs=nnx.Rngs(0))
 
 
 def _torch_forward(layout, state, x_nchw):
     """What PyTorch computes, written with jax.lax in its own layouts: NCHW maps, OIHW
-    weights, ``x @ W.T + b``, channels-first flattening, its adaptive average pool."""
+    weights (grouped: ``feature_group_count``), ``x @ W.T + b``, channels-first flattening,
+    its adaptive average pool and local response normalisation (NumPy loops)."""
     x = jnp.asarray(x_nchw, jnp.float32)
     for op, *args in layout:
         if op == "conv":
-            name, stride, pad = args
+            name, stride, pad, *groups = args
             x = jax.lax.conv_general_dilated(x, jnp.asarray(state[f"{name}.weight"], jnp.float32), (stride,) * 2,
-                                             [(pad, pad)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW"))
+                                             [(pad, pad)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW"),
+                                             feature_group_count=groups[0] if groups else 1)
             x = x + jnp.asarray(state[f"{name}.bias"], jnp.float32)[None, :, None, None]
         elif op == "relu":
             x = jnp.maximum(x, 0)
         elif op == "maxpool":
             k, s = args
             x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, k, k), (1, 1, s, s), "VALID")
+        elif op == "lrn":  # the NumPy loop, on the channel axis moved last
+            x = jnp.moveaxis(jnp.asarray(ref.local_response_norm(np.moveaxis(np.asarray(x), 1, -1), *args),
+                                         jnp.float32), -1, 1)
         elif op == "adaptive":
             x = jnp.moveaxis(jnp.asarray(ref.adaptive_pool(jnp.moveaxis(x, 1, -1), (args[0],) * 2, np.mean)), -1, 1)
         elif op == "flatten":
@@ -255,8 +306,24 @@ def test_torchvision_alexnet_weights_give_its_logits():
     model.eval()  # Dropout off, as torch's model.eval()
     x = np.random.default_rng(1).uniform(size=(2, 3, 127, 127)).astype(np.float32)
     np.testing.assert_allclose(model(jnp.moveaxis(x, 1, -1)), _torch_forward(layout, state, x), rtol=1e-4, atol=1e-5)
-    per_example = jax.vmap(model)(jnp.moveaxis(x, 1, -1))  # every model: one example at a time as in its batch
-    np.testing.assert_allclose(per_example, _torch_forward(layout, state, x), rtol=1e-4, atol=1e-5)
+
+
+def test_the_papers_alexnet_loads_pytorch_weights_with_groups_and_normalisation():
+    """The paper's AlexNet written in PyTorch (Conv2d groups=2, LocalResponseNorm(5, 5e-4, 0.75, 2)):
+    its grouped kernels (out, in / groups, kh, kw) load and give its logits."""
+    layout = [("conv", "features.0", 4, 0), ("relu",), ("lrn", 5, 5e-4, 0.75, 2.0), ("maxpool", 3, 2),
+              ("conv", "features.4", 1, 2, 2), ("relu",), ("lrn", 5, 5e-4, 0.75, 2.0), ("maxpool", 3, 2),
+              ("conv", "features.8", 1, 1), ("relu",), ("conv", "features.10", 1, 1, 2), ("relu",),
+              ("conv", "features.12", 1, 1, 2), ("relu",), ("maxpool", 3, 2), ("flatten",),
+              ("linear", "classifier.1"), ("relu",), ("linear", "classifier.4"), ("relu",), ("linear", "classifier.6")]
+    shapes = [(96, 3, 11, 11), (256, 48, 5, 5), (384, 256, 3, 3), (384, 192, 3, 3), (256, 192, 3, 3),
+              (4096, 9216), (4096, 4096), (10, 4096)]
+    state = _random_state(layout, shapes, np.random.default_rng(2))
+    model = models.alexnet(variant="paper", num_classes=10, rngs=nnx.Rngs(0))
+    models.load_torch_weights(model, state)
+    model.eval()
+    x = np.random.default_rng(3).uniform(size=(2, 3, 227, 227)).astype(np.float32) * 4  # LRN's sums matter
+    np.testing.assert_allclose(model(jnp.moveaxis(x, 1, -1)), _torch_forward(layout, state, x), rtol=1e-4, atol=1e-5)
 
 
 def test_pytorch_weights_errors():

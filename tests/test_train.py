@@ -599,6 +599,30 @@ def test_predictor_reads_current_weights_and_compiles_few_shapes():
         predictor(np.zeros((2, 10, 10, 1), np.int32))
 
 
+def test_predict_takes_a_stream_of_batches_as_keras_does():
+    """A generator of arrays, of (inputs, targets) pairs (targets ignored), a list of dicts: the
+    outputs, in order, equal predict on the arrays; a stream's bad batch is named."""
+    model = DropoutBatchNormNet()
+    x, y = small_data(23)
+    want = train.predict(model, x)
+    chunks = lambda: (x[i:i + 7] for i in range(0, 23, 7))  # 7, 7, 7 and 2
+    np.testing.assert_allclose(train.predict(model, chunks()), want, rtol=1e-6)
+    np.testing.assert_allclose(train.predict(model, ((c, np.zeros(len(c))) for c in chunks()), logits=True),
+                               train.predict(model, x, logits=True), rtol=1e-6)
+    np.testing.assert_allclose(train.predict(model, _batches(x, y, 5, as_dict=True)), want, rtol=1e-6)
+    np.testing.assert_allclose(train.Predictor(model)(_batches(x, y, 4)), want, rtol=1e-6)  # a list of pairs
+    assert train.predict(model, list(x)).shape == (23, 2)  # a list of examples is still one array
+    with pytest.raises(ValueError, match=re.escape("`inputs` is an empty stream: it gave no batch")):
+        train.predict(model, iter([]))
+    with pytest.raises(ValueError, match=re.escape("Batch 1 of the `inputs` stream holds inputs of shape (2, 10, 9, 1); "
+                                                   "every batch must hold examples of shape (10, 10, 1)")):
+        train.predict(model, iter([x[:2], x[:2, :, :9]]))
+    with pytest.raises(TypeError, match=re.escape("Batch 0 of the `inputs` stream: `inputs` must be a floating-point")):
+        train.predict(model, iter([np.zeros((2, 10, 10, 1), np.int32)]))
+    with pytest.raises(TypeError, match=re.escape("Batch 0 of the `inputs` stream is a dict with keys ['pixels']")):
+        train.predict(model, iter([{"pixels": x}]))
+
+
 def test_a_nan_pixel_gives_nan_predictions_and_loss_not_confident_ones():
     """The lecture's model pools maps of 21,632 values, where XLA:CPU's max dropped NaN."""
     model = models.mnist_functional(rngs=nnx.Rngs(0))

@@ -23,7 +23,7 @@ from ..activations import softmax
 from . import cpu
 from .objective import check_data, check_fit, objective, warn_if_unscaled
 from .placement import Placement, Rows
-from .runner import is_stream, stream_batch
+from .runner import STREAM_KEYS, is_stream, stream_batch
 from .state import TrainState, check_model, create_state, mode_preserved
 from .steps import eval_step, outputs_of
 
@@ -200,7 +200,10 @@ class Predictor:
                                  None if compute_dtype is None else jnp.dtype(compute_dtype), bool(logits))
 
     def __call__(self, inputs: ArrayLike) -> np.ndarray:
-        """The outputs for ``inputs (N, *input_shape)``, float32 ``(N, ...)``."""
+        """The outputs for ``inputs (N, *input_shape)``, float32 ``(N, ...)``; or for a stream of
+        batches (see :func:`predict`), every batch's outputs in the stream's order."""
+        if _is_input_stream(inputs):
+            return self._stream(inputs)
         inputs = np.asarray(inputs)
         if not np.issubdtype(inputs.dtype, np.floating):
             raise TypeError(f"`inputs` must be a floating-point array (N, *input_shape), got dtype {inputs.dtype}.")
@@ -218,6 +221,55 @@ class Predictor:
             shape = jax.eval_shape(self._forward, values, jax.ShapeDtypeStruct((1, *inputs.shape[1:]), inputs.dtype))
             return np.zeros((0, *shape.shape[1:]), np.float32)
         return out[0] if len(out) == 1 else np.concatenate(out)
+
+    def _stream(self, stream) -> np.ndarray:
+        out, shape = [], None
+        for k, batch in enumerate(stream):
+            where = f"Batch {k} of the `inputs` stream"
+            x = _stream_inputs(batch, where)
+            if x.ndim == 0 or (shape is not None and x.shape[1:] != shape):
+                raise ValueError(f"{where} holds inputs of shape {x.shape}; every batch must hold examples of "
+                                 f"shape {shape if shape is not None else '(N, *input_shape)'}"
+                                 f"{' (those of the first batch)' if shape is not None else ''}.")
+            shape = x.shape[1:]
+            try:
+                out.append(self(x))
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"{where}: {e}") from None
+        if not out:
+            raise ValueError("`inputs` is an empty stream: it gave no batch.")
+        return np.concatenate(out)
+
+
+def _is_input_stream(inputs) -> bool:
+    """A stream of batches to predict: a list of ``(inputs, targets)`` pairs or dicts, or any
+    other iterable that is not an array (a list of arrays or numbers is one array, as
+    ``np.asarray`` reads it)."""
+    if isinstance(inputs, (list, tuple)):
+        first = inputs[0] if inputs else None
+        return isinstance(first, dict) or (isinstance(first, (list, tuple)) and len(first) >= 2
+                                           and all(hasattr(a, "shape") for a in first))
+    return hasattr(inputs, "__iter__") and not hasattr(inputs, "shape") and not isinstance(inputs, (str, bytes, dict))
+
+
+def _stream_inputs(batch, where: str) -> np.ndarray:
+    """A stream batch's inputs: the batch itself (an array), the first of an ``(inputs,
+    targets[, ...])`` tuple, or a dict's inputs (one of :data:`~cnnjax.train.runner.STREAM_KEYS`'
+    first keys); torch tensors are read through ``.numpy()``."""
+    if isinstance(batch, dict):
+        key = next((a for a, _ in STREAM_KEYS if a in batch), None)
+        if key is None:
+            raise TypeError(f"{where} is a dict with keys {sorted(batch)}; expected its inputs under one of "
+                            f"{', '.join(repr(a) for a, _ in STREAM_KEYS)}.")
+        batch = batch[key]
+    elif isinstance(batch, (tuple, list)):
+        if not batch:
+            raise TypeError(f"{where} is an empty {type(batch).__name__}; expected inputs or (inputs, targets).")
+        batch = batch[0]
+    x = np.asarray(batch.detach().cpu().numpy() if hasattr(batch, "detach") else batch)
+    if x.dtype == object:
+        raise TypeError(f"{where} holds {type(batch).__name__}, not an array of inputs.")
+    return x
 
 
 @functools.lru_cache(maxsize=64)
@@ -240,7 +292,11 @@ def predict(model: nnx.Module, inputs: ArrayLike, *, batch_size: int | None = No
 
     Args:
       model: any ``nnx.Module``.
-      inputs: float array ``(N, *input_shape)``.
+      inputs: float array ``(N, *input_shape)``, or a stream of batches (as Keras'
+        ``predict`` takes a generator): an iterable such as a generator, a torch
+        ``DataLoader`` or a tf.data/grain dataset, of arrays, ``(inputs, targets)`` tuples
+        (targets ignored) or dicts with ``"image"``, ``"x"`` or ``"inputs"``; every batch
+        of the same example shape.
       batch_size: examples per call (default 256).
       logits: return the model's raw outputs; by default a classifier's logits are
         turned into class probabilities (softmax over the last axis).
