@@ -239,6 +239,7 @@ def _layers_of_rank(n, rngs):
         nn.GlobalMaxPool(spatial_dims=n),
         nn.Flatten(spatial_dims=n),
         nn.ReLU(),
+        nn.LocalResponseNorm(3, alpha=1.0),
         nn.Dense(3, 5, activation="relu", rngs=rngs),
         norm,
         nn.Dropout(0.5, rngs=rngs),
