@@ -49,7 +49,6 @@ def local_response_norm(x: ArrayLike, size: int = 5, *, alpha: float = 1e-4, bet
 
     Example:
       >>> import jax.numpy as jnp
-import numpy as np
       >>> import cnnjax
       >>> cnnjax.local_response_norm(jnp.array([[1.0, 2.0]]), size=2, alpha=1.0, beta=1.0, k=1.0)
       Array([[0.6666667, 0.5714286]], dtype=float32)
