@@ -88,6 +88,24 @@ def test_early_stopping_restores_the_best_weights():
         np.testing.assert_array_equal(a, b)
 
 
+def test_early_stopping_restores_the_best_weights_at_the_end_of_any_run():
+    """Keras 3: a run that ends without stopping early ends with the best epoch's weights too."""
+    trainset, validation = rising_validation()
+    kw = dict(batch_size=16, validation=validation, verbose=0, optimizer=optax.adam(1e-2))
+    model, stopper = small_model(), train.EarlyStopping(patience=50, restore_best_weights=True)
+    h = train.fit(model, trainset, epochs=6, callbacks=[stopper], **kw)
+    assert len(h.epochs) == 6 and stopper.stopped_epoch is None
+    best_epochs = int(np.argmin(h.history["val_loss"])) + 1
+    assert best_epochs < 6
+    reference = small_model()
+    train.fit(reference, trainset, epochs=best_epochs, **kw)
+    for a, b in zip(params_of(model), params_of(reference), strict=True):
+        np.testing.assert_array_equal(a, b)
+    kept = small_model()
+    train.fit(kept, trainset, epochs=6, callbacks=[train.EarlyStopping(patience=50)], **kw)  # the default: the last
+    assert any(np.any(a != b) for a, b in zip(params_of(kept), params_of(reference), strict=True))
+
+
 def test_early_stopping_arguments_and_a_missing_monitor():
     with pytest.raises(ValueError, match=re.escape("`mode` must be 'auto', 'min' or 'max', got 'up'")):
         train.EarlyStopping(mode="up")

@@ -76,6 +76,11 @@ class Run:
         if not self.totals:
             self.totals = self.empty_totals()
 
+    def set_state(self, state: TrainState) -> None:
+        """Continues the run from ``state`` (restored from a checkpoint, or the best epoch's):
+        it becomes the newest state and the newest finite one."""
+        self.state = self.last_good = state
+
     def empty_totals(self) -> dict[str, float]:
         return {**dict.fromkeys(self.state.metric_names, 0.0), "examples": 0.0}
 
@@ -253,7 +258,8 @@ class EarlyStopping(Callback):
       min_delta: the least change that counts as an improvement.
       patience: epochs without improvement after which training stops.
       mode: ``"min"``, ``"max"``, or ``"auto"`` (max for accuracies, else min).
-      restore_best_weights: on stopping, put back the parameters of the best epoch.
+      restore_best_weights: when training ends, early or not, put back the training state
+        of the best epoch (as Keras 3 does; its weights are what ``fit`` leaves in the model).
       start_from_epoch: epochs to wait before watching.
     """
 
@@ -288,9 +294,11 @@ class EarlyStopping(Callback):
             return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
-            if self.restore_best_weights and self.best_state is not None:
-                self.run.state = self.run.last_good = self.best_state
             raise StopTraining
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_state is not None:
+            self.run.set_state(self.best_state)
 
 
 __all__ = ["Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback", "ProgressBar",

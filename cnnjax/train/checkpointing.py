@@ -85,7 +85,7 @@ class ModelCheckpoint(Callback):
             kept = self.checkpointer.set_aside(newer)
             warnings.warn(f"The unreadable checkpoint of step {newer} is kept as {kept}; training resumes "
                           f"from step {step}.", stacklevel=2)
-        run.state = run.last_good = from_tree(run.state, tree)
+        run.set_state(from_tree(run.state, tree))
         run.history.epochs[:] = record["history"]
         run.epoch, run.segment, run.steps_done = record["epoch"], record["segment"], record["steps_done"]
         run.totals = dict(record["totals"])
