@@ -58,7 +58,7 @@ def draw_pool(rng):
     padding = tuple(int(rng.integers(0, w // 2 + 1)) for w in window)
     ceil_mode = bool(rng.integers(0, 2))
     dilation = tuple(int(rng.integers(1, 3)) for _ in range(n))  # max pooling's
-    span = [(w - 1) * d + 1 for w, d in zip(window, dilation)]
+    span = [(w - 1) * d + 1 for w, d in zip(window, dilation, strict=True)]
     sizes = tuple(int(rng.integers(max(s, 2), max(s, 2) + 7 - 2 * n)) for s in span)
     divisor = int(rng.integers(1, 6)) if rng.integers(0, 3) == 0 else None  # average pooling's, now and then
     return dict(n=n, window=window, stride=stride, padding=padding, ceil_mode=ceil_mode, sizes=sizes,
@@ -77,9 +77,10 @@ def draw_conv(rng, transpose):
     c_out = c_in if depthwise else groups * int(rng.integers(1, 3))
     if depthwise:
         groups = c_in
-    sizes = tuple(int(rng.integers((w - 1) * d + 1, (w - 1) * d + 5 - n)) for w, d in zip(window, dilation))
-    padding = tuple(int(rng.integers(0, (w - 1) * d // 2 + 1)) for w, d in zip(window, dilation))
-    output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
+    sizes = tuple(int(rng.integers((w - 1) * d + 1, (w - 1) * d + 5 - n))
+                  for w, d in zip(window, dilation, strict=True))
+    padding = tuple(int(rng.integers(0, (w - 1) * d // 2 + 1)) for w, d in zip(window, dilation, strict=True))
+    output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation, strict=True))
     return dict(n=n, window=window, stride=stride, dilation=dilation, groups=groups, c_in=c_in, c_out=c_out,
                 sizes=sizes, padding=padding, output_padding=output_padding)
 
@@ -96,7 +97,7 @@ def compare(torch, cnnjax_fn, torch_fn, arrays, rng):
     value = np.abs(out - from_torch(t_out)).max() if out.size else 0.0
     scale = max(np.abs(out).max(initial=0.0), 1.0)
     diffs = [value / scale]
-    for i, (g, t) in enumerate(zip(grads, tensors)):
+    for i, (g, t) in enumerate(zip(grads, tensors, strict=True)):
         tg = from_torch(t.grad) if i == 0 else t.grad.numpy()
         diffs.append(np.abs(np.asarray(g) - tg).max() / max(np.abs(tg).max(initial=0.0), 1.0))
     return max(diffs)

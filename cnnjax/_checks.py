@@ -143,7 +143,7 @@ def padding_pairs(
             return ((0, 0),) * n
         if mode == "SAME":
             pads = []
-            for size, w, s, d in zip(in_sizes, window, stride, dilation):
+            for size, w, s, d in zip(in_sizes, window, stride, dilation, strict=True):
                 eff = (w - 1) * d + 1
                 out = -(-size // s)
                 total = max((out - 1) * s + eff - size, 0)
@@ -198,7 +198,7 @@ def output_sizes(
     """Floor-mode output sizes; raises ``ValueError`` if any would be zero or negative."""
     dilation = dilation or (1,) * len(in_sizes)
     out = []
-    for i, (size, w, s, (lo, hi), d) in enumerate(zip(in_sizes, window, stride, pads, dilation)):
+    for i, (size, w, s, (lo, hi), d) in enumerate(zip(in_sizes, window, stride, pads, dilation, strict=True)):
         eff = (w - 1) * d + 1
         padded = size + lo + hi
         if eff > padded:

@@ -135,7 +135,7 @@ def digest(tree: Any) -> str | None:
 
 def _first_difference(saved: list[list], expected: list[list]) -> str | None:
     """Where two structures differ, in words; None if they are equal."""
-    for (path, shape, dtype), (want_path, want_shape, want_dtype) in zip(saved, expected):
+    for (path, shape, dtype), (want_path, want_shape, want_dtype) in zip(saved, expected, strict=True):
         if path != want_path:
             return f"it holds {path} where this model and optimizer have {want_path}"
         if (shape, dtype) != (want_shape, want_dtype):

@@ -218,12 +218,12 @@ def conv_transpose(
                          "convolution's padding as ints or (low, high) pairs.")
     pads = _checks.padding_pairs(padding, n, (0,) * n, window, stride, dilation)
     output_padding = _non_negative_tuple(output_padding, n, "output_padding")
-    for i, (op, s, d) in enumerate(zip(output_padding, stride, dilation)):
+    for i, (op, s, d) in enumerate(zip(output_padding, stride, dilation, strict=True)):
         if op >= max(s, d):
             raise ValueError(f"`output_padding` must be smaller than `stride` or `dilation` in every dimension "
                              f"(PyTorch's rule), got {op} >= max({s}, {d}) in dimension {i}.")
     out = tuple((size - 1) * s - lo - hi + d * (w - 1) + op + 1 for size, s, (lo, hi), d, w, op
-                in zip(x.shape[1:-1], stride, pads, dilation, window, output_padding))
+                in zip(x.shape[1:-1], stride, pads, dilation, window, output_padding, strict=True))
     if any(o <= 0 for o in out):
         raise ValueError(f"output size would be zero or negative: {out} from input spatial shape "
                          f"{tuple(x.shape[1:-1])}, window {window}, stride {stride}, padding {pads}.")
@@ -234,12 +234,12 @@ def conv_transpose(
     # touches (size ``full``); the output is that, its high padding cut off and
     # ``output_padding`` cells added (zeros where no input reaches).
     full = tuple((size - 1) * s - lo + d * (w - 1) + 1 for size, s, (lo, _), d, w
-                 in zip(x.shape[1:-1], stride, pads, dilation, window))
+                 in zip(x.shape[1:-1], stride, pads, dilation, window, strict=True))
     forward = lambda z: conv(z, kernel.astype(dtype), stride=stride, padding=[(lo, 0) for lo, _ in pads],
                              dilation=dilation, groups=groups)
     (y,) = jax.linear_transpose(forward, jax.ShapeDtypeStruct((x.shape[0], *full, c_out), dtype))(x.astype(dtype))
-    y = y[(slice(None), *(slice(0, min(o, f)) for o, f in zip(out, full)), slice(None))]
-    y = jnp.pad(y, [(0, 0), *((0, max(o - f, 0)) for o, f in zip(out, full)), (0, 0)])
+    y = y[(slice(None), *(slice(0, min(o, f)) for o, f in zip(out, full, strict=True)), slice(None))]
+    y = jnp.pad(y, [(0, 0), *((0, max(o - f, 0)) for o, f in zip(out, full, strict=True)), (0, 0)])
     if bias is not None:
         y = y + bias.astype(dtype)
     return unbatch(y)

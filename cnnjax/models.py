@@ -326,7 +326,7 @@ def load_keras_weights(model, weights: Sequence[Any], input_shape: Sequence[int]
             f"weights, in call order), got {len(weights)}."
         )
     arrays = []
-    for i, ((layer, attr), w) in enumerate(zip(targets, weights)):
+    for i, ((layer, attr), w) in enumerate(zip(targets, weights, strict=True)):
         w = np.asarray(w)
         param = getattr(layer, attr)
         if w.shape != param.shape:
@@ -335,7 +335,7 @@ def load_keras_weights(model, weights: Sequence[Any], input_shape: Sequence[int]
                 f"{attr} has shape {tuple(param.shape)}."
             )
         arrays.append(jnp.asarray(w, param.dtype))
-    for (layer, attr), w in zip(targets, arrays):
+    for (layer, attr), w in zip(targets, arrays, strict=True):
         getattr(layer, attr)[...] = w
     return model
 
@@ -395,7 +395,7 @@ def load_torch_weights(model, state_dict: Mapping[str, Any], input_shape: Sequen
         raise ValueError(f"`state_dict` holds {len(groups)} modules with weights ({', '.join(groups)}) but the model "
                          f"has {len(layers)} layers with weights ({', '.join(c.name for c, _ in layers)}).")
     updates = []
-    for (prefix, tensors), (call, flat_map) in zip(groups.items(), layers):
+    for (prefix, tensors), (call, flat_map) in zip(groups.items(), layers, strict=True):
         layer, w = call.layer, tensors.get("weight")
         if w is None:
             raise ValueError(f"`state_dict` has no {prefix}.weight for the {call.name} layer.")

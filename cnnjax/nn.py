@@ -507,7 +507,8 @@ class Sequential(nnx.Module):
                 x = layer(x)
             except (ValueError, TypeError) as e:
                 names = _names(self.layers)
-                path = " -> ".join([f"input {shapes[0]}", *(f"{n} {s}" for n, s in zip(names, shapes[1:]))])
+                done = zip(names[:i], shapes[1:], strict=True)  # the layers before this one
+                path = " -> ".join([f"input {shapes[0]}", *(f"{n} {s}" for n, s in done)])
                 raise _in_layer(e, f"in layer {names[i]} ({type(layer).__name__}, layers[{i}]) of the "
                                    f"Sequential; shapes on the way: {path}") from e
             shapes.append(tuple(jnp.shape(x)))
@@ -555,7 +556,7 @@ def _names(layers: Sequence[Any]) -> list[str]:
 def _named(record: Sequence[tuple[Any, Any, Any]]) -> list[Call]:
     """Keras-style names (``conv``, ``conv_1``, ...) for ``(layer, input, output)`` in call order."""
     names = _names([layer for layer, _, _ in record])
-    return [Call(name, layer, inp, out) for name, (layer, inp, out) in zip(names, record)]
+    return [Call(name, layer, inp, out) for name, (layer, inp, out) in zip(names, record, strict=True)]
 
 
 def capture(model: Callable, x) -> tuple[Any, list[Call]]:
@@ -600,7 +601,7 @@ def capture(model: Callable, x) -> tuple[Any, list[Call]]:
             return y, [(i, o) for _, i, o in record]
 
         y, values = jax.eval_shape(abstract, x)
-        return y, _named([(layer, i, o) for layer, (i, o) in zip(layers, values)])
+        return y, _named([(layer, i, o) for layer, (i, o) in zip(layers, values, strict=True)])
 
     graphdef, state = nnx.split(model)
     where: list = []
@@ -616,7 +617,7 @@ def capture(model: Callable, x) -> tuple[Any, list[Call]]:
     y, values = jax.eval_shape(functional, state, x) if shapes_only else jax.jit(functional)(state, x)
     originals = dict(nnx.iter_graph(model))
     return y, _named([(originals.get(path, layer) if path is not None else layer, i, o)
-                      for (path, layer), (i, o) in zip(where, values)])
+                      for (path, layer), (i, o) in zip(where, values, strict=True)])
 
 
 def snake_case(name: str) -> str:

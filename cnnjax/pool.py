@@ -56,7 +56,7 @@ def _geometry(x, window, stride, padding, ceil_mode, dilation=1):
     if not isinstance(ceil_mode, bool):
         raise TypeError(f"`ceil_mode` must be a bool, got {ceil_mode!r}.")
     spatial = tuple(xb.shape[1:-1])
-    span = tuple((w - 1) * d + 1 for w, d in zip(window, dilation))  # the cells a dilated window spans
+    span = tuple((w - 1) * d + 1 for w, d in zip(window, dilation, strict=True))  # the cells a dilated window spans
     pads = _checks.padding_pairs(padding, n, spatial, window, stride, dilation)
     # explicit padding: PyTorch's rule, half the window dilated or not; "SAME" pads a dilated
     # window by up to half its span, and every window still covers input cells
@@ -154,7 +154,7 @@ def _first_max_indices(xb, window, stride, pads, dilation):
         offsets.insert(0, tap % w)
         tap = tap // w
     flat = jnp.zeros_like(offsets[0])
-    for i, (size, s, (lo, _), d) in enumerate(zip(spatial, stride, pads, dilation)):
+    for i, (size, s, (lo, _), d) in enumerate(zip(spatial, stride, pads, dilation, strict=True)):
         position = lax.broadcasted_iota(jnp.int32, flat.shape, i + 1) * s - lo + offsets[i] * d
         flat = flat * size + position
     return flat
@@ -208,7 +208,8 @@ def max_unpool(
     stride = window if stride is None else _checks.positive_tuple(stride, n, "stride")
     pads = _checks.padding_pairs(padding, n, xb.shape[1:-1], window, stride)
     if output_size is None:
-        out = tuple((size - 1) * s - lo - hi + w for size, s, (lo, hi), w in zip(xb.shape[1:-1], stride, pads, window))
+        out = tuple((size - 1) * s - lo - hi + w
+                    for size, s, (lo, hi), w in zip(xb.shape[1:-1], stride, pads, window, strict=True))
     else:
         if not (isinstance(output_size, Sequence) and len(output_size) == n):
             raise ValueError(f"`output_size` must be the {n} spatial sizes of the output, got {output_size!r}.")
@@ -288,7 +289,7 @@ def _window_counts(spatial, window, stride, pads, full, include_pad) -> np.ndarr
     """How many cells each window averages: ``(*out_spatial,)``, the outer product of one
     count per dimension (the counted region is a box)."""
     counts = np.ones((), np.float64)
-    for size, w, s, (lo, hi), (_, full_hi) in zip(spatial, window, stride, pads, full):
+    for size, w, s, (lo, hi), (_, full_hi) in zip(spatial, window, stride, pads, full, strict=True):
         pad = 1.0 if include_pad else 0.0
         mask = np.concatenate([np.full(lo, pad), np.ones(size), np.full(hi, pad), np.zeros(full_hi - hi)])
         out = (len(mask) - w) // s + 1
@@ -455,7 +456,7 @@ def _max_and_argmax_jvp(primals, tangents):
 def _check_half_window(pads, window, padding) -> None:
     """PyTorch's rule: padding of at most half the window on each side, so that every window
     covers at least one input cell (a window of padding alone would pool nothing)."""
-    for i, ((lo, hi), w) in enumerate(zip(pads, window)):
+    for i, ((lo, hi), w) in enumerate(zip(pads, window, strict=True)):
         if max(lo, hi) > w // 2:
             raise ValueError(
                 f"`padding` must be at most half the window on each side (window {w} // 2 = {w // 2} "
@@ -466,7 +467,7 @@ def _check_half_window(pads, window, padding) -> None:
 def _ceil_pads(spatial, window, stride, pads, floor_sizes):
     """Extends the high padding so that floor mode over it yields the ceil-mode size."""
     out_pads = []
-    for size, w, s, (lo, hi), floor_out in zip(spatial, window, stride, pads, floor_sizes):
+    for size, w, s, (lo, hi), floor_out in zip(spatial, window, stride, pads, floor_sizes, strict=True):
         padded = size + lo + hi
         out = -(-(padded - w) // s) + 1
         if (out - 1) * s >= size + lo:  # the last window would start in the high padding

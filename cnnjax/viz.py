@@ -294,7 +294,7 @@ def learning_curves(epochs: Sequence[dict[str, float]]) -> Figure:
     fig = figure(4 * len(metrics), 3)
     axes = np.atleast_1d(fig.subplots(1, len(metrics)))
     x = [e["epoch"] for e in epochs]
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=True):
         ax.plot(x, [e[metric] for e in epochs], "o-", label="train")
         if f"val_{metric}" in epochs[0]:
             ax.plot(x, [e[f"val_{metric}"] for e in epochs], "s--", label="validation")

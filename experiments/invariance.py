@@ -67,7 +67,7 @@ def sweep(model, images, labels, batch_size: int = 500) -> dict[str, list[tuple[
 def plot(results):
     fig = viz.figure(10, 2.6)
     axes = fig.subplots(1, len(results))
-    for ax, (name, row) in zip(axes, results.items()):
+    for ax, (name, row) in zip(axes, results.items(), strict=True):
         ax.plot([v for v, _ in row], [a for _, a in row], "o-")
         ax.set_xlabel(name)
         ax.set_ylim(0, 1.02)

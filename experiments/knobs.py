@@ -112,7 +112,7 @@ def plot(rows: list[dict]):
     axes = fig.subplots(1, len(SWEEPS), sharey=True)  # one accuracy scale: the knobs compare
     low, high = min(r["accuracy"] for r in rows), max(r["accuracy"] for r in rows)
     axes[0].set_ylim(low - 0.1 * (high - low) - 1e-3, high + 0.15 * (high - low) + 1e-3)
-    for ax, knob in zip(axes, SWEEPS):
+    for ax, knob in zip(axes, SWEEPS, strict=True):
         points = [r for r in rows if r["knob"] == knob]
         labels = [str(r["value"]) for r in points]
         ax.plot(labels, [r["accuracy"] for r in points], "o-", color="C0")
@@ -123,7 +123,7 @@ def plot(rows: list[dict]):
         twin.plot(labels, [r["params"] for r in points], "s--", color="C1")
         twin.set_yscale("log")
         twin.set_ylabel("parameters", color="C1")
-        for r, label in zip(points, labels):
+        for r, label in zip(points, labels, strict=True):
             if r["design"] == dataclasses.asdict(LECTURE):
                 ax.annotate("lecture", (label, r["accuracy"]), textcoords="offset points", xytext=(0, 6),
                             ha="center", fontsize=7)

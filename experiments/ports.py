@@ -84,7 +84,7 @@ def flax_port(original: FlaxCNN) -> nn.Sequential:
                          nn.Conv(32, 64, 3, padding="SAME", activation="relu", rngs=rngs), nn.AvgPool(2), nn.Flatten(),
                          nn.Dense(3136, 256, activation="relu", rngs=rngs), nn.Dense(256, 10, rngs=rngs))
     for ours, theirs in zip([port[0], port[2], port[5], port[6]],
-                            [original.conv1, original.conv2, original.linear1, original.linear2]):
+                            [original.conv1, original.conv2, original.linear1, original.linear2], strict=True):
         ours.kernel[...], ours.bias[...] = theirs.kernel[...], theirs.bias[...]
     return port
 

@@ -32,7 +32,7 @@ def conv_configs(draw):
         pads.append(pad)
     if style == "same":
         padding = draw(st.sampled_from(["SAME", "same"]))
-        pads = [ref.same_pads(s, w, st_, d) for s, w, st_, d in zip(sizes, window, stride, dilation)]
+        pads = [ref.same_pads(s, w, st_, d) for s, w, st_, d in zip(sizes, window, stride, dilation, strict=True)]
     elif style == "valid":
         padding = draw(st.sampled_from(["VALID", "valid", "Valid"]))
     elif style == "int":
@@ -72,7 +72,7 @@ def pool_configs(draw):
         pads.append(pad)
     if style == "same":
         padding = "same"
-        pads = [ref.same_pads(s, w, st_) for s, w, st_ in zip(sizes, window, strides)]
+        pads = [ref.same_pads(s, w, st_) for s, w, st_ in zip(sizes, window, strides, strict=True)]
     elif style == "valid":
         padding = "VALID"
     else:

@@ -35,7 +35,7 @@ def conv(x, kernel, stride, pads, dilation):
     for pos in itertools.product(*(range(s) for s in out_sizes)):
         acc = np.zeros((x.shape[0], kernel.shape[-1]))
         for tap in itertools.product(*(range(w) for w in window)):
-            idx = tuple(p * s + t * d for p, s, t, d in zip(pos, stride, tap, dilation))
+            idx = tuple(p * s + t * d for p, s, t, d in zip(pos, stride, tap, dilation, strict=True))
             acc += xp[(slice(None), *idx, slice(None))] @ kernel[tap]
         out[(slice(None), *pos, slice(None))] = acc
     return out
@@ -88,7 +88,7 @@ def maxpool_indices(x, window, stride, pads, ceil_mode, dilation=None):
             for c in range(x.shape[-1]):
                 best, where = None, None
                 for tap in itertools.product(*(range(w) for w in window)):
-                    cell = [p * stride[i] - pads[i][0] + t * dilation[i] for i, (p, t) in enumerate(zip(pos, tap))]
+                    cell = [p * stride[i] - pads[i][0] + t * dilation[i] for i, (p, t) in enumerate(zip(pos, tap, strict=True))]
                     if not all(0 <= v < spatial[i] for i, v in enumerate(cell)):
                         continue
                     v = x[(b, *cell, c)]
@@ -161,7 +161,7 @@ def conv_transpose(x, kernel, stride, pads, output_padding, dilation, groups):
     buf = np.zeros((x.shape[0], *full, go * groups))
     for pos in itertools.product(*(range(s) for s in spatial)):
         for tap in itertools.product(*(range(w) for w in window)):
-            idx = tuple(p * s + t * d for p, s, t, d in zip(pos, stride, tap, dilation))
+            idx = tuple(p * s + t * d for p, s, t, d in zip(pos, stride, tap, dilation, strict=True))
             for g in range(groups):
                 contrib = x[(slice(None), *pos, slice(g * gi, (g + 1) * gi))] @ kernel[tap][:, g * gi:(g + 1) * gi].T
                 buf[(slice(None), *idx, slice(g * go, (g + 1) * go))] += contrib

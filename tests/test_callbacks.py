@@ -84,7 +84,7 @@ def test_early_stopping_restores_the_best_weights():
     assert best_epochs < len(h.epochs)
     reference = small_model()
     train.fit(reference, trainset, epochs=best_epochs, **kw)
-    for a, b in zip(params_of(stopped), params_of(reference)):
+    for a, b in zip(params_of(stopped), params_of(reference), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -197,5 +197,5 @@ def test_parameters_that_blow_up_are_never_kept_or_saved(tmp_path, rate, message
     with pytest.raises(FloatingPointError) as again:
         train.fit(resumed, (x, y), resume=True, **kw)
     assert str(again.value) == str(first.value)
-    for a, b in zip(params_of(model), params_of(resumed)):
+    for a, b in zip(params_of(model), params_of(resumed), strict=True):
         np.testing.assert_array_equal(a, b)

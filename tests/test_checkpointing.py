@@ -48,11 +48,11 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, factory):
     ckpt.close()
     resumed = factory()
     resumed_history = train.fit(resumed, (x, y), checkpoint_dir=tmp_path / "b", resume=True, **kw)
-    for a, b in zip(params_of(reference), params_of(resumed)):
+    for a, b in zip(params_of(reference), params_of(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
     rest = lambda m: jax.tree.leaves(jax.tree.map(np.asarray, jax.random.key_data(m.drop.rngs.key[...]))) \
         if hasattr(m, "drop") else []
-    for a, b in zip(rest(reference), rest(resumed)):
+    for a, b in zip(rest(reference), rest(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
     for key in ("loss", "accuracy"):
         assert resumed_history.history[key] == history.history[key]
@@ -107,7 +107,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
     assert f"The unreadable checkpoint of step 8 is kept as {newest}.unreadable; training resumes from step 4." \
         in messages
     assert [e["epoch"] for e in h.epochs] == [1, 2, 3]
-    for a, b in zip(params_of(reference), params_of(resumed)):  # epoch 2 retrained from the end of epoch 1
+    for a, b in zip(params_of(reference), params_of(resumed), strict=True):  # epoch 2 retrained from the end of epoch 1
         np.testing.assert_array_equal(a, b)
     assert sorted(os.listdir(tmp_path)) == [".lock", "12", "4", "8", "8.unreadable"]
     gc.collect()
@@ -143,7 +143,7 @@ def test_restore_loads_a_run_into_a_fresh_model(tmp_path):
     fresh = small_model(seed=3)
     record = train.restore(fresh, tmp_path)
     assert record["epoch"] == 2 and [e["epoch"] for e in record["history"]] == [1, 2]
-    for a, b in zip(params_of(trained), params_of(fresh)):
+    for a, b in zip(params_of(trained), params_of(fresh), strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="does not match this model and optimizer"):
         train.restore(small_model(classes=3), tmp_path)

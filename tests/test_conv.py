@@ -169,7 +169,7 @@ def test_conv_transpose_is_the_scatter_and_the_input_gradient_of_conv(n, stride,
                                                                         else padding))
     want = ref.conv_transpose(x, k, tup(stride), pads, tup(output_padding), tup(dilation), groups)
     np.testing.assert_allclose(np.asarray(y), want, rtol=1e-4, atol=1e-4)
-    if all(op < s for op, s in zip(tup(output_padding), tup(stride))):
+    if all(op < s for op, s in zip(tup(output_padding), tup(stride), strict=True)):
         # the vector-Jacobian product of the convolution with the same kernel
         _, vjp = jax.vjp(lambda z: cnnjax.conv(z, k, **kw), jnp.zeros(y.shape, jnp.float32))
         np.testing.assert_allclose(np.asarray(vjp(x)[0]), np.asarray(y), rtol=1e-5, atol=1e-5)

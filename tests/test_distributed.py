@@ -39,7 +39,7 @@ def finish(processes) -> list[str]:
         for p in processes:
             if p.poll() is None:
                 p.kill()
-    for p, out in zip(processes, outputs):
+    for p, out in zip(processes, outputs, strict=True):
         assert p.returncode == 0, out[-3000:]
     return outputs
 

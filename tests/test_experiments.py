@@ -462,7 +462,7 @@ def test_mnist_across_two_processes_writes_one_run_that_matches_one_process_of_t
         envs = [{**cpu, **srun, "SLURM_PROCID": str(i)} for i in range(2)]
     alone = [sys.executable, script, *flags, "--workdir", str(tmp_path / "alone")]
     runs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-            for c, env in zip(group, envs)]
+            for c, env in zip(group, envs, strict=True)]
     runs.append(subprocess.Popen(alone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  env={**cpu, "JAX_NUM_CPU_DEVICES": "2"}))
     try:
@@ -471,12 +471,12 @@ def test_mnist_across_two_processes_writes_one_run_that_matches_one_process_of_t
         for r in runs:
             if r.poll() is None:
                 r.kill()
-    for r, out in zip(runs, outputs):
+    for r, out in zip(runs, outputs, strict=True):
         assert r.returncode == 0, out[-3000:]
     assert "2 cpu device(s) in 2 process(es)" in outputs[0] and "test accuracy" not in outputs[1]
     got, want = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("group", "alone"))
     assert [e["epoch"] for e in got] == [1, 2]
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert abs(g[k] - w[k]) <= 1e-5, (k, g[k], w[k])
     assert json.loads((tmp_path / "group" / "config.json").read_text())["num_processes"] == 2

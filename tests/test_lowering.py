@@ -65,7 +65,7 @@ def test_an_export_for_cpu_and_cuda_holds_each_platforms_lowering():
     assert exported.platforms == ("cpu", "cuda")
     assert "stablehlo.convolution" in text and "stablehlo.select_and_scatter" in text  # CUDA: cuDNN's forms
     assert "stablehlo.dot_general" in text and "stablehlo.case" in text  # CPU: patches, chosen by platform
-    for got, want in zip(jax.tree.leaves(exported.call(params, x)), jax.tree.leaves(f(params, x))):
+    for got, want in zip(jax.tree.leaves(exported.call(params, x)), jax.tree.leaves(f(params, x)), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     cpu_only = f.trace(params, x).lower(lowering_platforms=("cpu",))
     assert "stablehlo.convolution" not in cpu_only.as_text()  # lowered for one platform: its form only
@@ -161,7 +161,7 @@ def test_conv_paths_agree_values_and_gradients(path, cfg, normalize):
     loss = lambda x, k, b: jnp.sum(f(x, k, b) * w)
     grads = lambda x, k, b: jax.grad(loss, argnums=(0, 1, 2))(x, k, b)
     np.testing.assert_allclose(on(path, f, x, k, b), on("reference", f, x, k, b), rtol=1e-5, atol=1e-5)
-    for got, want in zip(on(path, grads, x, k, b), on("reference", grads, x, k, b)):
+    for got, want in zip(on(path, grads, x, k, b), on("reference", grads, x, k, b), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -203,7 +203,7 @@ def test_a_training_step_agrees_across_paths(path):
         return params
 
     got, want = on(path, train, params), on("reference", train, params)
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -229,7 +229,7 @@ def test_hessians_of_the_lecture_model_agree_across_paths(path):
 
     block = params["conv2"]["kernel"][...][:, :, :4, :4]
     got, want = on(path, hessians, params, x, block), on("reference", hessians, params, x, block)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         a, b = np.asarray(a), np.asarray(b)
         scale = np.abs(b).max()
         assert scale > 0
@@ -260,7 +260,7 @@ def test_long_windows_agree_across_paths(path):
     f = lambda x, k: jnp.sum(cnnjax.maxpool(cnnjax.conv(x, k, padding="SAME"), (9, 1)) ** 2)
     g = jax.grad(f, argnums=(0, 1))
     np.testing.assert_allclose(on(path, f, x, k), on("reference", f, x, k), rtol=1e-5)
-    for got, want in zip(on(path, g, x, k), on("reference", g, x, k)):
+    for got, want in zip(on(path, g, x, k), on("reference", g, x, k), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 

@@ -271,7 +271,7 @@ def _torch_forward(layout, state, x_nchw):
 
 def _random_state(layout, shapes, rng):
     state = {}
-    for (_op, *args), shape in zip([o for o in layout if o[0] in ("conv", "linear")], shapes):
+    for (_op, *args), shape in zip([o for o in layout if o[0] in ("conv", "linear")], shapes, strict=True):
         fan_in = int(np.prod(shape[1:]))
         state[f"{args[0]}.weight"] = (rng.normal(size=shape) / np.sqrt(fan_in)).astype(np.float32)
         state[f"{args[0]}.bias"] = rng.normal(size=shape[0]).astype(np.float32) * 0.1

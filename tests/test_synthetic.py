@@ -13,7 +13,7 @@ def test_drawn_x_and_o_are_the_lectures_images():
     assert set(np.unique(o)) == {-1.0, 1.0} and (o == lecture.O_IMAGE).all()
     x, y = synthetic.xo_dataset(10, "weight", seed=0)
     assert x.shape == (10, 9, 9, 1) and sorted(y.tolist()) == [0] * 5 + [1] * 5
-    for image, label in zip(x, y):  # thicker strokes: more ink than the lecture's drawing
+    for image, label in zip(x, y, strict=True):  # thicker strokes: more ink than the lecture's drawing
         assert (image > 0).sum() > (synthetic.draw(synthetic.XO_CLASSES[label]) > 0).sum()
 
 
@@ -22,8 +22,8 @@ def test_each_case_is_half_x_half_o_of_plus_and_minus_one(case):
     x, y = synthetic.xo_dataset(40, case, seed=1)
     assert x.shape == (40, 9, 9, 1) and x.dtype == np.float32 and sorted(y.tolist()) == [0] * 20 + [1] * 20
     assert set(np.unique(x)) <= {-1.0, 1.0}
-    changed = [(image[:, :, 0] != synthetic.draw(synthetic.XO_CLASSES[k])).any() for image, k in zip(x, y)]
-    changed_x = sum(c for c, k in zip(changed, y) if k == 0)
+    changed = [(image[:, :, 0] != synthetic.draw(synthetic.XO_CLASSES[k])).any() for image, k in zip(x, y, strict=True)]
+    changed_x = sum(c for c, k in zip(changed, y, strict=True) if k == 0)
     if case == "clean":
         assert not any(changed)
     else:  # at 9x9 a small scaling can draw the same pixels; an O turned is the same O

@@ -91,7 +91,7 @@ def test_keras_rmsprop_formula():
         nnx.merge(nnx.graphdef(model), p)(x), y))(before)
     state = train.create_state(model)
     state, metrics = train.train_step(state, (x, y))
-    for w0, g, w1 in zip(jax.tree.leaves(before), jax.tree.leaves(grads), jax.tree.leaves(state.params)):
+    for w0, g, w1 in zip(jax.tree.leaves(before), jax.tree.leaves(grads), jax.tree.leaves(state.params), strict=True):
         expected = np.asarray(w0) - 1e-3 * np.asarray(g) / (np.sqrt(0.1 * np.asarray(g) ** 2) + 1e-7)
         np.testing.assert_allclose(np.asarray(w1), expected, rtol=1e-5, atol=1e-7)
     assert int(state.step) == 1 and set(metrics) == {"loss", "accuracy"}
@@ -107,7 +107,7 @@ def test_fit_runs_the_public_train_step():
     state = train.create_state(small_model(), optax.sgd(0.1))
     for i in range(3):
         state, _ = train.train_step(state, (x[16 * i : 16 * (i + 1)], y[16 * i : 16 * (i + 1)]))
-    for a, b in zip(params_of(model), jax.tree.leaves(state.params)):
+    for a, b in zip(params_of(model), jax.tree.leaves(state.params), strict=True):
         np.testing.assert_allclose(a, np.asarray(b), rtol=1e-6, atol=1e-7)
 
 
@@ -128,7 +128,7 @@ def test_scan_and_python_loops_agree():
         model = small_model()
         h = train.fit(model, (x, y), epochs=2, batch_size=16, loop=loop, verbose=0)
         results[loop] = (params_of(model), h.history["loss"])
-    for a, b in zip(results["scan"][0], results["python"][0]):
+    for a, b in zip(results["scan"][0], results["python"][0], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(results["scan"][1], results["python"][1], rtol=1e-5)
 
@@ -141,7 +141,7 @@ def test_full_and_padded_segments_agree():
         model = small_model()
         h = train.fit(model, (x, y), epochs=2, batch_size=16, steps_per_segment=segment, verbose=0)
         results[segment] = (params_of(model), h.history["loss"])
-    for a, b in zip(results[3][0], results[4][0]):
+    for a, b in zip(results[3][0], results[4][0], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(results[3][1], results[4][1], rtol=1e-6)
 
@@ -153,8 +153,8 @@ def test_same_seed_same_run_other_seed_other_run():
         model = small_model()
         train.fit(model, (x, y), epochs=1, batch_size=16, seed=seed, verbose=0)
         runs.append(params_of(model))
-    assert all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1]))
-    assert not all(np.array_equal(a, b) for a, b in zip(runs[0], runs[2]))
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1], strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(runs[0], runs[2], strict=True))
 
 
 @pytest.mark.parametrize("loop", ["scan", "python"])
@@ -297,7 +297,7 @@ def test_fit_on_a_memory_map_trains_as_on_the_array(tmp_path, loop):
         model = small_model()
         train.fit(model, (inputs, y), epochs=2, batch_size=16, loop=loop, verbose=0)
         results.append(params_of(model))
-    for got, want in zip(*results):
+    for got, want in zip(*results, strict=True):
         np.testing.assert_array_equal(got, want)
 
 
@@ -337,7 +337,7 @@ def test_microbatches_give_the_same_update_as_one_batch():
         for i in range(2):
             state, metrics = train.train_step(state, (x[32 * i : 32 * (i + 1)], y[32 * i : 32 * (i + 1)], w))
         out[k] = (jax.tree.leaves(state.params), metrics)
-    for a, b in zip(out[1][0], out[4][0]):
+    for a, b in zip(out[1][0], out[4][0], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out[1][1]["loss"], out[4][1]["loss"], rtol=1e-6)
 
@@ -354,7 +354,7 @@ def test_fit_picks_microbatches_on_one_cpu_and_they_change_only_rounding():
         model = small_model()
         h = train.fit(model, (x, y), epochs=2, batch_size=32, microbatches=k, verbose=0)
         results[k] = (params_of(model), h.history["loss"])
-    for a, b in zip(results[None][0], results[1][0]):
+    for a, b in zip(results[None][0], results[1][0], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(results[None][1], results[1][1], rtol=1e-5)
 
@@ -376,12 +376,12 @@ def test_a_step_budget_trains_that_many_steps_whole_epochs_first(loop):
     train.fit(whole, (X, Y), steps=8, **kw)  # two whole epochs: the same as epochs=2
     reference = small_model()
     train.fit(reference, (X, Y), epochs=2, **kw)
-    for a, b in zip(params_of(whole), params_of(reference)):
+    for a, b in zip(params_of(whole), params_of(reference), strict=True):
         np.testing.assert_array_equal(a, b)
     longer = small_model()
     train.fit(longer, (X, Y), epochs=3, **kw)  # the budget stopped two steps into the third epoch
-    assert any(not np.array_equal(a, b) for a, b in zip(params_of(budget), params_of(longer)))
-    assert any(not np.array_equal(a, b) for a, b in zip(params_of(budget), params_of(whole)))
+    assert any(not np.array_equal(a, b) for a, b in zip(params_of(budget), params_of(longer), strict=True))
+    assert any(not np.array_equal(a, b) for a, b in zip(params_of(budget), params_of(whole), strict=True))
 
 
 def test_validation_split_holds_out_the_last_examples_as_keras_does():
@@ -646,7 +646,7 @@ def test_a_stream_of_batches_trains_as_the_same_batches_from_arrays(as_dict):
     streamed, arrays = small_model(), small_model()
     history = train.fit(streamed, _batches(x, y, 8, as_dict), epochs=2, verbose=0)
     expected = train.fit(arrays, (x, y), epochs=2, batch_size=8, shuffle=False, loop="python", verbose=0)
-    for a, b in zip(params_of(streamed), params_of(arrays)):
+    for a, b in zip(params_of(streamed), params_of(arrays), strict=True):
         np.testing.assert_array_equal(a, b)
     assert history.history["loss"] == expected.history["loss"]
 
@@ -684,7 +684,7 @@ def test_a_checkpointed_stream_resumes_at_the_next_epoch_as_an_uninterrupted_run
     resumed = small_model()
     train.fit(resumed, batches, epochs=1, checkpoint_dir=tmp_path, verbose=0)
     train.fit(resumed, batches, epochs=2, checkpoint_dir=tmp_path, resume=True, verbose=0)
-    for a, b in zip(params_of(reference), params_of(resumed)):
+    for a, b in zip(params_of(reference), params_of(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

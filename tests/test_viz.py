@@ -74,7 +74,7 @@ def test_saliency_maps_name_the_true_and_the_predicted_class():
     fig = viz.saliency_maps(net, x, [0, 1], class_names=["X", "O"])
     titles = [ax.get_title() for ax in fig.axes[:2]]
     assert titles == [f"true {t}\npredicted {'XO'[p]}" + ("" if p == k else " (wrong)")
-                      for k, (t, p) in enumerate(zip("XO", predicted))]
+                      for k, (t, p) in enumerate(zip("XO", predicted, strict=True))]
     with pytest.raises(ValueError, match=re.escape("`labels` must have shape (2,) (one per image), got (3,)")):
         viz.saliency_maps(net, x, [0, 1, 1])
 

@@ -160,7 +160,7 @@ def _primitives(program, platform: str) -> set[str]:
 
 def _branch_for(branches, platforms, platform: str):
     names = ("cuda", "rocm") if platform == "gpu" else (platform,)
-    for branch, listed in zip(branches, platforms):
+    for branch, listed in zip(branches, platforms, strict=True):
         if listed is not None and any(p in listed for p in names):
             return branch
     return branches[platforms.index(None)]

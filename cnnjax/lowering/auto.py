@@ -100,7 +100,7 @@ def directed(forward: Callable, derivative: Callable, arrays: tuple, static: tup
 
         def of_live(*values):
             args = list(primals)
-            for i, v in zip(live, values):
+            for i, v in zip(live, values, strict=True):
                 args[i] = v
             return derivative(*args, *static)
 

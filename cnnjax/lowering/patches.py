@@ -75,8 +75,8 @@ def _taps(x, window, stride, padding, dilation, fill):
         x = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=fill)
 
     def view(tap):
-        start = [t * d for t, d in zip(tap, dilation)]
-        limit = [s + (o - 1) * st + 1 for s, o, st in zip(start, out, stride)]
+        start = [t * d for t, d in zip(tap, dilation, strict=True)]
+        limit = [s + (o - 1) * st + 1 for s, o, st in zip(start, out, stride, strict=True)]
         return lax.slice(x, (0, *start, 0), (x.shape[0], *limit, x.shape[-1]), (1, *stride, 1))
 
     def stacked(prefix: tuple):  # the taps whose first len(prefix) window indices are prefix
@@ -188,9 +188,9 @@ def _select(t, first, window, stride, padding, dilation):
         out = first.shape[1:-1]
         if any(sum(p) for p in padding):
             t = jnp.pad(t, ((0, 0), *padding, (0, 0)))
-        t = t[(slice(None), *(slice(0, o * w) for o, w in zip(out, window)), slice(None))]
+        t = t[(slice(None), *(slice(0, o * w) for o, w in zip(out, window, strict=True)), slice(None))]
         blocks = [t.shape[0]]
-        for o, w in zip(out, window):
+        for o, w in zip(out, window, strict=True):
             blocks += [o, w]
         t = t.reshape(*blocks, t.shape[-1])
         axes = tuple(2 + 2 * i for i in range(n))

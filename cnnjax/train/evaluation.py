@@ -71,7 +71,7 @@ class Evaluator:
     def __call__(self, state: TrainState) -> dict[str, float]:
         """The means for ``state``, which must be on the same placement."""
         values = np.asarray(evaluate_batches(state, *self._args))
-        return dict(zip(state.metric_names, map(float, values)))
+        return dict(zip(state.metric_names, map(float, values), strict=True))
 
 
 _eval_step = jax.jit(eval_step)
@@ -113,7 +113,7 @@ class StreamEvaluator:
             count += n
         if count == 0:
             raise ValueError(f"`{self.name}` is an empty stream: it gave no batch.")
-        return dict(zip(state.metric_names, (totals / count).tolist()))
+        return dict(zip(state.metric_names, (totals / count).tolist(), strict=True))
 
 
 def evaluate(model: nnx.Module, test: tuple[np.ndarray, np.ndarray], *, batch_size: int | None = None,
@@ -278,8 +278,8 @@ def _forward(graphdef, param_paths, rest_paths, compute_dtype, logits):
     every Predictor of one model shares its compiled programs."""
 
     def forward(values, x):
-        params = nnx.from_flat_state(list(zip(param_paths, values)))
-        rest = nnx.from_flat_state(list(zip(rest_paths, values[len(param_paths):])))
+        params = nnx.from_flat_state(list(zip(param_paths, values[:len(param_paths)], strict=True)))
+        rest = nnx.from_flat_state(list(zip(rest_paths, values[len(param_paths):], strict=True)))
         out, _ = outputs_of(graphdef, params, rest, compute_dtype, x)
         return out if logits else softmax(out)
 

@@ -89,7 +89,7 @@ class Objective:
     def per_example(self, outputs, targets) -> jax.Array:
         """Every value for every example: shape ``(len(names), N)``."""
         values = [self.loss(outputs, targets), *(fn(outputs, targets) for _, fn in self.metrics)]
-        return jnp.stack([_per_example(v, outputs.shape[0], name) for name, v in zip(self.names, values)])
+        return jnp.stack([_per_example(v, outputs.shape[0], name) for name, v in zip(self.names, values, strict=True)])
 
     def weighted_means(self, outputs, targets, weights) -> jax.Array:
         """Weighted means over the batch, shape ``(len(names),)``; a batch of weight 0 gives 0."""

@@ -44,7 +44,7 @@ def _batch(batch):
 
 
 def _metrics(state: TrainState, means) -> dict[str, jax.Array]:
-    return dict(zip(state.metric_names, means))
+    return dict(zip(state.metric_names, means, strict=True))
 
 
 @jax.jit
