@@ -1,36 +1,42 @@
 """cnnjax: convolutional neural networks in JAX, built from one lecture outward.
 
 The lecture's operations are pure functions, the single source of truth that the
-Flax modules and models are built on:
+Flax modules and models are built on. Each slide's function lives in the file named after
+it (private modules, re-exported here: ``cnnjax.conv`` is the function):
 
-- :func:`conv` -- "Convolution: trying every possible match" (:mod:`cnnjax.conv`)
-- :func:`conv_transpose` -- convolution's transpose, its input-gradient (:mod:`cnnjax.conv`)
+- :func:`conv`, :func:`conv_transpose` -- "Convolution: trying every possible match"
+  (``_conv.py``)
 - :func:`maxpool`, :func:`avgpool`, :func:`global_maxpool`, :func:`global_avgpool`,
-  :func:`adaptive_avgpool`, :func:`adaptive_maxpool` --
-  "Pooling: shrinking the image" (:mod:`cnnjax.pool`)
-- :func:`relu` -- "ReLU: no negative values" (:mod:`cnnjax.activations`)
+  :func:`adaptive_avgpool`, :func:`adaptive_maxpool`, :func:`max_unpool` -- "Pooling:
+  shrinking the image" (``_pool.py``)
+- :func:`relu`, :func:`softmax` -- "ReLU: no negative values" (``_activations.py``)
 - :func:`flatten`, :func:`dense` -- "Flattening and fully connected layers"
-  (:mod:`cnnjax.dense`)
+  (``_dense.py``)
 - :func:`local_response_norm` -- AlexNet's normalisation across channels
-  (:mod:`cnnjax.normalization`)
+  (``_normalization.py``)
+- :func:`summary`, :func:`print_summary` -- the lecture's Keras summary table
+  (``_summary.py``)
 - :mod:`cnnjax.losses` -- cross-entropy and accuracy, on optax
+
+Layers (:mod:`cnnjax.nn`), models (:mod:`cnnjax.models`), data (:mod:`cnnjax.data`) and
+training (:mod:`cnnjax.train`) are built on them; ``docs/architecture.md`` is the map.
 
 Arrays are channels-last: images ``(N, H, W, C)``, kernels ``(H, W, C_in, C_out)``.
 """
 
-from . import audio, data, lecture, losses, lowering, models, nn, normalization, synthetic, train, transforms
-from .activations import relu, softmax
-from .conv import conv, conv_transpose
-from .dense import dense, flatten
+from . import audio, data, lecture, losses, lowering, models, nn, synthetic, train, transforms
+from ._activations import relu, softmax
+from ._conv import conv, conv_transpose
+from ._dense import dense, flatten
+from ._normalization import local_response_norm
+from ._pool import adaptive_avgpool, adaptive_maxpool, avgpool, global_avgpool, global_maxpool, max_unpool, maxpool
+from ._summary import print_summary, summary
 from .losses import accuracy, categorical_crossentropy, sparse_categorical_crossentropy
-from .normalization import local_response_norm
-from .pool import adaptive_avgpool, adaptive_maxpool, avgpool, global_avgpool, global_maxpool, max_unpool, maxpool
-from .summary import print_summary, summary
 
 __version__ = "0.1.0"
 
-# Imported on first use: orbax and matplotlib are slow to import.
-_LAZY_SUBMODULES = ("checkpoint", "viz")
+# Imported on first use: matplotlib is slow to import.
+_LAZY_SUBMODULES = ("viz",)
 
 
 def __getattr__(name):
@@ -50,7 +56,6 @@ __all__ = [
     "adaptive_maxpool",
     "avgpool",
     "categorical_crossentropy",
-    "checkpoint",
     "conv",
     "conv_transpose",
     "data",
@@ -66,7 +71,6 @@ __all__ = [
     "maxpool",
     "models",
     "nn",
-    "normalization",
     "print_summary",
     "relu",
     "softmax",

@@ -1,8 +1,8 @@
 """Flax (``flax.nnx``) layers that hold parameters and call cnnjax's pure functions.
 
-Every layer's maths is one call to :mod:`cnnjax.conv`, :mod:`cnnjax.pool`,
-:mod:`cnnjax.activations`, :mod:`cnnjax.dense` or :mod:`cnnjax.normalization`;
-nothing here computes on its own.
+Every layer's maths is one call to a pure function of :mod:`cnnjax` (:func:`~cnnjax.conv`,
+:func:`~cnnjax.maxpool`, :func:`~cnnjax.relu`, :func:`~cnnjax.dense`, ...); nothing here
+computes on its own.
 Defaults follow Keras so the lecture's code ports line by line::
 
     layers.Conv2D(32, (3, 3), activation='relu', input_shape=(28, 28, 1))
@@ -29,11 +29,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from . import _checks
-from .activations import relu, softmax
-from .conv import conv, conv_transpose
-from .dense import dense, flatten
-from .normalization import local_response_norm
-from .pool import adaptive_avgpool, adaptive_maxpool, avgpool, global_avgpool, global_maxpool, maxpool
+from ._activations import relu, softmax
+from ._conv import conv, conv_transpose
+from ._dense import dense, flatten
+from ._normalization import local_response_norm
+from ._pool import adaptive_avgpool, adaptive_maxpool, avgpool, global_avgpool, global_maxpool, maxpool
 
 Initializer = Callable[..., jax.Array]
 

@@ -26,7 +26,7 @@ from jax.scipy.ndimage import map_coordinates
 from jax.typing import ArrayLike
 
 from . import _checks
-from .pool import maxpool
+from ._pool import maxpool
 
 
 def _batch(images: ArrayLike) -> jax.Array:

@@ -82,16 +82,16 @@ def run_directory(workdir: str | os.PathLike, *, main: bool = True) -> Iterator[
     line), any ``OSError`` inside (a full disk, a read-only folder) ends the script with
     one ``error:`` line and exit code 2, and a folder this run created and wrote nothing
     to is removed. ``main``: only process 0 locks and cleans up."""
-    from cnnjax import checkpoint  # orbax is imported by the scripts that need it only
+    from cnnjax.train import checkpoints
 
     workdir = Path(workdir)
     created = not workdir.exists()
-    lock = checkpoint.DirectoryLock(workdir)
+    lock = checkpoints.DirectoryLock(workdir)
     try:
         if main:
             try:
                 lock.acquire()  # before anything is read or written
-            except checkpoint.DirectoryInUse as e:
+            except checkpoints.DirectoryInUse as e:
                 fail(str(e))
         yield workdir
     except OSError as e:

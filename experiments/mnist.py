@@ -156,7 +156,7 @@ def saved_run(workdir: Path) -> tuple[dict, int] | None:
     checkpoints = workdir / "checkpoints"
     if not (workdir / "config.json").is_file() or not checkpoints.is_dir():
         return None
-    ckpt = cnnjax.checkpoint.Checkpointer(checkpoints)
+    ckpt = train.checkpoints.Checkpointer(checkpoints)
     try:
         if ckpt.latest_step() is None:
             return None

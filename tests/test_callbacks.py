@@ -7,7 +7,6 @@ import optax
 import pytest
 from training import finite, params_of, small_data, small_model
 
-import cnnjax
 from cnnjax import data, train
 
 
@@ -142,7 +141,7 @@ def test_a_callback_stops_training_cleanly_and_the_run_is_saved(tmp_path, raise_
     h = train.fit(small_model(), (x, y), epochs=5, batch_size=16, verbose=0, checkpoint_dir=tmp_path,
                   callbacks=[StopAfter(epochs=2, raise_it=raise_it)])
     assert [e["epoch"] for e in h.epochs] == [1, 2]
-    ckpt = cnnjax.checkpoint.Checkpointer(tmp_path)
+    ckpt = train.checkpoints.Checkpointer(tmp_path)
     assert ckpt.latest_step() == 8 and ckpt.record()["epoch"] == 2  # saved after the stopping epoch
     ckpt.close()
 
@@ -164,7 +163,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_state(tmp_path):
         train.fit(model, (x, y), epochs=2, batch_size=8, steps_per_segment=2, checkpoint_dir=tmp_path, verbose=0)
     assert "the model keeps the parameters of step 4" in str(info.value)
     assert all(np.isfinite(p).all() for p in params_of(model))
-    ckpt = cnnjax.checkpoint.Checkpointer(tmp_path)
+    ckpt = train.checkpoints.Checkpointer(tmp_path)
     assert ckpt.latest_step() == 4
     ckpt.close()
 
@@ -184,11 +183,11 @@ def test_parameters_that_blow_up_are_never_kept_or_saved(tmp_path, rate, message
     with pytest.raises(FloatingPointError, match=message) as first:
         train.fit(model, (x, y), **kw)
     assert finite(params_of(model))
-    ckpt = cnnjax.checkpoint.Checkpointer(tmp_path)
+    ckpt = train.checkpoints.Checkpointer(tmp_path)
     steps = ckpt.steps()
     state = train.create_state(small_model(), optax.sgd(rate))
     for step in steps:
-        tree, _ = ckpt.restore(step, like=train.checkpointing.state_tree(state))
+        tree, _ = ckpt.restore(step, like=train.checkpoints.state_tree(state))
         assert finite(tree["params"]), step
     ckpt.close()
     kept = int(re.search(r"keeps the parameters of step (\d+)", str(first.value)).group(1))

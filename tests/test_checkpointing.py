@@ -13,7 +13,6 @@ import orbax.checkpoint as ocp
 import pytest
 from training import DropoutBatchNormNet, params_of, small_data, small_model
 
-import cnnjax
 from cnnjax import train
 
 # orbax leaves its failed reads of the damaged files to the garbage collector: collected inside
@@ -41,7 +40,7 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, factory):
     history = train.fit(reference, (x, y), checkpoint_dir=tmp_path / "a", **kw)
     with pytest.raises(KeyboardInterrupt):
         train.fit(factory(), (x, y), checkpoint_dir=tmp_path / "b", callbacks=[KillAfter(6)], **kw)
-    ckpt = cnnjax.checkpoint.Checkpointer(tmp_path / "b")
+    ckpt = train.checkpoints.Checkpointer(tmp_path / "b")
     # 100 / 16: 7 steps an epoch (the last partial), segments of 2 (4 a epoch): saved after
     # steps 2, 4, 6, 7 (end of epoch 1), 9; the kill comes after the 6th segment, before its save.
     assert ckpt.steps() == [7, 9]
@@ -56,7 +55,7 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, factory):
         np.testing.assert_array_equal(a, b)
     for key in ("loss", "accuracy"):
         assert resumed_history.history[key] == history.history[key]
-    assert len(cnnjax.checkpoint.Checkpointer(tmp_path / "a").steps()) == 2
+    assert len(train.checkpoints.Checkpointer(tmp_path / "a").steps()) == 2
 
 
 def test_resume_refuses_a_different_run_naming_what_differs(tmp_path):
@@ -119,7 +118,7 @@ def test_no_readable_checkpoint_is_one_clear_error(tmp_path):
     victim = _largest_file(tmp_path / "2")
     with open(victim, "r+b") as f:
         f.truncate(1)
-    with pytest.warns(UserWarning), pytest.raises(cnnjax.checkpoint.CheckpointError,
+    with pytest.warns(UserWarning), pytest.raises(train.checkpoints.CheckpointError,
                                                   match=f"No checkpoint in {tmp_path} could be read: {tmp_path / '2'}"):
         train.fit(small_model(), (x, y), epochs=2, batch_size=16, checkpoint_dir=tmp_path, resume=True, verbose=0)
     gc.collect()
@@ -184,7 +183,7 @@ def test_a_damaged_checkpoint_is_detected_and_the_one_before_it_loaded(tmp_path,
 
         shutil.rmtree(tmp_path / "8" / "state")
         expected = "is incomplete: its arrays (state/) are missing"
-    with pytest.raises(cnnjax.checkpoint.DamagedCheckpoint, match=re.escape(expected)):
+    with pytest.raises(train.checkpoints.DamagedCheckpoint, match=re.escape(expected)):
         train.restore(small_model(), tmp_path, step=8)
     fresh = small_model(seed=5)
     with pytest.warns(UserWarning, match=re.escape(f"Skipping the checkpoint {tmp_path / '8'}, which cannot be read")):
@@ -202,21 +201,21 @@ def test_another_model_is_named_by_its_first_differing_array(tmp_path):
                                                    "expected (3,) and float32")):
         train.restore(small_model(classes=3), tmp_path)
     with pytest.raises(ValueError, match=re.escape("must not use the key 'cnnjax_integrity'")):
-        cnnjax.checkpoint.Checkpointer(tmp_path / "other").save(1, {"a": np.zeros(2)}, {"cnnjax_integrity": 1})
+        train.checkpoints.Checkpointer(tmp_path / "other").save(1, {"a": np.zeros(2)}, {"cnnjax_integrity": 1})
 
 
 def test_a_second_writer_of_a_run_directory_is_refused_at_once(tmp_path):
     """One lock per directory, named by its holder; another thread of the same process (as two
     ``fit`` calls in threads) is refused too, and the lock is free again once released."""
     x, y = small_data(32)
-    held = cnnjax.checkpoint.DirectoryLock(tmp_path).acquire()
-    with pytest.raises(cnnjax.checkpoint.DirectoryInUse,
+    held = train.checkpoints.DirectoryLock(tmp_path).acquire()
+    with pytest.raises(train.checkpoints.DirectoryInUse,
                        match=re.escape(f"{tmp_path} is in use by process {os.getpid()} on ")):
         train.fit(small_model(), (x, y), epochs=1, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
     assert not [p for p in os.listdir(tmp_path) if p != ".lock"]  # nothing trained or written
     held.release()
     train.fit(small_model(), (x, y), epochs=1, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
-    with cnnjax.checkpoint.DirectoryLock(tmp_path):  # fit released it
+    with train.checkpoints.DirectoryLock(tmp_path):  # fit released it
         pass
 
 
@@ -225,17 +224,17 @@ def test_a_lock_left_by_a_killed_process_is_free(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, time; from cnnjax.checkpoint import DirectoryLock; DirectoryLock(sys.argv[1]).acquire(); "
+    code = ("import sys, time; from cnnjax.train.checkpoints import DirectoryLock; DirectoryLock(sys.argv[1]).acquire(); "
             "print('held', flush=True); time.sleep(60)")
     child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "held"
-        with pytest.raises(cnnjax.checkpoint.DirectoryInUse, match=re.escape(f"in use by process {child.pid} on ")):
-            cnnjax.checkpoint.DirectoryLock(tmp_path).acquire()
+        with pytest.raises(train.checkpoints.DirectoryInUse, match=re.escape(f"in use by process {child.pid} on ")):
+            train.checkpoints.DirectoryLock(tmp_path).acquire()
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
-    cnnjax.checkpoint.DirectoryLock(tmp_path).acquire().release()  # the kernel dropped the dead holder's lock
+    train.checkpoints.DirectoryLock(tmp_path).acquire().release()  # the kernel dropped the dead holder's lock
 
 
 def test_fit_refuses_a_directory_of_another_run_without_resume_before_training(tmp_path):
@@ -244,7 +243,7 @@ def test_fit_refuses_a_directory_of_another_run_without_resume_before_training(t
     with pytest.raises(ValueError, match=re.escape(f"`checkpoint_dir` {tmp_path} already holds checkpoints (steps [2]);"
                                                    " pass `resume=True`")):
         train.fit(small_model(), (x, y), epochs=1, batch_size=16, checkpoint_dir=tmp_path, verbose=0)
-    cnnjax.checkpoint.DirectoryLock(tmp_path).acquire().release()  # the refusal released the lock
+    train.checkpoints.DirectoryLock(tmp_path).acquire().release()  # the refusal released the lock
 
 
 def test_a_write_the_file_system_refuses_is_an_oserror_naming_the_directory(tmp_path, monkeypatch):
@@ -253,7 +252,7 @@ def test_a_write_the_file_system_refuses_is_an_oserror_naming_the_directory(tmp_
     failure = ValueError(
         'RESOURCE_EXHAUSTED: Error writing "step/0" in OCDBT database at local file "/x/4.orbax-checkpoint-tmp/": '
         "Failed to write 201075 bytes to file 9: No space left on device [os_error_code='28']")
-    ckpt = cnnjax.checkpoint.Checkpointer(tmp_path)
+    ckpt = train.checkpoints.Checkpointer(tmp_path)
 
     def failing(error):
         def save(*args, **kwargs):

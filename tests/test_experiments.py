@@ -112,9 +112,9 @@ def test_mnist_writes_the_run_directory_and_resumes(tiny_idx, tmp_path, capsys):
         mnist.main(args + ["--epochs", "2", "--seed", "7"])
     assert "holds a run with other settings (seed=0)" in capsys.readouterr().err
 
-    import cnnjax
+    from cnnjax import train
 
-    with cnnjax.checkpoint.DirectoryLock(workdir), pytest.raises(SystemExit) as exited:  # a run in progress
+    with train.checkpoints.DirectoryLock(workdir), pytest.raises(SystemExit) as exited:  # a run in progress
         mnist.main(args + ["--epochs", "3"])
     assert exited.value.code == 2 and f"{workdir} is in use by process" in capsys.readouterr().err
     assert [m["epoch"] for m in json.loads((workdir / "metrics.json").read_text())] == [1, 2]
@@ -177,7 +177,7 @@ def _raise(error):
                   "'{workdir}/checkpoints'"),
 ])
 def test_mnist_failures_are_one_error_line_and_leave_nothing(tiny_idx, tmp_path, capsys, monkeypatch, case, message):
-    import cnnjax
+    from cnnjax import train
 
     workdir, flags = tmp_path / "run", []
     if case == "batch":
@@ -185,10 +185,10 @@ def test_mnist_failures_are_one_error_line_and_leave_nothing(tiny_idx, tmp_path,
     elif case == "damaged":
         _truncate(tiny_idx / "train-images-idx3-ubyte.gz")
     elif case == "read-only":  # (a test run as root writes anywhere: the refusal the kernel gives, given here)
-        monkeypatch.setattr(cnnjax.checkpoint.DirectoryLock, "acquire",
+        monkeypatch.setattr(train.checkpoints.DirectoryLock, "acquire",
                             _raise(PermissionError(13, "Permission denied", str(workdir))))
     else:
-        monkeypatch.setattr(cnnjax.checkpoint.Checkpointer, "save", _raise(OSError(
+        monkeypatch.setattr(train.checkpoints.Checkpointer, "save", _raise(OSError(
             28, "No space left on device: the checkpoint of step 4 could not be written", f"{workdir}/checkpoints")))
     with pytest.raises(SystemExit) as info:
         load("mnist").main(["--data-dir", str(tiny_idx), "--epochs", "1", "--batch-size", "16", "--workdir",
@@ -487,10 +487,10 @@ def test_mnist_across_two_processes_writes_one_run_that_matches_one_process_of_t
     ("xo", []), ("knobs", ["--data-dir", "{idx}"]), ("customer_data", ["--data-dir", "{idx}"]), ("invariance", []),
 ])
 def test_every_experiment_refuses_a_folder_another_run_holds(tiny_idx, tmp_path, capsys, script, flags):
-    import cnnjax
+    from cnnjax import train
 
     workdir = tmp_path / "held"
-    with cnnjax.checkpoint.DirectoryLock(workdir), pytest.raises(SystemExit) as info:
+    with train.checkpoints.DirectoryLock(workdir), pytest.raises(SystemExit) as info:
         load(script).main([*(f.format(idx=tiny_idx) for f in flags), "--workdir", str(workdir)])
     assert info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {workdir} is in use by process")

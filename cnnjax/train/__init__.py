@@ -11,7 +11,7 @@ The lecture's Keras code, and its cnnjax equivalent::
 
 The parts, one module each:
 
-- :mod:`~cnnjax.train.objective`: the loss and metrics (any ``fn(outputs, targets)``).
+- ``_objective.py``: :func:`objective`, the loss and metrics (any ``fn(outputs, targets)``).
 - :mod:`~cnnjax.train.optimizers`: Keras' RMSprop as optax.
 - :mod:`~cnnjax.train.state`: :class:`TrainState` (the model split into structure and
   variables, in training and evaluation mode) and :func:`create_state`.
@@ -21,11 +21,12 @@ The parts, one module each:
 - :mod:`~cnnjax.train.runner`: an epoch's steps in segments, on-device (``lax.scan``)
   or in a Python loop.
 - :mod:`~cnnjax.train.callbacks`: progress, History, NaN guard, EarlyStopping.
-- :mod:`~cnnjax.train.checkpointing`: orbax checkpoints of named state trees, resume.
+- :mod:`~cnnjax.train.checkpoints`: orbax checkpoints of named state trees, resume,
+  the run directory's lock (orbax imported on first use).
 - :mod:`~cnnjax.train.fingerprint`: what makes a run that run (settings, data, optimizer,
   loss), recorded in its checkpoints and checked on resume.
 - :mod:`~cnnjax.train.cpu`: CPU tuning (malloc, micro-batches).
-- :mod:`~cnnjax.train.fit` and :mod:`~cnnjax.train.evaluation`: ``fit``, ``evaluate``,
+- ``_fit.py`` and :mod:`~cnnjax.train.evaluation`: :func:`fit`, ``evaluate``,
   ``predict`` and :class:`Predictor` (many small calls).
 
 - :mod:`~cnnjax.train.distributed`: training across processes (one per host or GPU):
@@ -35,13 +36,13 @@ The parts, one module each:
   of 2 devices gives).
 """
 
-from . import distributed
+from . import checkpoints, distributed
+from ._fit import fit
+from ._objective import Objective, objective
 from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ProgressBar, Run, StopTraining, TerminateOnNaN
-from .checkpointing import ModelCheckpoint, restore
+from .checkpoints import ModelCheckpoint, restore
 from .cpu import auto_microbatches, tune_cpu_memory
 from .evaluation import Predictor, evaluate, predict
-from .fit import fit
-from .objective import Objective, objective
 from .optimizers import DEFAULT_OPTIMIZER, learning_rate, rmsprop
 from .runner import choose_loop
 from .state import TrainState, create_state
@@ -62,6 +63,7 @@ __all__ = [
     "TerminateOnNaN",
     "TrainState",
     "auto_microbatches",
+    "checkpoints",
     "choose_loop",
     "create_state",
     "distributed",

@@ -19,9 +19,9 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from .. import _checks, data
-from ..activations import softmax
+from .._activations import softmax
 from . import cpu
-from .objective import check_data, check_fit, objective, warn_if_unscaled
+from ._objective import check_data, check_fit, objective, warn_if_unscaled
 from .placement import Placement, Rows
 from .runner import STREAM_KEYS, is_stream, stream_batch
 from .state import TrainState, check_model, create_state, mode_preserved

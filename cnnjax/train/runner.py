@@ -35,7 +35,7 @@ import numpy as np
 from jax import lax
 
 from .. import data, lowering
-from .objective import check_data
+from ._objective import check_data
 from .placement import Placement, Rows, fits_on_device
 from .state import TrainState
 from .steps import all_finite, train_step

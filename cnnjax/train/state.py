@@ -22,7 +22,7 @@ from flax import nnx, struct
 
 from .. import _checks
 from . import cpu, optimizers
-from .objective import Objective, objective
+from ._objective import Objective, objective
 
 _MODE_ATTRIBUTES = ("deterministic", "use_running_average")
 

@@ -17,12 +17,12 @@ import optax
 from flax import nnx
 
 from .. import _checks
+from ._objective import check_data, check_fit, objective, warn_if_unscaled
 from .callbacks import Callback, CallbackList, History, ProgressBar, Run, TerminateOnNaN, as_callback
-from .checkpointing import ModelCheckpoint
+from .checkpoints import ModelCheckpoint
 from .cpu import auto_microbatches
 from .evaluation import Evaluator, StreamEvaluator, output_shape
 from .fingerprint import data_digest, identity
-from .objective import check_data, check_fit, objective, warn_if_unscaled
 from .optimizers import DEFAULT_OPTIMIZER, learning_rate
 from .placement import Placement
 from .runner import (
