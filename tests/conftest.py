@@ -60,7 +60,7 @@ def _share_compiled_programs(config):
 
 @pytest.fixture(autouse=True)
 def no_internet_downloads(monkeypatch):
-    """Tests never touch the internet: cnnjax.fetch goes to a closed loopback port unless a test
+    """Tests never touch the internet: cnnjax.data.fetch goes to a closed loopback port unless a test
     sets up its own mirror (the ``mirror`` fixture)."""
     monkeypatch.setenv("CNNJAX_DATA_MIRROR", "http://127.0.0.1:9")
 
@@ -107,7 +107,7 @@ def mirror(tmp_path, mnist_dir, monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    from cnnjax import fetch
+    from cnnjax.data import fetch
 
     monkeypatch.setenv(fetch.MIRROR_VARIABLE, f"http://127.0.0.1:{server.server_address[1]}")
     monkeypatch.setenv(fetch.CACHE_VARIABLE, str(tmp_path / "cache"))

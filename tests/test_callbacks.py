@@ -155,7 +155,7 @@ def test_a_stop_during_an_epoch_ends_it_early():
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_state(tmp_path):
     x, y = small_data(64)
-    order = data.batch_indices(64, 8, seed=0, epoch=0)
+    order, _ = data.batch_plan(64, 8, seed=0, epoch=0)  # row i: the indices of batch i
     poisoned_batch = 5  # the 6th batch of the first epoch holds the NaN image
     x[order[poisoned_batch][3]] = np.nan
     model = small_model()

@@ -126,7 +126,7 @@ def test_float_images_in_the_unit_range_load_as_they_are(small):
 
 
 def test_another_datasets_upstream_files_are_refused_by_name(small, monkeypatch):
-    from cnnjax import fetch
+    from cnnjax.data import _idx, fetch
 
     directory, images, labels = small
     write_pair(directory, "t10k", images, labels)
@@ -134,7 +134,7 @@ def test_another_datasets_upstream_files_are_refused_by_name(small, monkeypatch)
     registered = {"t10k-images-idx3-ubyte.gz": ("url", 0, digest("t10k-images-idx3-ubyte.gz")),
                   "t10k-labels-idx1-ubyte.gz": ("url", 0, digest("t10k-labels-idx1-ubyte.gz"))}
     monkeypatch.setattr(fetch, "registry", lambda name: registered if name == "mnist" else {})
-    data._registered_files.cache_clear()
+    _idx._registered_files.cache_clear()
     try:
         x, _ = data.load("mnist", "test", data_dir=directory)  # its own files
         assert len(x) == 12
@@ -142,7 +142,7 @@ def test_another_datasets_upstream_files_are_refused_by_name(small, monkeypatch)
         with pytest.raises(ValueError, match=re.escape("t10k-images-idx3-ubyte.gz is mnist's upstream file")):
             data.load("fashion_mnist", "test", data_dir=directory)
     finally:
-        data._registered_files.cache_clear()
+        _idx._registered_files.cache_clear()
 
 
 def test_images_and_labels_of_different_lengths(small):
@@ -206,8 +206,8 @@ def test_tfds_not_prepared_says_where_it_looked(tmp_path):
 
 
 def test_tfds_download_without_network_fails_at_once(tmp_path, monkeypatch):
-    """A dataset only tensorflow-datasets can get (the MNIST family is fetched by cnnjax.fetch)."""
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
+    """A dataset only tensorflow-datasets can get (the MNIST family is fetched by cnnjax.data.fetch)."""
+    monkeypatch.setattr(data._tfds, "_network_available", lambda *a, **k: False)
     with pytest.raises(data.DatasetNotFoundError, match="cannot be reached from this machine"):
         data.load("emnist", "train", data_dir=tmp_path, download=True)
 
@@ -222,7 +222,7 @@ def test_network_probe_is_bounded():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    assert data._network_available(("127.0.0.1", port), timeout=1.0) is False
+    assert data._tfds._network_available(("127.0.0.1", port), timeout=1.0) is False
 
 
 # ------------------------------------------------------------------------------ batches

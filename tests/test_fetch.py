@@ -1,4 +1,4 @@
-"""cnnjax.fetch: the MNIST family without TensorFlow, through a loopback mirror of the real files."""
+"""cnnjax.data.fetch: the MNIST family without TensorFlow, through a loopback mirror of the real files."""
 
 import socket
 import time
@@ -6,7 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from cnnjax import data, fetch
+from cnnjax import data
+from cnnjax.data import fetch
 
 
 def test_a_fresh_cache_fills_and_then_needs_no_server(mirror, tmp_path):

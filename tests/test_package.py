@@ -47,3 +47,68 @@ def test_orbax_and_matplotlib_load_only_when_used():
 def test_unknown_attribute():
     with pytest.raises(AttributeError, match="module 'cnnjax' has no attribute 'convolve'"):
         _ = cnnjax.convolve
+
+
+def _import_graph():
+    """``{module: modules of cnnjax it imports}``, read from the source (imports inside
+    functions included)."""
+    import ast
+
+    root = pathlib.Path(cnnjax.__file__).parent
+    graph = {}
+    for f in sorted(root.rglob("*.py")):
+        parts = ("cnnjax", *f.relative_to(root).with_suffix("").parts)
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = module.split(".") if f.name == "__init__.py" else module.split(".")[:-1]
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+                deps |= {f"{base}.{a.name}" for a in node.names} if node.module is None else {base}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cnnjax"):
+                deps.add(node.module)
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("cnnjax")}
+        graph[module] = {d for d in deps if d != module}
+    return graph
+
+
+LAYERS = [  # docs/architecture.md: a module imports only from its own layer or those below
+    ("lowering", ["cnnjax._checks", "cnnjax._memory", "cnnjax.lowering"]),
+    ("operations", ["cnnjax._conv", "cnnjax._pool", "cnnjax._dense", "cnnjax._activations", "cnnjax._normalization",
+                    "cnnjax.losses", "cnnjax.lecture", "cnnjax.synthetic", "cnnjax.transforms", "cnnjax.audio",
+                    "cnnjax.data"]),
+    ("nn", ["cnnjax.nn"]),
+    ("models", ["cnnjax.models", "cnnjax._summary", "cnnjax.viz"]),
+    ("train", ["cnnjax.train"]),
+    ("package", ["cnnjax"]),
+]
+
+
+def _layer(module):
+    best = max((p for _, prefixes in LAYERS for p in prefixes if module == p or module.startswith(p + ".")), key=len)
+    return next(i for i, (_, prefixes) in enumerate(LAYERS) if best in prefixes)
+
+
+def test_the_arrows_point_one_way_and_nothing_imports_in_a_cycle():
+    graph = _import_graph()
+    assert len(graph) > 40 and "cnnjax.data._idx" in graph and "cnnjax.train.checkpoints" in graph
+    for module, deps in graph.items():
+        for dep in deps:
+            assert _layer(dep) <= _layer(module), f"{module} ({LAYERS[_layer(module)][0]}) imports {dep} " \
+                                                  f"({LAYERS[_layer(dep)][0]})"
+    state = {}
+
+    def visit(module, path):  # depth-first: a module met again on the current path closes a cycle
+        state[module] = "open"
+        for dep in sorted(graph.get(module, ())):
+            if dep not in graph:
+                dep = dep.rsplit(".", 1)[0]  # `from . import name` of a function, not a module
+            assert state.get(dep) != "open", "import cycle: " + " -> ".join([*path, module, dep])
+            if dep not in state:
+                visit(dep, [*path, module])
+        state[module] = "done"
+
+    for module in graph:
+        if module not in state:
+            visit(module, [])

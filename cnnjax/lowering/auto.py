@@ -26,14 +26,11 @@ tolerance, so a model gives the same outputs (to ~1e-6) in either direction.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-
-import jax
-import jax.numpy as jnp
-from jax.custom_derivatives import SymbolicZero
+from collections.abc import Sequence
 
 from .. import _checks
 from . import patches, reference
+from ._common import directed
 
 # Convolutions with at most this many output positions per example run as one matmul.
 FEW_POSITIONS = 16
@@ -77,37 +74,6 @@ def avgpool(x, window, stride, padding):
     """Same contract as :func:`.reference.avgpool`: XLA's forward, the patches derivative."""
     static = (tuple(window), tuple(stride), tuple(map(tuple, padding)))
     return directed(reference.avgpool, patches.avgpool, (x,), static)
-
-
-def directed(forward: Callable, derivative: Callable, arrays: tuple, static: tuple):
-    """``forward(*arrays, *static)``, differentiated as ``derivative(*arrays, *static)`` is.
-
-    Arguments whose tangent is a symbolic zero (the input images, a frozen kernel) are
-    left out of the derivative's JVP, so no zero tangent is ever computed with.
-    """
-    if forward is derivative:
-        return forward(*arrays, *static)
-
-    @jax.custom_jvp
-    def op(*arrays):
-        return forward(*arrays, *static)
-
-    def rule(primals, tangents):
-        live = [i for i, t in enumerate(tangents) if not isinstance(t, SymbolicZero)]
-        if not live:
-            y = forward(*primals, *static)
-            return y, jnp.zeros_like(y)
-
-        def of_live(*values):
-            args = list(primals)
-            for i, v in zip(live, values, strict=True):
-                args[i] = v
-            return derivative(*args, *static)
-
-        return jax.jvp(of_live, [primals[i] for i in live], [tangents[i] for i in live])
-
-    op.defjvp(rule, symbolic_zeros=True)
-    return op(*arrays)
 
 
 __all__ = ["FEW_POSITIONS", "MAX_PATCH_TAPS", "avgpool", "conv", "conv_forms", "directed", "maxpool"]

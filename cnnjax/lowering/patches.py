@@ -42,7 +42,7 @@ import numpy as np
 from jax import lax
 
 from .. import _checks
-from .reference import max_identity
+from ._common import max_identity
 
 # XLA:CPU fuses a concatenate only if it has at most this many operands.
 _MAX_FUSED_CONCAT = 8

@@ -13,6 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from . import patches
+from ._common import directed, max_identity
+
 
 def channels_last_dimension_numbers(n: int) -> lax.ConvDimensionNumbers:
     """Dimension numbers for ``x: (N, *spatial, C)``, ``kernel: (*window, C_in, C_out)``."""
@@ -47,17 +50,6 @@ def conv(
     )
 
 
-def max_identity(dtype):
-    """The identity of ``max`` for ``dtype``: -inf for floats, the minimum for integers.
-
-    A NumPy constant, not a ``jnp`` one: under ``jit`` a ``jnp`` constant is a tracer,
-    and ``reduce_window`` then no longer recognises a max (whose gradient it knows).
-    """
-    if jnp.issubdtype(dtype, jnp.floating):
-        return np.array(-np.inf, dtype)
-    return np.array(jnp.iinfo(dtype).min, dtype)
-
-
 def maxpool(
     x,
     window: Sequence[int],
@@ -78,9 +70,7 @@ def maxpool(
     static = (tuple(window), tuple(stride), tuple(map(tuple, padding)), tuple(dilation or (1,) * len(window)))
     if all(d == 1 for d in static[3]):
         return _window_max(x, *static)
-    from . import auto, patches  # they import this module
-
-    return auto.directed(_window_max, patches.maxpool, (x,), static)
+    return directed(_window_max, patches.maxpool, (x,), static)
 
 
 def _window_max(x, window, stride, padding, dilation):

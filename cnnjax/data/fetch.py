@@ -23,7 +23,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from . import data
+from ._common import DatasetNotFoundError
 
 MIRROR_VARIABLE = "CNNJAX_DATA_MIRROR"
 CACHE_VARIABLE = "CNNJAX_DATA_CACHE"
@@ -35,7 +35,7 @@ def registry(name: str) -> dict[str, tuple[str, int, str]]:
     """tensorflow-datasets' registered files of ``name``: ``{file name: (url, size, sha256)}``."""
     spec = importlib.util.find_spec("tensorflow_datasets")
     if spec is None or not spec.submodule_search_locations:
-        raise data.DatasetNotFoundError("tensorflow-datasets is not installed: its checksum registry is needed.")
+        raise DatasetNotFoundError("tensorflow-datasets is not installed: its checksum registry is needed.")
     path = Path(list(spec.submodule_search_locations)[0]) / "url_checksums" / f"{name}.txt"
     entries = {}
     for line in path.read_text().splitlines():
@@ -94,7 +94,7 @@ def files(name: str, split: str, *, progress: bool = True) -> list[Path]:
             raise ValueError(f"{file_name} fetched from {url} is corrupt: its SHA-256 is not the one "
                              f"tensorflow-datasets registers ({sha}); nothing was kept. ({e})") from None
         except (requests.exceptions.RequestException, OSError) as e:
-            raise data.DatasetNotFoundError(
+            raise DatasetNotFoundError(
                 f"Could not fetch {file_name} of {name!r} from {url}: {type(e).__name__}. "
                 + (f"Check {MIRROR_VARIABLE}." if mirror else "Check the internet connection, or set "
                    f"{MIRROR_VARIABLE} to a mirror.")
