@@ -71,19 +71,37 @@ def _check_same_shape(predictions, targets, name: str = "predictions"):
     return predictions, targets
 
 
-def _labels_in_range(labels, classes: int, name: str = "labels"):
-    """Raises ValueError naming the first label outside ``[0, classes)`` when ``labels`` are
-    concrete; under a transformation (jit) returns the mask of valid labels instead, so the
-    caller can turn the invalid ones into NaN (never a finite, wrong value)."""
+def check_labels(labels: ArrayLike, num_classes: int, name: str = "`labels`", context: str = "") -> None:
+    """Raises ``ValueError`` naming the first label outside ``[0, num_classes)`` and its index:
+    the one check of class indices that the losses, :func:`cnnjax.train.fit` and the
+    experiments share.
+
+    Args:
+      labels: concrete integer class indices of any shape (NumPy or JAX).
+      num_classes: the number of classes.
+      name: what the message calls them, e.g. ``"`train` targets"``.
+      context: words after the range, e.g. ``" for a model with 10 outputs"``.
+
+    >>> check_labels(np.array([0, 3, 4]), 4)
+    Traceback (most recent call last):
+    ...
+    ValueError: `labels` must be class indices in [0, 4), got 4 at index 2.
+    """
+    values = np.asarray(labels)
+    bad = np.flatnonzero((values < 0) | (values >= num_classes))
+    if len(bad):
+        index = np.unravel_index(bad[0], values.shape)
+        where = tuple(int(i) for i in index) if values.ndim > 1 else int(index[0])
+        raise ValueError(f"{name} must be class indices in [0, {num_classes}){context}, got {values[index]} at "
+                         f"index {where}.")
+
+
+def _labels_in_range(labels, classes: int):
+    """:func:`check_labels` when ``labels`` are concrete; under a transformation (jit) the mask
+    of valid labels instead, so the caller can turn the invalid ones into NaN (never a
+    finite, wrong value)."""
     if not isinstance(labels, jax.core.Tracer):
-        values = np.asarray(labels)
-        bad = np.flatnonzero((values < 0) | (values >= classes))
-        if len(bad):
-            index = np.unravel_index(bad[0], values.shape)
-            raise ValueError(
-                f"`{name}` must be class indices in [0, {classes}), got {values[index]} at index "
-                f"{tuple(int(i) for i in index) if values.ndim > 1 else int(index[0])}."
-            )
+        check_labels(labels, classes)
         return None
     return (labels >= 0) & (labels < classes)
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cnnjax import data, models
+from cnnjax import data, losses, models
 
 MODELS = {"functional": models.mnist_functional, "sequential": models.mnist_sequential}
 
@@ -247,8 +247,8 @@ def num_classes(dataset: str, **splits: np.ndarray) -> int:
     if names is None:
         return int(max(np.max(y) for y in splits.values())) + 1
     for split, labels in splits.items():
-        bad = np.flatnonzero((labels < 0) | (labels >= len(names)))
-        if len(bad):
-            fail(f"label {labels[bad[0]]} at index {bad[0]} of the {split} split is not one of {dataset}'s "
-                 f"{len(names)} classes (0-{len(names) - 1}): the data is damaged or is not {dataset}.")
+        try:
+            losses.check_labels(labels, len(names), f"the {split} split's labels", f" ({dataset}'s classes)")
+        except ValueError as e:
+            fail(f"{str(e).rstrip('.')}: the data is damaged or is not {dataset}.")
     return len(names)

@@ -242,8 +242,8 @@ def test_mnist_refuses_a_label_outside_the_datasets_classes(tiny_idx, tmp_path, 
                             "--verbose", "0"])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: label 200 at index 37 of the train split is not one of mnist's 10 classes (0-9): "
-                   "the data is damaged or is not mnist."]
+    assert err == ["error: the train split's labels must be class indices in [0, 10) (mnist's classes), got 200 at "
+                   "index 37: the data is damaged or is not mnist."]
 
 
 def test_mnist_without_any_data_stops_with_a_message(tmp_path, capsys, monkeypatch):

@@ -260,12 +260,7 @@ def check_fit(obj: Objective, outputs: jax.ShapeDtypeStruct, name: str, targets:
         ) from e
     if obj.class_indices:
         classes = outputs.shape[-1]
-        low, high = int(targets.min()), int(targets.max())
-        if low < 0 or high >= classes:
-            raise ValueError(
-                f"`{name}` targets must be class indices in [0, {classes}) for a model with {classes} "
-                f"outputs, got values from {low} to {high}."
-            )
+        losses.check_labels(targets, classes, f"`{name}` targets", f" for a model with {classes} outputs")
 
 
 __all__ = ["DEFAULT_LOSS", "UNSCALED_SAMPLE", "Objective", "check_data", "check_fit", "objective", "warn_if_unscaled"]
