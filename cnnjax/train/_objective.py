@@ -45,21 +45,20 @@ def _accuracy(outputs, targets):
     return losses.categorical_accuracy(outputs, targets, reduction="none")
 
 
-_LOSSES: dict[str, PerExample] = {
-    "sparse_categorical_crossentropy": _none(losses.sparse_categorical_crossentropy),
-    "categorical_crossentropy": _none(losses.categorical_crossentropy),
-    "mean_squared_error": _none(losses.mean_squared_error),
-    "mse": _none(losses.mean_squared_error),
-    "mean_absolute_error": _none(losses.mean_absolute_error),
-    "mae": _none(losses.mean_absolute_error),
-}
+# The one table of cnnjax's losses and metrics: each function with its names. As objectives
+# they give one value per example (cnnjax's functions reduce to a mean by default).
+_NAMED: tuple[tuple[Callable, tuple[str, ...]], ...] = (
+    (losses.sparse_categorical_crossentropy, ("sparse_categorical_crossentropy",)),
+    (losses.categorical_crossentropy, ("categorical_crossentropy",)),
+    (losses.mean_squared_error, ("mean_squared_error", "mse")),
+    (losses.mean_absolute_error, ("mean_absolute_error", "mae")),
+    (losses.accuracy, ()),  # the name "accuracy" picks sparse or categorical by the targets
+    (losses.categorical_accuracy, ()),
+)
+_OWN: dict[Callable, PerExample] = {fn: _none(fn) for fn, _ in _NAMED}
+_LOSSES: dict[str, PerExample] = {name: _OWN[fn] for fn, names in _NAMED for name in names}
 _METRICS: dict[str, PerExample] = {**_LOSSES, "accuracy": _accuracy}
-# cnnjax's own functions reduce to a mean by default; as objectives they give one value per example
-_OWN = {losses.sparse_categorical_crossentropy: _LOSSES["sparse_categorical_crossentropy"],
-        losses.categorical_crossentropy: _LOSSES["categorical_crossentropy"],
-        losses.mean_squared_error: _LOSSES["mse"], losses.mean_absolute_error: _LOSSES["mae"],
-        losses.accuracy: _none(losses.accuracy), losses.categorical_accuracy: _none(losses.categorical_accuracy)}
-_CLASS_INDEX_LOSSES = {_LOSSES["sparse_categorical_crossentropy"]}
+_CLASS_INDEX_LOSSES = {_OWN[losses.sparse_categorical_crossentropy]}
 DEFAULT_LOSS = "sparse_categorical_crossentropy"
 
 
