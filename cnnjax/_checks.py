@@ -42,6 +42,13 @@ def check_floating(x, name: str) -> None:
         )
 
 
+def check_real(x, name: str) -> None:
+    """Raises ``TypeError`` unless ``x`` has a real numeric dtype (floating or integer: what a
+    maximum is defined on)."""
+    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
+        raise TypeError(f"`{name}` must have a real numeric dtype, got {x.dtype}.")
+
+
 def check_ndim(x, name: str, expected: int, layout: str) -> None:
     """Raises ``ValueError`` unless ``x.ndim == expected``; ``layout`` names the axes."""
     if x.ndim != expected:

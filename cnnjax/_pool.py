@@ -133,8 +133,7 @@ def maxpool(
     (3, 3, 1)
     """
     xb, unbatch, window, stride, _, pads, dilation = _geometry(x, window, stride, padding, ceil_mode, dilation)
-    if not (jnp.issubdtype(xb.dtype, jnp.floating) or jnp.issubdtype(xb.dtype, jnp.integer)):
-        raise TypeError(f"`x` must have a real numeric dtype, got {xb.dtype}.")
+    _checks.check_real(xb, "x")
     if not isinstance(return_indices, bool):
         raise TypeError(f"`return_indices` must be a bool, got {return_indices!r}.")
     dilated = (dilation,) if any(d != 1 for d in dilation) else ()  # a lowering gets it only when asked
@@ -377,8 +376,7 @@ def adaptive_maxpool(x: ArrayLike, output_size: int | tuple[int, ...]) -> jax.Ar
     Args, Returns: as :func:`adaptive_avgpool`; ``x`` real numeric.
     """
     xb, unbatch, sizes = _adaptive_geometry(x, output_size)
-    if not (jnp.issubdtype(xb.dtype, jnp.floating) or jnp.issubdtype(xb.dtype, jnp.integer)):
-        raise TypeError(f"`x` must have a real numeric dtype, got {xb.dtype}.")
+    _checks.check_real(xb, "x")
     low = -jnp.inf if jnp.issubdtype(xb.dtype, jnp.floating) else jnp.iinfo(xb.dtype).min
 
     def first_max(windows, valid, axis):  # argmax is NaN-aware where XLA:CPU's max is not
@@ -425,8 +423,7 @@ def global_maxpool(x: ArrayLike, *, spatial_dims: int | None = None) -> jax.Arra
       x, spatial_dims: as :func:`global_avgpool`; ``x`` real numeric.
     """
     xb, n, batched = _global_axes(x, spatial_dims)
-    if not (jnp.issubdtype(xb.dtype, jnp.floating) or jnp.issubdtype(xb.dtype, jnp.integer)):
-        raise TypeError(f"`x` must have a real numeric dtype, got {xb.dtype}.")
+    _checks.check_real(xb, "x")
     if _checks.prod(xb.shape[1:-1]) == 0:
         raise ValueError(f"`x` must have at least one position to take a maximum over, got shape {tuple(x.shape)}.")
     y = _max_and_argmax(xb.reshape(xb.shape[0], _checks.prod(xb.shape[1:-1]), xb.shape[-1]))[0]

@@ -124,9 +124,14 @@ def load_recordings(directory: str | os.PathLike, *, length: int = 8000,
     )
 
 
+def _mel(hz, xp):
+    """HTK's mel scale, in the array module ``xp`` (``jnp``, or ``np`` for float64 filter edges)."""
+    return 2595.0 * xp.log10(1.0 + hz / 700.0)
+
+
 def hz_to_mel(hz: ArrayLike) -> jax.Array:
     """The mel scale (HTK's formula): ``2595 * log10(1 + hz / 700)``."""
-    return 2595.0 * jnp.log10(1.0 + jnp.asarray(hz, jnp.float32) / 700.0)
+    return _mel(jnp.asarray(hz, jnp.float32), jnp)
 
 
 def mel_filterbank(mel_bins: int, fft_length: int, sample_rate: int, *, min_hz: float = 0.0,
@@ -141,7 +146,7 @@ def mel_filterbank(mel_bins: int, fft_length: int, sample_rate: int, *, min_hz: 
     if not 0 <= min_hz < max_hz <= sample_rate / 2:
         raise ValueError(f"`min_hz` and `max_hz` must satisfy 0 <= min_hz < max_hz <= sample_rate / 2 = "
                          f"{sample_rate / 2}, got {min_hz} and {max_hz}.")
-    mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f, np.float64) / 700.0)
+    mel = lambda f: _mel(np.asarray(f, np.float64), np)
     edges = np.linspace(mel(min_hz), mel(max_hz), mel_bins + 2)
     bins = mel(np.linspace(0, sample_rate / 2, fft_length // 2 + 1))[:, None]
     lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]

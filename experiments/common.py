@@ -125,7 +125,8 @@ def parser(cls: type, description: str) -> argparse.ArgumentParser:
         required = field.default is dataclasses.MISSING
         shown = "" if required or field.default is None else f" (default: {field.default})"
         p.add_argument("--" + field.name.replace("_", "-"), type=kind, choices=choices, required=required,
-                       default=None if required else field.default, help=field.metadata["help"] + shown,
+                       default=None if required else field.default,
+                       help=(field.metadata["help"] + shown).replace("%", "%%"),  # argparse %-formats help
                        metavar=None if choices else field.name.upper())
     return p
 
@@ -146,9 +147,28 @@ def parse(cls: type, argv: list[str] | None, description: str):
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingConfig:
-    """The settings of an experiment that trains on MNIST-style images; an experiment's
-    ``Config`` subclasses it and redefines a field to change its default or help."""
+class RunConfig:
+    """What every experiment's settings hold: the seed, the run directory and how much to
+    print. An experiment's ``Config`` subclasses it (or :class:`TrainingConfig`), adds its
+    own fields, and redefines a field to change its default or help; its ``__post_init__``
+    and ``check_paths`` call these first."""
+
+    seed: int = flag(0, "seed of the initial weights and the data order, 0 <= seed < 2**32")
+    workdir: str | None = flag(None, "where the results and pictures go (default runs/<experiment>-<time>)")
+    verbose: Literal[0, 1, 2] = flag(0, "0 quiet, 1 a progress bar, 2 one line per epoch")
+
+    def __post_init__(self):
+        expect_int(self.seed, "seed", low=0, high=2**32 - 1)
+        expect(self.verbose in (0, 1, 2), "verbose", self.verbose, "0, 1 or 2")
+
+    def check_paths(self) -> None:
+        """The folders named exist and fit: raises :class:`ConfigError` before anything is read or written."""
+        expect_workdir(self.workdir)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig(RunConfig):
+    """The settings of an experiment that trains on MNIST-style images."""
 
     dataset: str = flag("mnist", "a tensorflow-datasets name (mnist, fashion_mnist, kmnist, ...)")
     data_dir: str | None = flag(None, "a folder of IDX files (offline), or tensorflow-datasets' data_dir")
@@ -157,22 +177,18 @@ class TrainingConfig:
     epochs: int = flag(5, "passes over the training images, for every model trained")
     batch_size: int = flag(64, "images per training step")
     learning_rate: float = flag(1e-3, "RMSprop's learning rate, in (0, 1]")
-    seed: int = flag(0, "seed of the initial weights and the data order, 0 <= seed < 2**32")
-    workdir: str | None = flag(None, "where the results and pictures go (default runs/<experiment>-<time>)")
-    verbose: Literal[0, 1, 2] = flag(0, "0 quiet, 1 a progress bar, 2 one line per epoch")
 
     def __post_init__(self):
+        super().__post_init__()
         expect_int(self.limit_train, "limit_train", optional=True)
         expect_int(self.epochs, "epochs")
         expect_int(self.batch_size, "batch_size")
         expect_rate(self.learning_rate, "learning_rate")
-        expect_int(self.seed, "seed", low=0, high=2**32 - 1)
 
     def check_paths(self) -> None:
-        """The folders named exist and fit: raises :class:`ConfigError` before anything is read or written."""
+        super().check_paths()
         if self.data_dir is not None:
             expect(os.path.isdir(self.data_dir), "data_dir", self.data_dir, "an existing directory")
-        expect_workdir(self.workdir)
 
 
 def fail(message: str) -> typing.NoReturn:

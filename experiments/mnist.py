@@ -36,13 +36,12 @@ import jax
 import numpy as np
 from common import (
     MODELS,
+    TrainingConfig,
     as_records,
     build_model,
     class_names,
     expect,
     expect_int,
-    expect_rate,
-    expect_workdir,
     fail,
     flag,
     load_train_test,
@@ -63,21 +62,16 @@ _TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[a-z0-9_.-]+)?(:[0-9.*]+)?")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """One run of the lecture's MNIST CNN: every field is a flag (``--batch-size`` for ``batch_size``)."""
+class Config(TrainingConfig):
+    """One run of the lecture's MNIST CNN: every field is a flag (``--batch-size`` for ``batch_size``);
+    the fields of :class:`common.TrainingConfig` that are here are redefined for their default or help."""
 
     model: Literal["functional", "sequential"] = flag(
         "functional", "the lecture's Keras Functional model (104,202 parameters) or Sequential one (93,322)")
     dataset: str | None = flag(
         None, "a tensorflow-datasets name (mnist, fashion_mnist, kmnist, cifar10, ...); default: the --data-dir "
               "folder's name when it is one of those (e.g. .../fashion-mnist), else mnist")
-    data_dir: str | None = flag(None, "a folder of IDX files (offline), or tensorflow-datasets' data_dir")
     epochs: int = flag(5, "passes over the training data; the same --workdir with more epochs continues a run")
-    batch_size: int = flag(64, "images per training step")
-    learning_rate: float = flag(1e-3, "RMSprop's learning rate, in (0, 1]")
-    seed: int = flag(0, "seed of the initial weights and of the data order, 0 <= seed < 2**32")
-    limit_train: int | None = flag(None, "train on the first N training images (or, for a folder holding only "
-                                         "the test split, on its first N images)")
     workdir: str | None = flag(None, "the run directory (default runs/<model>-<dataset>-<time>); a directory "
                                      "holding a checkpoint of the same settings resumes")
     verbose: Literal[0, 1, 2] = flag(1, "0 quiet, 1 a progress bar, 2 one line per epoch")
@@ -88,13 +82,8 @@ class Config:
     process_id: int = flag(0, "this process's number, 0 to --num-processes minus 1 (with --coordinator)")
 
     def __post_init__(self):
+        super().__post_init__()
         expect(self.model in MODELS, "model", self.model, f"one of {sorted(MODELS)}")
-        expect_int(self.epochs, "epochs")
-        expect_int(self.batch_size, "batch_size")
-        expect_rate(self.learning_rate, "learning_rate")
-        expect_int(self.seed, "seed", low=0, high=2**32 - 1)
-        expect_int(self.limit_train, "limit_train", optional=True)
-        expect(self.verbose in (0, 1, 2), "verbose", self.verbose, "0, 1 or 2")
         if self.dataset is not None:
             expect(isinstance(self.dataset, str) and bool(_TFDS_NAME.fullmatch(self.dataset)), "dataset",
                    self.dataset, "a tensorflow-datasets name such as mnist or fashion_mnist")
@@ -116,14 +105,13 @@ class Config:
 
     def check_paths(self) -> None:
         """The folders named exist and fit: raises :class:`ConfigError` before anything is read or written."""
+        super().check_paths()
         if self.data_dir is not None:
-            expect(os.path.isdir(self.data_dir), "data_dir", self.data_dir, "an existing directory")
             if self.dataset is not None and data.idx_files(self.data_dir):
                 base = self.dataset.split("/")[0]
                 expect(base in data.IDX_DATASETS, "dataset", self.dataset,
                        f"the name of the IDX dataset in {self.data_dir}: one of {', '.join(data.IDX_DATASETS)} "
                        f"(or no --dataset)")
-        expect_workdir(self.workdir)
 
     def resolved(self) -> Config:
         """The dataset named (from --data-dir's folder name when not given) and the paths absolute."""

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from common import expect, expect_int, expect_rate, expect_workdir, fail, flag, parse, run_directory, write_json
+from common import RunConfig, expect, expect_int, expect_rate, fail, flag, parse, run_directory, write_json
 from flax import nnx
 
 from cnnjax import audio, nn, train, viz
@@ -50,7 +50,7 @@ MIN_LENGTH = 4000  # half a second: what the CNNs' three pooling stages need
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(RunConfig):
     """The spoken-digit experiment's settings: every field is a flag (``--data-dir``)."""
 
     data_dir: str = flag(str(DEFAULT_DATA), "a folder of {digit}_{speaker}_{index}.wav files (mono 16-bit, 8 kHz)")
@@ -70,20 +70,19 @@ class Config:
     normalise: Literal["recording", "band"] = flag("band", "standardise each recording as a whole, or (band) "
                                                                "each of its frequency bands over time as well")
     workdir: str | None = flag(None, "where the results and pictures go (default runs/spoken_digits-<time>)")
-    verbose: Literal[0, 1, 2] = flag(0, "0 quiet, 1 a progress bar, 2 one line per epoch")
 
     def __post_init__(self):
+        super().__post_init__()
         expect_int(self.epochs, "epochs")
         expect_int(self.batch_size, "batch_size")
         expect_rate(self.learning_rate, "learning_rate")
-        expect_int(self.seed, "seed", low=0, high=2**32 - 1)
         expect_int(self.length, "length", low=MIN_LENGTH)
 
     def check_paths(self) -> None:
+        super().check_paths()
         expect(os.path.isdir(self.data_dir), "data_dir", self.data_dir, "an existing folder of wav files")
         if self.test_dir is not None:
             expect(os.path.isdir(self.test_dir), "test_dir", self.test_dir, "an existing folder of wav files")
-        expect_workdir(self.workdir)
 
 
 # ------------------------------------------------------------------------------- inputs

@@ -31,7 +31,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import expect_int, expect_workdir, flag, parse, run_directory
+from common import RunConfig, expect_int, flag, parse, run_directory
 from flax import nnx
 
 import cnnjax
@@ -41,7 +41,7 @@ SHOWN_PER_CASE = 6  # images per trickier case in trickier_cases.png
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(RunConfig):
     """The X's and O's experiment's settings: every field is a flag (``--train-size``)."""
 
     image: Literal["x", "o"] = flag("x", "the lecture's image to walk through")
@@ -50,17 +50,13 @@ class Config:
     epochs: int = flag(30, "passes over the training images")
     seed: int = flag(0, "seed of the data and the initial weights, 0 <= seed < 2**32")
     workdir: str | None = flag(None, "where the pictures and results go (default runs/xo-<time>)")
-    verbose: Literal[0, 1, 2] = flag(0, "0 quiet, 1 a progress bar, 2 one line per epoch")
 
     def __post_init__(self):
+        super().__post_init__()
         expect_int(self.train_size, "train_size", low=2)
         expect_int(self.test_size, "test_size", low=SHOWN_PER_CASE)
         expect_int(self.epochs, "epochs")
         expect_int(self.seed, "seed", low=0, high=2**32 - 1 - len(synthetic.CASES))
-
-    def check_paths(self) -> None:
-        """``--workdir`` can be a run directory: raises :class:`ConfigError` before anything is written."""
-        expect_workdir(self.workdir)
 
 
 def format_map(values: np.ndarray) -> str:

@@ -200,11 +200,14 @@ def test_mnist_failures_are_one_error_line_and_leave_nothing(tiny_idx, tmp_path,
         assert not workdir.exists()
 
 
-def test_every_flag_has_help():
+@pytest.mark.parametrize("name", ["mnist", "xo", "invariance", "spoken_digits", "customer_data", "knobs", "ports"])
+def test_every_flag_has_help_and_help_prints(name):
     common = load("common")
-    for name in ["mnist", "xo", "invariance"]:
-        for action in common.parser(load(name).Config, "")._actions[1:]:
-            assert action.help and len(action.help) > 10, (name, action.dest)
+    p = common.parser(load(name).Config, "")
+    for action in p._actions[1:]:
+        assert action.help and len(action.help) > 10, (name, action.dest)
+    text = p.format_help()  # what --help prints (a bare % in a help string broke it)
+    assert all(f"--{a.dest.replace('_', '-')}" in text for a in p._actions[1:]), name
 
 
 def test_a_run_that_stopped_before_its_first_checkpoint_does_not_block_its_folder(tiny_idx, tmp_path, capsys):
