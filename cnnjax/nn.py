@@ -546,7 +546,7 @@ def _names(layers: Sequence[Any]) -> list[str]:
     counts: dict[str, int] = {}
     names = []
     for layer in layers:
-        base = snake_case(type(layer).__name__)
+        base = _snake_case(type(layer).__name__)
         k = counts.get(base, 0)
         counts[base] = k + 1
         names.append(base if k == 0 else f"{base}_{k}")
@@ -620,7 +620,7 @@ def capture(model: Callable, x) -> tuple[Any, list[Call]]:
                       for (path, layer), (i, o) in zip(where, values, strict=True)])
 
 
-def snake_case(name: str) -> str:
+def _snake_case(name: str) -> str:
     """Keras-style snake-case name of a class name: ``MaxPool`` -> ``max_pool``."""
     out = []
     for i, ch in enumerate(name):
@@ -651,5 +651,4 @@ __all__ = [
     "capture",
     "default_bias_init",
     "default_kernel_init",
-    "snake_case",
 ]

@@ -26,12 +26,13 @@ from .fingerprint import data_digest, identity
 from .optimizers import DEFAULT_OPTIMIZER, learning_rate
 from .placement import Placement
 from .runner import (
+    ArrayRunner,
     EpochPlan,
-    Runner,
     StreamPlan,
     StreamRunner,
     choose_loop,
     default_segment,
+    epoch_steps,
     is_stream,
     plan_epoch,
     stream_batch,
@@ -183,7 +184,7 @@ def fit(
     n = inputs.shape[0] if source is None else None
     if source is None and batch_size > n:
         raise ValueError(f"`batch_size` {batch_size} is larger than the {n} training examples.")
-    steps_per_epoch = -(-n // batch_size) if source is None else source.steps
+    steps_per_epoch = epoch_steps(n, batch_size) if source is None else source.steps
     if steps is not None:
         steps = _checks.positive_int(steps, "steps")
         if steps_per_epoch is None:
@@ -196,7 +197,8 @@ def fit(
     placement.check_batch_size(batch_size)
     rest = nnx.state(model, nnx.Not(nnx.Param))
     pad_remainder = not has_batch_state(rest)  # padding rows must not move batch statistics
-    full_steps = (n // batch_size if not pad_remainder else -(-n // batch_size)) if source is None \
+    # the steps run in segments: a partial last batch that is not padded runs on its own
+    full_steps = steps_per_epoch - (n % batch_size != 0 and not pad_remainder) if source is None \
         else (steps_per_epoch or 100)
     segment = min(_checks.positive_int(steps_per_segment or default_segment(full_steps), "steps_per_segment"),
                   max(full_steps, 1))
@@ -229,7 +231,7 @@ def fit(
     validate = (None if validation is None else StreamEvaluator(placement, validation, "validation")
                 if is_stream(validation) else Evaluator(placement, val_inputs, val_targets, batch_size))
     if source is None:
-        runner = Runner(loop, placement, inputs, targets)
+        runner = ArrayRunner(loop, placement, inputs, targets)
         plan = lambda epoch: plan_epoch(n, batch_size, segment, seed=seed, epoch=epoch, shuffle=shuffle,
                                         pad_remainder=pad_remainder,
                                         max_steps=last_steps if epoch == epochs - 1 else None)
@@ -310,7 +312,8 @@ def _split_last(train: Any, fraction: Any, validation: Any) -> tuple[tuple, tupl
     return (inputs[:split], targets[:split]), (inputs[split:], targets[split:])
 
 
-def _train_epoch(run: Run, runner: Runner, plan: EpochPlan, hooks: CallbackList, validate: Evaluator | None) -> None:
+def _train_epoch(run: Run, runner: ArrayRunner | StreamRunner, plan: EpochPlan | StreamPlan, hooks: CallbackList,
+                 validate: Evaluator | StreamEvaluator | None) -> None:
     """Runs the rest of epoch ``run.epoch``, validates, and records it."""
     epoch, t0, device_seconds, examples = run.epoch, time.perf_counter(), 0.0, 0.0
     hooks.on_epoch_begin(epoch)

@@ -262,4 +262,4 @@ def check_fit(obj: Objective, outputs: jax.ShapeDtypeStruct, name: str, targets:
         losses.check_labels(targets, classes, f"`{name}` targets", f" for a model with {classes} outputs")
 
 
-__all__ = ["DEFAULT_LOSS", "UNSCALED_SAMPLE", "Objective", "check_data", "check_fit", "objective", "warn_if_unscaled"]
+__all__ = ["Objective", "objective"]

@@ -301,5 +301,5 @@ class EarlyStopping(Callback):
             self.run.set_state(self.best_state)
 
 
-__all__ = ["Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback", "ProgressBar",
-           "Run", "StopTraining", "TerminateOnNaN", "as_callback"]
+__all__ = ["Callback", "EarlyStopping", "History", "LambdaCallback", "ProgressBar", "Run", "StopTraining",
+           "TerminateOnNaN"]

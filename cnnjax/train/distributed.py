@@ -116,9 +116,4 @@ def launched_processes() -> int | None:
     return None
 
 
-def is_main() -> bool:
-    """Whether this is process 0, the one that prints and writes shared files."""
-    return jax.process_index() == 0
-
-
-__all__ = ["initialize", "is_main", "launched_processes"]
+__all__ = ["initialize", "launched_processes"]

@@ -311,5 +311,4 @@ def predict(model: nnx.Module, inputs: ArrayLike, *, batch_size: int | None = No
     return Predictor(model, batch_size=batch_size, logits=logits, compute_dtype=compute_dtype)(inputs)
 
 
-__all__ = ["Evaluator", "Predictor", "StreamEvaluator", "bucket", "evaluate", "evaluate_batches", "output_shape",
-           "predict"]
+__all__ = ["Predictor", "evaluate", "predict"]

@@ -127,4 +127,4 @@ def fits_on_device(nbytes: int, device: jax.Device) -> bool:
     return nbytes <= limit // 2
 
 
-__all__ = ["Placement", "Rows", "fits_on_device"]
+__all__: list[str] = []  # internal: fit, evaluate and predict place their arrays with it

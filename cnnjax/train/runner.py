@@ -66,6 +66,12 @@ class EpochPlan:
         return len(self.idx) + (self.remainder is not None)
 
 
+def epoch_steps(n: int, batch_size: int) -> int:
+    """The steps of an epoch of ``n`` examples: its full batches and a last, partial one (what
+    :func:`cnnjax.data.batch_plan` gives and :func:`plan_epoch` runs, padded or not)."""
+    return -(-n // batch_size)
+
+
 def plan_epoch(n: int, batch_size: int, segment: int, *, seed: int, epoch: int, shuffle: bool,
                pad_remainder: bool = True, max_steps: int | None = None) -> EpochPlan:
     """The :class:`EpochPlan` of epoch ``epoch`` (batches of :func:`cnnjax.data.batch_plan`),
@@ -158,8 +164,9 @@ class SegmentResult:
     seconds: float
 
 
-class Runner:
-    """Runs the segments of an epoch with one loop on one placement.
+class ArrayRunner:
+    """Runs the segments of an epoch of in-memory arrays with one loop on one placement (a
+    stream's epochs: :class:`StreamRunner`).
 
     Args:
       loop: ``"scan"`` or ``"python"``.
@@ -360,5 +367,4 @@ class StreamRunner:
                                     time.perf_counter() - t)
 
 
-__all__ = ["STREAM_KEYS", "EpochPlan", "Runner", "SegmentResult", "StreamPlan", "StreamRunner", "as_batch",
-           "choose_loop", "default_segment", "is_stream", "plan_epoch", "stream_batch", "trace_step"]
+__all__ = ["STREAM_KEYS", "SegmentResult", "choose_loop"]

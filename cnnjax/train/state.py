@@ -154,4 +154,4 @@ def create_state(model: nnx.Module, optimizer: optax.GradientTransformation | No
                       tx, obj, None if compute_dtype is None else jnp.dtype(compute_dtype), microbatches)
 
 
-__all__ = ["TrainState", "check_model", "create_state", "graphdefs", "has_batch_state", "mode_preserved"]
+__all__ = ["TrainState", "create_state"]

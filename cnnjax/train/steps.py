@@ -111,4 +111,4 @@ def all_finite(state: TrainState) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves])) if leaves else jnp.array(True)
 
 
-__all__ = ["all_finite", "eval_step", "outputs_of", "predict_step", "train_step"]
+__all__ = ["eval_step", "predict_step", "train_step"]
