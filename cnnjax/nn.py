@@ -49,10 +49,10 @@ _recorder: contextvars.ContextVar[list | None] = contextvars.ContextVar("cnnjax_
 
 def _draw(init: Initializer, key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
     """``init(key, shape, dtype)``, the same values, compiled as one program with light
-    optimisation: on a CPU, XLA's full optimisation of a random draw took longer than
-    everything else in building a model (0.6-1.1 s for each new shape on a 2-core VM; a
-    fifth of that this way). Inside a trace (``nnx.eval_shape``, a jitted constructor),
-    and for initializers that cannot key a cache, ``init`` runs as it is."""
+    optimisation: on a CPU, XLA's full optimisation of a random draw takes longer than
+    everything else in building a model (``docs/performance.md`` has the figures). Inside
+    a trace (``nnx.eval_shape``, a jitted constructor), and for initializers that cannot
+    key a cache, ``init`` runs as it is."""
     if isinstance(key, jax.core.Tracer):
         return init(key, shape, dtype)
     try:

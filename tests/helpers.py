@@ -107,3 +107,21 @@ def write_wav(path, samples, rate=8000, channels=1):
         f.setsampwidth(2)
         f.setframerate(rate)
         f.writeframes(np.asarray(samples, "<i2").tobytes())
+
+
+def assert_run_file(path):
+    """A file an experiment wrote holds what its name says: a picture (PNG) of at least
+    100x100 pixels that is not one flat colour, a JSON document with content, or text."""
+    import json
+
+    from matplotlib import image
+
+    assert path.exists(), path
+    if path.suffix == ".png":
+        pixels = image.imread(path)
+        assert pixels.shape[0] >= 100 and pixels.shape[1] >= 100, (path, pixels.shape)
+        assert np.ptp(pixels[..., :3]) > 0, f"{path} is one flat colour"
+    elif path.suffix == ".json":
+        assert json.loads(path.read_text()), f"{path} is an empty JSON document"
+    else:
+        assert path.read_text().strip(), f"{path} is empty"

@@ -9,7 +9,7 @@ import lecture_tables as T
 import numpy as np
 import pytest
 import scripts
-from helpers import write_pair, write_wav
+from helpers import assert_run_file, write_pair, write_wav
 
 from cnnjax import lecture, synthetic
 
@@ -30,7 +30,8 @@ def test_xo_walkthrough_training_and_cases(tmp_path, capsys):
     assert " 1.00   0.33   0.55   0.33\n 0.33   1.00   0.33   0.55" in out  # as the lecture prints it
     assert " 0.77  -0.11   0.11   0.33   0.55  -0.11   0.33" in out
     assert set(result["accuracy"]) == set(synthetic.CASES)
-    assert all(0 <= a <= 1 for a in result["accuracy"].values())
+    for case, a in result["accuracy"].items():  # right answers out of the 40 images of each case
+        assert np.isclose(a * 40, round(a * 40)), (case, a)
     for case in synthetic.CASES:
         assert case in out
     step = result["backpropagation"]
@@ -39,7 +40,7 @@ def test_xo_walkthrough_training_and_cases(tmp_path, capsys):
     assert "Error = predicted answer - right answer" in out and "d loss / d score" in out
     for name in ["lecture_maps.png", "trickier_cases.png", "filters.png", "learning_curves.png", "metrics.json",
                  "results.json", "backpropagation.png"]:
-        assert (tmp_path / name).stat().st_size > 0, name
+        assert_run_file(tmp_path / name)
 
 
 def test_backpropagation_gradient_into_a_feature_is_the_loss_slope():
@@ -84,7 +85,7 @@ def test_mnist_writes_the_run_directory_and_resumes(tiny_idx, tmp_path, capsys):
     results = mnist.main(args + ["--epochs", "1"])
     out = capsys.readouterr().out
     for name in RUN_FILES:
-        assert (workdir / name).stat().st_size > 0, name
+        assert_run_file(workdir / name)
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert [set(m) for m in metrics] == [{"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
                                           "seconds", "images_per_s"}]
@@ -92,7 +93,8 @@ def test_mnist_writes_the_run_directory_and_resumes(tiny_idx, tmp_path, capsys):
     assert config["model"] == "functional" and config["batch_size"] == 16 and config["epochs"] == 1
     assert "Total params: 104,202" in (workdir / "summary.txt").read_text()
     assert "Total params: 104,202" in out and "test accuracy" in out and "images/s" in out
-    assert 0 <= results["test_accuracy"] <= 1 and results["test_images"] == 32
+    assert results["test_images"] == 32 and np.isclose(results["test_accuracy"] * 32, round(results["test_accuracy"] * 32))
+    assert np.isclose(results["test_accuracy"], metrics[-1]["val_accuracy"], atol=1e-6)  # the test split validates
     assert any((workdir / "checkpoints").iterdir())
 
     (tmp_path / "link").symlink_to(tiny_idx)  # the same data through a symbolic link is the same run
@@ -271,7 +273,7 @@ def test_invariance_of_a_run(tiny_idx, tmp_path, capsys):
                         str(workdir), "--verbose", "0"])
     results = load("invariance").main(["--workdir", str(workdir), "--limit", "16"])
     assert set(results) == {"shift (pixels)", "rotation (degrees)", "scale", "stroke weight (pixels)"}
-    assert (workdir / "invariance.png").stat().st_size > 0
+    assert_run_file(workdir / "invariance.png")
     saved = json.loads((workdir / "invariance.json").read_text())
     assert [r["value"] for r in saved["rotation (degrees)"]] == [-60, -45, -30, -15, 0, 15, 30, 45, 60]
     unchanged = [a for v, a in results["shift (pixels)"] if v == 0][0]
@@ -361,7 +363,7 @@ def test_spoken_digits_on_tiny_recordings(tmp_path, capsys):
         assert results["speakers"][kind]["mean"] == np.mean([r["accuracy"] for r in per_speaker.values()])
     assert "leave out ann" in out and "official split" in out
     for name in ["spectrogram_zero.png", "response_maps.png", "confusion_matrix.png", "results.json", "metrics.json"]:
-        assert (workdir / name).stat().st_size > 0, name
+        assert_run_file(workdir / name)
     saved = json.loads((workdir / "results.json").read_text())
     assert saved["official"]["waveform"]["correct"] == results["official"]["waveform"]["correct"]
 
@@ -387,7 +389,7 @@ def test_customer_data_dense_does_not_care_about_pixel_order(tiny_idx, tmp_path,
     # the same sums in another order: the permuted dense network predicts as the plain one (float rounding aside)
     assert abs(dense["as they are"]["correct"] - dense["pixels permuted"]["correct"]) <= 1
     assert "pixels permuted" in capsys.readouterr().out
-    assert (tmp_path / "run" / "permuted_digits.png").stat().st_size > 0
+    assert_run_file(tmp_path / "run" / "permuted_digits.png")
 
 
 def test_the_permuted_dense_network_computes_what_the_plain_one_does():
@@ -437,7 +439,8 @@ def test_knobs_sweep_on_tiny_data(tiny_idx, tmp_path, capsys, monkeypatch):
     assert rows[0]["params"] == 104_202 and rows[1]["params"] == 104_202 - 11_530 + 1152 * 16 + 16 + 16 * 10 + 10
     assert rows[0]["accuracy"] == rows[2]["accuracy"]  # the lecture's design, trained once
     assert all(r["total"] == 32 and r["flops"] > 0 and r["images_per_s"] > 0 for r in rows)
-    assert (tmp_path / "run" / "knobs.png").stat().st_size > 0 and "number of neurons" in capsys.readouterr().out
+    assert_run_file(tmp_path / "run" / "knobs.png")
+    assert "number of neurons" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("start", ["flags", "srun"])
@@ -483,7 +486,7 @@ def test_mnist_across_two_processes_writes_one_run_that_matches_one_process_of_t
         for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert abs(g[k] - w[k]) <= 1e-5, (k, g[k], w[k])
     assert json.loads((tmp_path / "group" / "config.json").read_text())["num_processes"] == 2
-    assert (tmp_path / "group" / "saliency.png").stat().st_size > 0
+    assert_run_file(tmp_path / "group" / "saliency.png")
 
 
 @pytest.mark.parametrize("script, flags", [

@@ -32,8 +32,7 @@ The parts, one module each:
 - :mod:`~cnnjax.train.distributed`: training across processes (one per host or GPU):
   :func:`~cnnjax.train.distributed.initialize` on every process, then ``fit`` as usual;
   every process holds the same dataset and seed and feeds its own devices' slices of
-  each global batch (tested: 2 processes of 1 CPU device give the parameters 1 process
-  of 2 devices gives).
+  each global batch, so 2 processes of 1 device compute what 1 process of 2 devices does.
 """
 
 from . import checkpoints, distributed

@@ -5,7 +5,7 @@ runtime; on CPU its collectives are gloo's, over TCP), after which ``jax.devices
 every process's devices and :func:`cnnjax.train.fit` builds its mesh over all of them:
 each global batch is split across every device of every process, and the gradients are
 averaged over all of them, so N processes of one device each compute what one process of
-N devices computes (tested: the same parameters to the bit on CPU).
+N devices computes (on CPU, the same parameters to the bit).
 
 Every process gets the same ``fit`` call (the same seed, so the same global batches, in
 the order of a one-process run) and reads only its own devices' slices of each batch:

@@ -6,8 +6,8 @@ compute dtype, parameter shapes), the same data, the same optimizer and the same
 are digests (SHA-256):
 
 - **data**: the shapes and dtypes of the inputs and targets, all of the targets' bytes,
-  and all of the inputs' bytes when they are a NumPy array or memory map (1.4 GB/s on
-  one core: 0.13 s for MNIST's 60,000 training images); for another random-access source
+  and all of the inputs' bytes when they are a NumPy array or memory map (a fraction of a
+  second for MNIST's 60,000 training images); for another random-access source
   (h5py, zarr), 1,024 rows spread evenly over it, so as not to read it all (read once,
   when ``fit`` starts with a ``checkpoint_dir``).
 - **optimizer** and **loss**: what the object is made of, read through its closures:
