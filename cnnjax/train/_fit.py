@@ -318,7 +318,7 @@ def _train_epoch(run: Run, runner: ArrayRunner | StreamRunner, plan: EpochPlan |
     epoch, t0, device_seconds, examples = run.epoch, time.perf_counter(), 0.0, 0.0
     hooks.on_epoch_begin(epoch)
     for s in range(run.segment, plan.segments):
-        run.state, result = runner.run(run.state, plan, s)
+        state, result = runner.run(run.state, plan, s)
         if not len(result.values):  # a stream has ended
             if run.steps_done == 0:
                 warnings.warn(f"The stream of `train` batches gave none for epoch {epoch + 1}: training stops "
@@ -327,11 +327,10 @@ def _train_epoch(run: Run, runner: ArrayRunner | StreamRunner, plan: EpochPlan |
                 run.stop_training = True
                 return
             break
-        run.segment, run.steps_done = s + 1, run.steps_done + len(result.values)
-        run.add(result)
+        run.segment_done(state, s, result)
         device_seconds, examples = device_seconds + result.seconds, examples + float(result.counts.sum())
         hooks.on_train_batch_end(run.steps_done - 1, run.means())
-        run.last_good = run.state
+        run.state_is_finite()
         if run.stop_training:
             break
     record = {"epoch": epoch + 1, **run.means()}
@@ -341,7 +340,7 @@ def _train_epoch(run: Run, runner: ArrayRunner | StreamRunner, plan: EpochPlan |
     if rate is not None:
         record["learning_rate"] = rate
     record.update(seconds=time.perf_counter() - t0, images_per_s=examples / max(device_seconds, 1e-9))
-    run.epoch, run.segment, run.steps_done, run.totals = epoch + 1, 0, 0, run.empty_totals()
+    run.epoch_done()
     hooks.on_epoch_end(epoch, record)
 
 

@@ -81,6 +81,32 @@ class Run:
         it becomes the newest state and the newest finite one."""
         self.state = self.last_good = state
 
+    def segment_done(self, state: TrainState, segment: int, result: SegmentResult) -> None:
+        """Segment ``segment`` of the epoch ran, leaving ``state``; its steps count in the epoch."""
+        self.state, self.segment, self.steps_done = state, segment + 1, self.steps_done + len(result.values)
+        self.add(result)
+
+    def state_is_finite(self) -> None:
+        """The callbacks passed the newest state: it is what ``fit`` leaves if training fails later."""
+        self.last_good = self.state
+
+    def epoch_done(self) -> None:
+        """On to the next epoch, from its first segment, with empty running sums."""
+        self.epoch, self.segment, self.steps_done, self.totals = self.epoch + 1, 0, 0, self.empty_totals()
+
+    def position(self) -> dict[str, Any]:
+        """Where the run stands, as a checkpoint records it (JSON): the epochs' History, the
+        epoch, segment and steps done, the running sums."""
+        return {"history": self.history.epochs, "epoch": self.epoch, "segment": self.segment,
+                "steps_done": self.steps_done, "totals": self.totals}
+
+    def resume(self, state: TrainState, position: dict[str, Any]) -> None:
+        """Continues from a checkpoint: its ``state`` and its record's :meth:`position`."""
+        self.set_state(state)
+        self.history.epochs[:] = position["history"]
+        self.epoch, self.segment, self.steps_done = position["epoch"], position["segment"], position["steps_done"]
+        self.totals = dict(position["totals"])
+
     def empty_totals(self) -> dict[str, float]:
         return {**dict.fromkeys(self.state.metric_names, 0.0), "examples": 0.0}
 

@@ -423,10 +423,7 @@ class ModelCheckpoint(Callback):
             kept = self.checkpointer.set_aside(newer)
             warnings.warn(f"The unreadable checkpoint of step {newer} is kept as {kept}; training resumes "
                           f"from step {step}.", stacklevel=2)
-        run.set_state(from_tree(run.state, tree))
-        run.history.epochs[:] = record["history"]
-        run.epoch, run.segment, run.steps_done = record["epoch"], record["segment"], record["steps_done"]
-        run.totals = dict(record["totals"])
+        run.resume(from_tree(run.state, tree), record)
 
     def _same_run(self, record: dict[str, Any]) -> None:
         changed = differences(record.get("fingerprint") or {}, self.run.fingerprint)
@@ -439,9 +436,8 @@ class ModelCheckpoint(Callback):
 
     def save(self) -> None:
         run = self.run
-        self.checkpointer.save(int(run.state.step), state_tree(run.state), {
-            "fingerprint": run.fingerprint, "history": run.history.epochs, "epoch": run.epoch,
-            "segment": run.segment, "steps_done": run.steps_done, "totals": run.totals})
+        self.checkpointer.save(int(run.state.step), state_tree(run.state),
+                               {"fingerprint": run.fingerprint, **run.position()})
 
     def on_train_batch_end(self, batch, logs=None):
         if self.every_segment and self.run.steps_done < self.run.steps_per_epoch:
