@@ -1,4 +1,5 @@
-"""Shared test fixtures: where the real data lives on this kind of machine."""
+"""Shared test fixtures: the real data the tests read (``samples/``, shipped with the
+repository; ``CNNJAX_MNIST_DIR`` and ``CNNJAX_FSDD_DIR`` point elsewhere)."""
 
 import functools
 import http.server
@@ -11,8 +12,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST_DIR = Path(os.environ.get("CNNJAX_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
-FSDD_DIR = Path(os.environ.get("CNNJAX_FSDD_DIR", ROOT.parent / "shared" / "data" / "fsdd" / "recordings"))
+MNIST_DIR = Path(os.environ.get("CNNJAX_MNIST_DIR", ROOT / "samples" / "mnist"))  # the real t10k pair
+# 50 real recordings ship in samples/fsdd; the whole dataset where it is beside the checkout
+_WHOLE_FSDD = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
+FSDD_DIR = Path(os.environ.get("CNNJAX_FSDD_DIR", _WHOLE_FSDD if _WHOLE_FSDD.is_dir() else ROOT / "samples" / "fsdd"))
 
 
 def pytest_configure(config):
@@ -67,7 +70,7 @@ def no_internet_downloads(monkeypatch):
 
 @pytest.fixture
 def mnist_dir():
-    """The real MNIST t10k pair (../shared/data/mnist beside the checkout); skips if absent."""
+    """The real MNIST t10k pair (samples/mnist, or $CNNJAX_MNIST_DIR); skips if absent."""
     if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(f"real MNIST test split not found in {MNIST_DIR}")
     return MNIST_DIR
@@ -75,7 +78,8 @@ def mnist_dir():
 
 @pytest.fixture
 def fsdd_dir():
-    """The Free Spoken Digit Dataset's recordings (../shared/data/fsdd/recordings); skips if absent."""
+    """Real Free Spoken Digit Dataset recordings (samples/fsdd, the whole dataset where it is
+    beside the checkout, or $CNNJAX_FSDD_DIR); skips if absent."""
     if not (FSDD_DIR / "0_george_0.wav").exists():
         pytest.skip(f"the Free Spoken Digit Dataset not found in {FSDD_DIR}")
     return FSDD_DIR

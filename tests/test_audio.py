@@ -1,6 +1,7 @@
 """cnnjax.audio: spectrograms against scipy.signal, the mel filters against a NumPy loop, wav loading."""
 
 import re
+import wave
 
 import jax
 import jax.numpy as jnp
@@ -113,7 +114,18 @@ def test_load_recordings_refuses_what_it_cannot_read(tmp_path):
 
 
 def test_the_free_spoken_digit_dataset(fsdd_dir):
+    """Real recordings, checked against Python's ``wave`` module: every file, each one's
+    format and length; for the whole dataset, the figures its README gives."""
+    files = sorted(fsdd_dir.glob("*.wav"))
     r = audio.load_recordings(fsdd_dir)
-    assert r.waveforms.shape == (2500, 8000) and np.bincount(r.labels).tolist() == [250] * 10
+    per_digit = np.bincount([int(f.name.split("_")[0]) for f in files], minlength=10)
+    assert r.waveforms.shape == (len(files), 8000) and np.bincount(r.labels).tolist() == per_digit.tolist()
     assert sorted(set(r.speakers)) == ["george", "jackson", "nicolas", "theo", "yweweler"]
-    assert (r.lengths.min(), r.lengths.max()) == (1148, 18262) and np.abs(r.waveforms).max() <= 1
+    lengths = {}
+    for f in files:
+        with wave.open(str(f)) as w:
+            assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+            lengths[f.name] = w.getnframes()
+    assert sorted(r.lengths.tolist()) == sorted(lengths.values()) and np.abs(r.waveforms).max() <= 1
+    if len(files) == 2500:  # the whole dataset
+        assert per_digit.tolist() == [250] * 10 and (r.lengths.min(), r.lengths.max()) == (1148, 18262)
