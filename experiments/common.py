@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -24,9 +25,30 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cnnjax import data, losses, models
 
-MODELS = {"functional": models.mnist_functional, "sequential": models.mnist_sequential}
+class _Lazy:
+    """A module imported when first used: a script answers ``--help`` and refuses a bad flag
+    before JAX and cnnjax (seconds to import) are loaded."""
+
+    def __init__(self, name: str):
+        self._name, self._module = name, None
+
+    def __getattr__(self, attr: str):
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+    def __repr__(self) -> str:
+        return f"<module {self._name!r}, imported when first used>"
+
+
+def lazy(name: str) -> Any:
+    """``import name`` on first use of one of its attributes (``jnp = lazy("jax.numpy")``)."""
+    return _Lazy(name)
+
+
+data, losses, models = lazy("cnnjax.data"), lazy("cnnjax.losses"), lazy("cnnjax.models")
+MODELS = {"functional": "mnist_functional", "sequential": "mnist_sequential"}  # cnnjax.models' builders
 
 
 class ConfigError(ValueError):
@@ -229,7 +251,7 @@ def load_train_test(dataset: str, data_dir: str | None, limit_train: int | None)
 def build_model(name: str, seed: int, input_shape, num_classes: int):
     from flax import nnx
 
-    return MODELS[name](input_shape=tuple(input_shape), num_classes=num_classes, rngs=nnx.Rngs(seed))
+    return getattr(models, MODELS[name])(input_shape=tuple(input_shape), num_classes=num_classes, rngs=nnx.Rngs(seed))
 
 
 def read_config(workdir: str | os.PathLike) -> dict:

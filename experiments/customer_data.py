@@ -26,22 +26,27 @@ import datetime
 import os
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 from common import (
     TrainingConfig,
     build_model,
     fail,
     flag,
+    lazy,
     load_train_test,
     num_classes,
     parse,
     run_directory,
     write_json,
 )
-from flax import nnx
 
-from cnnjax import nn, train, viz
+# JAX, flax and cnnjax load when first used: --help and a bad flag answer at once
+jnp = lazy("jax.numpy")
+nnx = lazy("flax.nnx")
+nn = lazy("cnnjax.nn")
+train = lazy("cnnjax.train")
+viz = lazy("cnnjax.viz")
+
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,7 @@ from common import (
     expect_int,
     fail,
     flag,
+    lazy,
     load_train_test,
     num_classes,
     parse,
@@ -30,7 +31,10 @@ from common import (
     write_json,
 )
 
-from cnnjax import train, transforms, viz
+# JAX, flax and cnnjax load when first used: --help and a bad flag answer at once
+train = lazy("cnnjax.train")
+transforms = lazy("cnnjax.transforms")
+viz = lazy("cnnjax.viz")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,11 +48,11 @@ class Config:
         expect_int(self.limit, "limit")
 
 
-SWEEPS = {
+SWEEPS = {  # each amount, and the transform (called when the sweep runs)
     "shift (pixels)": ([-4, -3, -2, -1, 0, 1, 2, 3, 4], lambda x, v: transforms.shift(x, 0, v)),
-    "rotation (degrees)": ([-60, -45, -30, -15, 0, 15, 30, 45, 60], transforms.rotate),
-    "scale": ([0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4], transforms.scale),
-    "stroke weight (pixels)": ([-1, 0, 1, 2], transforms.stroke),
+    "rotation (degrees)": ([-60, -45, -30, -15, 0, 15, 30, 45, 60], lambda x, v: transforms.rotate(x, v)),
+    "scale": ([0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4], lambda x, v: transforms.scale(x, v)),
+    "stroke weight (pixels)": ([-1, 0, 1, 2], lambda x, v: transforms.stroke(x, v)),
 }
 
 

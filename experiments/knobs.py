@@ -22,13 +22,18 @@ import datetime
 import os
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from common import TrainingConfig, flag, load_train_test, num_classes, parse, run_directory, write_json
-from flax import nnx
+from common import TrainingConfig, flag, lazy, load_train_test, num_classes, parse, run_directory, write_json
 
-from cnnjax import nn, summary, train, viz
+# JAX, flax and cnnjax load when first used: --help and a bad flag answer at once
+jax = lazy("jax")
+jnp = lazy("jax.numpy")
+nnx = lazy("flax.nnx")
+cnnjax = lazy("cnnjax")
+nn = lazy("cnnjax.nn")
+train = lazy("cnnjax.train")
+viz = lazy("cnnjax.viz")
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +103,7 @@ class Config(TrainingConfig):
 def measure(design: Design, data, config: Config, k: int) -> dict:
     (x, y), (tx, ty) = data
     model = build(design, x.shape[1:], k, rngs=nnx.Rngs(config.seed))
-    table = summary(model, x.shape[1:])
+    table = cnnjax.summary(model, x.shape[1:])
     history = train.fit(model, (x, y), epochs=config.epochs, batch_size=config.batch_size,
                         optimizer=train.rmsprop(config.learning_rate), seed=config.seed, verbose=config.verbose)
     correct = int((train.predict(model, tx).argmax(-1) == ty).sum())

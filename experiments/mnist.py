@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Literal
 
-import jax
 import numpy as np
 from common import (
     MODELS,
@@ -44,6 +43,7 @@ from common import (
     expect_int,
     fail,
     flag,
+    lazy,
     load_train_test,
     num_classes,
     parse,
@@ -51,10 +51,15 @@ from common import (
     run_directory,
     write_json,
 )
-from flax import nnx
 
-import cnnjax
-from cnnjax import data, summary, train, viz
+# JAX, flax and cnnjax load when first used: --help and a bad flag answer at once
+jax = lazy("jax")
+nnx = lazy("flax.nnx")
+cnnjax = lazy("cnnjax")
+data = lazy("cnnjax.data")
+train = lazy("cnnjax.train")
+viz = lazy("cnnjax.viz")
+
 
 # What must match for a run directory to be resumed (epochs may grow).
 RESUMABLE = ("model", "dataset", "data_dir", "batch_size", "learning_rate", "seed", "limit_train")
@@ -215,7 +220,7 @@ def _run(config: Config, workdir: Path, main: bool) -> dict:
         fail(f"--batch-size {config.batch_size} is larger than the {len(x)} training images.")
     k = num_classes(config.dataset, train=y, test=test[1])
     model = build_model(config.model, config.seed, x.shape[1:], k)
-    table = summary(model, x.shape[1:], name=config.model)
+    table = cnnjax.summary(model, x.shape[1:], name=config.model)
     if main:
         workdir.mkdir(parents=True, exist_ok=True)  # only now: a run that cannot start writes nothing
         write_json(workdir / "config.json", config.record())

@@ -33,14 +33,19 @@ import time
 from pathlib import Path
 from typing import Literal
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
-from common import RunConfig, expect, expect_int, expect_rate, fail, flag, parse, run_directory, write_json
-from flax import nnx
+from common import RunConfig, expect, expect_int, expect_rate, fail, flag, lazy, parse, run_directory, write_json
 
-from cnnjax import audio, nn, train, viz
+# JAX, flax and cnnjax load when first used: --help and a bad flag answer at once
+jax = lazy("jax")
+jnp = lazy("jax.numpy")
+optax = lazy("optax")
+nnx = lazy("flax.nnx")
+audio = lazy("cnnjax.audio")
+nn = lazy("cnnjax.nn")
+train = lazy("cnnjax.train")
+viz = lazy("cnnjax.viz")
+
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
 SAMPLE_RATE = 8000

@@ -28,14 +28,20 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from common import RunConfig, expect_int, flag, parse, run_directory
-from flax import nnx
+from common import RunConfig, expect_int, flag, lazy, parse, run_directory
 
-import cnnjax
-from cnnjax import lecture, models, synthetic, train, viz
+# JAX, flax and cnnjax load when first used: --help and a bad flag answer at once
+jax = lazy("jax")
+jnp = lazy("jax.numpy")
+nnx = lazy("flax.nnx")
+cnnjax = lazy("cnnjax")
+lecture = lazy("cnnjax.lecture")
+models = lazy("cnnjax.models")
+synthetic = lazy("cnnjax.synthetic")
+train = lazy("cnnjax.train")
+viz = lazy("cnnjax.viz")
+
 
 SHOWN_PER_CASE = 6  # images per trickier case in trickier_cases.png
 
@@ -64,9 +70,10 @@ def format_map(values: np.ndarray) -> str:
     return "\n".join("  ".join(f"{v:5.2f}" for v in row) for row in lecture.as_printed(values))
 
 
-def walkthrough(image: np.ndarray = lecture.X_IMAGE) -> dict[str, np.ndarray]:
-    """Each stage of the lecture's pipeline for one image, as ``(H, W, 3)`` arrays."""
-    x = lecture.batch(image)
+def walkthrough(image: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Each stage of the lecture's pipeline for one image (default the lecture's X), as
+    ``(H, W, 3)`` arrays."""
+    x = lecture.batch(lecture.X_IMAGE if image is None else image)
     response = cnnjax.conv(x, lecture.features(), normalize=True)
     rectified = cnnjax.relu(response)
     pooled = cnnjax.maxpool(rectified, window=2, stride=2, ceil_mode=True)

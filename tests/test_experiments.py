@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import subprocess
 import sys
 
 import lecture_tables as T
@@ -12,6 +13,8 @@ import scripts
 from helpers import assert_run_file, write_pair, write_wav
 
 from cnnjax import lecture, synthetic
+
+ROOT = scripts.ROOT
 
 RUN_FILES = ["config.json", "metrics.json", "summary.txt", "results.json", "learning_curves.png", "filters.png",
              "response_maps.png", "confusion_matrix.png", "saliency.png"]
@@ -523,3 +526,23 @@ def test_the_ports_train_as_their_originals_on_the_same_batches(tiny_idx, tmp_pa
     results = ports.main(["--data-dir", str(tiny_idx), "--steps", "2", "--workdir", str(tmp_path / "ports")])
     assert set(results) == {"Flax NNX MNIST tutorial", "Equinox CNN on MNIST"}
     assert "original    cnnjax" in capsys.readouterr().out and (tmp_path / "ports" / "results.json").exists()
+
+
+@pytest.mark.parametrize("script, bad", [
+    ("mnist", "--epochs=0"), ("xo", "--train-size=1"), ("spoken_digits", "--length=10"),
+    ("customer_data", "--epochs=0"), ("knobs", "--batch-size=0"), ("invariance", "--limit=0"),
+])
+def test_scripts_answer_help_and_a_bad_flag_before_jax_loads(script, bad):
+    """``--help`` and a bad flag are answered before JAX, flax or cnnjax is imported (they take
+    seconds to import), so a typo costs nothing."""
+    path = ROOT / "experiments" / f"{script}.py"
+    probe = ("import runpy, sys\n"
+             "sys.argv = [sys.argv[1], *sys.argv[2:]]\n"
+             "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+             "except SystemExit as e:\n    code = e.code\n"
+             "print('exit', code, 'loaded', sorted(m for m in ('jax', 'flax', 'cnnjax') if m in sys.modules))")
+    for flags in (["--help"], [bad, "--workdir", "/nonexistent/run"]):
+        out = subprocess.run([sys.executable, "-c", probe, str(path), *flags], capture_output=True, text=True,
+                             cwd=ROOT / "experiments", timeout=120)
+        assert out.stdout.strip().splitlines()[-1] == f"exit {0 if flags == ['--help'] else 2} loaded []", \
+            (script, flags, out.stdout[-500:], out.stderr[-500:])
