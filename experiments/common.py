@@ -229,7 +229,10 @@ def load_train_test(dataset: str, data_dir: str | None, limit_train: int | None)
     try:
         test = data.load(dataset, "test", data_dir=data_dir)
     except data.DatasetNotFoundError as e:
-        fail(f"{e} Here: --data-dir DIR.")
+        fail(f"{e} Offline, give --data-dir DIR: a folder of the IDX files (t10k-images-idx3-ubyte.gz, "
+             f"t10k-labels-idx1-ubyte.gz and the train- pair), e.g. samples/mnist (MNIST's test split, shipped "
+             f"with cnnjax; add --limit-train N) or /usr/share/datasets/fashion-mnist "
+             f"(apt-get install dataset-fashion-mnist).")
     except ValueError as e:  # a damaged file, data of another dataset
         fail(str(e))
     try:

@@ -263,11 +263,14 @@ def test_mnist_without_any_data_stops_with_a_message(tmp_path, capsys, monkeypat
     with pytest.raises(SystemExit) as info:
         load("mnist").main(["--data-dir", str(empty), "--workdir", str(tmp_path / "r")])
     assert info.value.code == 2
-    err = capsys.readouterr().err  # pooch's "Downloading data from ..." line, then the one error line
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("error: Could not fetch t10k-images-idx3-ubyte.gz of 'mnist' from http://127.0.0.1:9/")
-    assert last.endswith("Check CNNJAX_DATA_MIRROR. Here: --data-dir DIR.") and "Traceback" not in err
-    assert not (tmp_path / "r").exists()  # a run that cannot start writes nothing
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err  # no absl warning, no "Downloading data from ..." line: one error line
+    assert err[0].startswith(f"error: 'mnist' is not prepared in tensorflow-datasets' data_dir ({empty}), "
+                             f"nor cached in {tmp_path / 'cache' / 'mnist'}. Could not fetch t10k-images-idx3-ubyte.gz "
+                             "of 'mnist' from http://127.0.0.1:9/mnist/t10k-images-idx3-ubyte.gz: 127.0.0.1 does not "
+                             "answer within 3 s. Check CNNJAX_DATA_MIRROR.")
+    assert "e.g. samples/mnist (MNIST's test split, shipped with cnnjax" in err[0]
+    assert not (tmp_path / "r").exists() and not (tmp_path / "cache").exists()  # nothing written, nothing left
 
 
 def test_invariance_of_a_run(tiny_idx, tmp_path, capsys):

@@ -117,6 +117,12 @@ def _load_named(name: str, split: str, data_dir, limit, download: bool):
         if not download:
             raise
     split = "test" if split == "t10k" else split
+    try:
+        files = fetch.files(name, split)
+    except DatasetNotFoundError as e:
+        where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+        raise DatasetNotFoundError(f"{name!r} is not prepared in tensorflow-datasets' data_dir ({where}), nor cached "
+                                   f"in {fetch.cache_dir() / name}. {e}") from None
     if name == "cifar10":
-        return read_cifar10(fetch.files(name, split)[0], split)
-    return load_idx(fetch.files(name, split)[0].parent, split)
+        return read_cifar10(files[0], split)
+    return load_idx(files[0].parent, split)

@@ -3,6 +3,7 @@ files; before a download the host is probed, so an offline machine hears so at o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -43,12 +44,26 @@ def _how_to_get(name: str) -> str:
     )
 
 
+@contextlib.contextmanager
+def _quiet_absl():
+    """absl's warnings (tensorflow-datasets' logger) off for the block."""
+    from absl import logging as absl_logging
+
+    previous = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(previous)
+
+
 def _tfds_source(name: str, split: str, data_dir, download: bool):
     import tensorflow_datasets as tfds
 
     where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
     try:
-        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+        with _quiet_absl():  # "Variant folder ... has no dataset_info.json": what the error below says
+            return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except Exception as first:  # tfds raises several unrelated types for "not prepared"
         if isinstance(first, tfds.core.registered.DatasetNotFoundError):
             guess = re.search(r"Did you mean: \S+ -> (\S+) \?", str(first))

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import urllib.parse
 from pathlib import Path
 
 from ._common import DatasetNotFoundError
+from ._tfds import _network_available
 
 MIRROR_VARIABLE = "CNNJAX_DATA_MIRROR"
 CACHE_VARIABLE = "CNNJAX_DATA_CACHE"
 DATASETS = ("mnist", "fashion_mnist", "kmnist", "cifar10")
-TIMEOUT_S = 10.0
+TIMEOUT_S = 10.0  # pooch's, for each transfer
+PROBE_S = 3.0  # before a download: does the host answer at all?
 
 
 def registry(name: str) -> dict[str, tuple[str, int, str]]:
@@ -80,6 +83,7 @@ def files(name: str, split: str, *, progress: bool = True) -> list[Path]:
 
     registered = registry(name)
     folder = cache_dir() / name
+    created = not folder.exists()
     mirror = os.environ.get(MIRROR_VARIABLE, "").rstrip("/")
     downloader = pooch.HTTPDownloader(progressbar=progress, timeout=TIMEOUT_S)
     paths = []
@@ -87,6 +91,11 @@ def files(name: str, split: str, *, progress: bool = True) -> list[Path]:
         url, _, sha = registered[file_name]
         if mirror:
             url = f"{mirror}/{name}/{file_name}"
+        cached = folder / file_name
+        if not cached.exists() and not _network_available(_host(url), PROBE_S):
+            _remove_if_empty(folder, created)
+            raise DatasetNotFoundError(f"Could not fetch {file_name} of {name!r} from {url}: {_host(url)[0]} does "
+                                       f"not answer within {PROBE_S:g} s. " + _check(mirror))
         try:
             path = pooch.retrieve(url, known_hash=f"sha256:{sha}", fname=file_name, path=folder,
                                   downloader=downloader, progressbar=progress)
@@ -94,13 +103,29 @@ def files(name: str, split: str, *, progress: bool = True) -> list[Path]:
             raise ValueError(f"{file_name} fetched from {url} is corrupt: its SHA-256 is not the one "
                              f"tensorflow-datasets registers ({sha}); nothing was kept. ({e})") from None
         except (requests.exceptions.RequestException, OSError) as e:
+            _remove_if_empty(folder, created)
             raise DatasetNotFoundError(
-                f"Could not fetch {file_name} of {name!r} from {url}: {type(e).__name__}. "
-                + (f"Check {MIRROR_VARIABLE}." if mirror else "Check the internet connection, or set "
-                   f"{MIRROR_VARIABLE} to a mirror.")
+                f"Could not fetch {file_name} of {name!r} from {url}: {type(e).__name__}. " + _check(mirror)
             ) from None
         paths.append(Path(path))
     return paths
+
+
+def _host(url: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _check(mirror: str) -> str:
+    if mirror:
+        return f"Check {MIRROR_VARIABLE}."
+    return f"Check the internet connection, or set {MIRROR_VARIABLE} to a mirror."
+
+
+def _remove_if_empty(folder: Path, created: bool) -> None:
+    """A cache folder this call created and left empty is removed: a failed fetch leaves nothing."""
+    if created and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 __all__ = ["CACHE_VARIABLE", "DATASETS", "MIRROR_VARIABLE", "cache_dir", "files", "registry"]
