@@ -549,3 +549,33 @@ def test_scripts_answer_help_and_a_bad_flag_before_jax_loads(script, bad):
                              cwd=ROOT / "experiments", timeout=120)
         assert out.stdout.strip().splitlines()[-1] == f"exit {0 if flags == ['--help'] else 2} loaded []", \
             (script, flags, out.stdout[-500:], out.stderr[-500:])
+
+
+def test_the_colab_install_cell_keeps_the_runtimes_jax(monkeypatch, tmp_path, capsys):
+    """On Colab the install cell runs pip with constraints that pin the runtime's own jax and
+    jaxlib at their installed versions (so pip cannot replace them), and fills a private
+    repository's token from Colab's secrets; elsewhere it installs nothing."""
+    import types
+    from importlib import metadata
+
+    import nbformat
+
+    notebook = nbformat.read(scripts.ROOT / "experiments" / "colab.ipynb", as_version=4)
+    cell = next(c.source for c in notebook.cells if c.cell_type == "code")
+    assert 'CNNJAX_SOURCE = ""' in cell and "set `CNNJAX_SOURCE` in the install\ncell" in notebook.cells[0].source
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    exec(cell, {})  # not on Colab: nothing installed
+    assert calls == []
+    colab = types.ModuleType("google.colab")
+    colab.userdata = types.SimpleNamespace(get=lambda key: {"GIT_TOKEN": "s3cret"}[key])
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab.userdata", colab.userdata)
+    with pytest.raises(SystemExit, match="Set CNNJAX_SOURCE in this cell"):
+        exec(cell, {})
+    exec(cell.replace('CNNJAX_SOURCE = ""', 'CNNJAX_SOURCE = "git+https://{token}@example.org/me/cnnjax.git"'), {})
+    (command,) = calls
+    assert command[1:5] == ["-m", "pip", "install", "-q"] and command[-1] == "git+https://s3cret@example.org/me/cnnjax.git"
+    pins = open(command[command.index("-c") + 1]).read().split()
+    assert f"jax=={metadata.version('jax')}" in pins and f"jaxlib=={metadata.version('jaxlib')}" in pins
+    assert "no restart needed" in capsys.readouterr().out
