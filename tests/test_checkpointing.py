@@ -56,6 +56,12 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, factory):
     for key in ("loss", "accuracy"):
         assert resumed_history.history[key] == history.history[key]
     assert len(train.checkpoints.Checkpointer(tmp_path / "a").steps()) == 2
+    finished = factory()
+    with pytest.warns(UserWarning, match=r"holds a run that has trained 3 epochs, and epochs=3: nothing is left to "):
+        again = train.fit(finished, (x, y), checkpoint_dir=tmp_path / "b", resume=True, **kw)
+    assert again.history["loss"] == history.history["loss"]  # the finished run's History, and its weights
+    for a, b in zip(params_of(reference), params_of(finished), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_resume_refuses_a_different_run_naming_what_differs(tmp_path):

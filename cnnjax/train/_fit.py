@@ -241,6 +241,10 @@ def fit(
                                         else steps_per_epoch, segment)
     try:
         hooks.on_train_begin()
+        if run.epoch >= epochs:  # resumed from a checkpoint of a run that has done them all
+            warnings.warn(f"resume=True: {checkpoint.checkpointer.directory} holds a run that has trained {run.epoch} "
+                          f"epochs, and epochs={epochs}: nothing is left to train; the model gets its final "
+                          f"weights (give more epochs to train on).", stacklevel=2)
         run.history.compile_seconds = runner.compile(run.state, plan(run.epoch) if source is None else None)
         while run.epoch < epochs and not run.stop_training:
             _train_epoch(run, runner, plan(run.epoch), hooks, validate)
