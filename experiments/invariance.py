@@ -56,7 +56,9 @@ SWEEPS = {  # each amount, and the transform (called when the sweep runs)
 }
 
 
-def sweep(model, images, labels, batch_size: int = 500) -> dict[str, list[tuple[float, float]]]:
+def sweep(model, images, labels, batch_size: int = 500, report=None) -> dict[str, list[tuple[float, float]]]:
+    """Each transform's ``[(amount, accuracy), ...]``; ``report(name, row)`` is called as each
+    one is done (the first takes the longest: it compiles)."""
     results = {}
     for name, (values, fn) in SWEEPS.items():
         row = []
@@ -65,7 +67,14 @@ def sweep(model, images, labels, batch_size: int = 500) -> dict[str, list[tuple[
                                       for i in range(0, len(images), batch_size)])
             row.append((v, train.evaluate(model, (changed, labels))["accuracy"]))
         results[name] = row
+        if report is not None:
+            report(name, row)
     return results
+
+
+def print_row(name: str, row: list[tuple[float, float]]) -> None:
+    print(f"\n{name:>24s}  " + "  ".join(f"{v:>6g}" for v, _ in row))
+    print(f"{'accuracy':>24s}  " + "  ".join(f"{a:6.3f}" for _, a in row), flush=True)
 
 
 def plot(results):
@@ -98,11 +107,8 @@ def _run_in(args: Config, workdir: Path) -> dict:
         fail(str(e))
     tx, ty = tx[: args.limit], ty[: args.limit]
     print(f"{config['model']} model of {workdir} after {record['epoch']} epochs; {len(tx)} {config['dataset']} "
-          f"test images")
-    results = sweep(model, tx, ty)
-    for name, row in results.items():
-        print(f"\n{name:>24s}  " + "  ".join(f"{v:>6g}" for v, _ in row))
-        print(f"{'accuracy':>24s}  " + "  ".join(f"{a:6.3f}" for _, a in row))
+          f"test images; each transform's accuracies as it is done:", flush=True)
+    results = sweep(model, tx, ty, report=print_row)
     write_json(workdir / "invariance.json", {k: [{"value": v, "accuracy": a} for v, a in row]
                                              for k, row in results.items()})
     viz.save(plot(results), workdir / "invariance.png")
