@@ -16,7 +16,7 @@ The dense network's accuracy does not change; the CNN's drops, since the neighbo
 
 Example::
 
-    python experiments/customer_data.py --data-dir ../shared/data/mnist --limit-train 8000
+    python experiments/customer_data.py --data-dir samples/mnist --limit-train 8000
 """
 
 from __future__ import annotations

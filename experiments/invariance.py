@@ -7,7 +7,7 @@ dilation, pixels) — and measures accuracy at each setting. Prints a table and 
 
 Example::
 
-    python experiments/mnist.py --data-dir ../shared/data/mnist --limit-train 8000 --workdir runs/digits
+    python experiments/mnist.py --data-dir samples/mnist --limit-train 8000 --workdir runs/digits
     python experiments/invariance.py --workdir runs/digits
 """
 

@@ -12,7 +12,7 @@ Writes ``results.json`` and ``knobs.png`` (one panel per knob) to ``--workdir`` 
 
 Example::
 
-    python experiments/knobs.py --data-dir ../shared/data/mnist --limit-train 8000
+    python experiments/knobs.py --data-dir samples/mnist --limit-train 8000
 """
 
 from __future__ import annotations

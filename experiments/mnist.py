@@ -18,7 +18,7 @@ Examples::
     python experiments/mnist.py                                   # MNIST from tensorflow-datasets
     python experiments/mnist.py --model functional --data-dir /usr/share/datasets/fashion-mnist \\
         --dataset fashion_mnist
-    python experiments/mnist.py --data-dir ../shared/data/mnist --limit-train 8000   # t10k only
+    python experiments/mnist.py --data-dir samples/mnist --limit-train 8000   # t10k only
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ run, as a second seed would (compare several ``--seed``). Prints a table; writes
 
 Example::
 
-    python experiments/ports.py --data-dir ../shared/data/mnist --limit-train 8000 --steps 600
+    python experiments/ports.py --data-dir samples/mnist --limit-train 8000 --steps 600
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import cnnjax
 pytestmark = pytest.mark.usefixtures("each_lowering")
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=conv_configs(), normalize=st.booleans())
 def test_matches_numpy_reference(cfg, normalize):
     x, k, b = make(cfg)

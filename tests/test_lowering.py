@@ -150,7 +150,7 @@ def on(path, fn, *args):
 
 
 @pytest.mark.parametrize("path", PATHS)
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(cfg=conv_configs(), normalize=st.booleans())
 def test_conv_paths_agree_values_and_gradients(path, cfg, normalize):
     x, k, b = make(cfg)
@@ -166,7 +166,7 @@ def test_conv_paths_agree_values_and_gradients(path, cfg, normalize):
 
 
 @pytest.mark.parametrize("path", PATHS)
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(cfg=pool_configs())
 def test_maxpool_paths_agree_values_and_gradients(path, cfg):
     rng = np.random.default_rng(cfg["seed"])

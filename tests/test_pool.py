@@ -19,7 +19,7 @@ import cnnjax
 pytestmark = pytest.mark.usefixtures("each_lowering")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=pool_configs())
 def test_matches_numpy_reference(cfg):
     x = np.random.default_rng(cfg["seed"]).standard_normal((2, *cfg["sizes"], cfg["channels"]))

@@ -49,7 +49,7 @@ def load(
 
     Example (offline, the real MNIST test split)::
 
-        images, labels = load("mnist", "test", data_dir="../shared/data/mnist")
+        images, labels = load("mnist", "test", data_dir="samples/mnist")
         images.shape, images.dtype, labels[:5]
         # ((10000, 28, 28, 1), dtype('float32'), array([7, 2, 1, 0, 4], dtype=int32))
     """
