@@ -12,7 +12,7 @@ from . import fetch
 from ._cifar import read_cifar10
 from ._common import DatasetNotFoundError, to_float_images
 from ._idx import IDX_SPLITS, check_idx_dataset, idx_files, load_idx
-from ._tfds import _how_to_get, load_tfds
+from ._tfds import _how_to_get, load_tfds, tfds_data_dir
 
 
 def load(
@@ -120,8 +120,8 @@ def _load_named(name: str, split: str, data_dir, limit, download: bool):
     try:
         files = fetch.files(name, split)
     except DatasetNotFoundError as e:
-        where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-        raise DatasetNotFoundError(f"{name!r} is not prepared in tensorflow-datasets' data_dir ({where}), nor cached "
+        raise DatasetNotFoundError(f"{name!r} is not prepared in tensorflow-datasets' data_dir "
+                                   f"({tfds_data_dir(data_dir)}), nor cached "
                                    f"in {fetch.cache_dir() / name}. {e}") from None
     if name == "cifar10":
         return read_cifar10(files[0], split)

@@ -57,10 +57,15 @@ def _quiet_absl():
         absl_logging.set_verbosity(previous)
 
 
+def tfds_data_dir(data_dir) -> str:
+    """Where tensorflow-datasets looks for prepared data, as an error message names it."""
+    return str(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
+
+
 def _tfds_source(name: str, split: str, data_dir, download: bool):
     import tensorflow_datasets as tfds
 
-    where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    where = tfds_data_dir(data_dir)
     try:
         with _quiet_absl():  # "Variant folder ... has no dataset_info.json": what the error below says
             return tfds.data_source(name, split=split, data_dir=data_dir, download=False)

@@ -170,17 +170,14 @@ def fit(
         if first is None:
             raise ValueError("`validation` is an empty stream: it gave no batch.")
         val_x, val_y = stream_batch(first, "The first batch of the `validation` stream", "validation")
+    elif validation is not None:
+        val_inputs, val_targets = val_x, val_y = check_data("validation", validation)
+        warn_if_unscaled("validation", val_inputs)
+    if validation is not None:  # the first batch of a stream, or the arrays
         if val_x.shape[1:] != inputs.shape[1:]:
             raise ValueError(f"`validation` inputs have shape {val_x.shape[1:]} per example but "
                              f"`train` inputs have {inputs.shape[1:]}.")
         check_fit(obj, outputs, "validation", val_y)
-    elif validation is not None:
-        val_inputs, val_targets = check_data("validation", validation)
-        warn_if_unscaled("validation", val_inputs)
-        if val_inputs.shape[1:] != inputs.shape[1:]:
-            raise ValueError(f"`validation` inputs have shape {val_inputs.shape[1:]} per example but "
-                             f"`train` inputs have {inputs.shape[1:]}.")
-        check_fit(obj, outputs, "validation", val_targets)
     n = inputs.shape[0] if source is None else None
     if source is None and batch_size > n:
         raise ValueError(f"`batch_size` {batch_size} is larger than the {n} training examples.")

@@ -23,7 +23,7 @@ from .._activations import softmax
 from . import cpu
 from ._objective import check_data, check_fit, objective, warn_if_unscaled
 from .placement import Placement, Rows
-from .runner import STREAM_KEYS, is_stream, stream_batch
+from .runner import STREAM_KEYS, is_stream, pad_batch, stream_batch, to_numpy
 from .state import TrainState, check_model, create_state, mode_preserved
 from .steps import eval_step, outputs_of
 
@@ -104,10 +104,8 @@ class StreamEvaluator:
             if len(x) > size or x.shape[1:] != shape:
                 raise ValueError(f"{where} holds inputs of shape {x.shape}; every batch must hold at most {size} "
                                  f"examples of shape {shape} (those of the first batch).")
-            n, more = len(x), size - len(x)
-            w = np.concatenate([np.ones(n, np.float32), np.zeros(more, np.float32)])
-            x = np.concatenate([x, np.zeros((more, *x.shape[1:]), x.dtype)])
-            y = np.concatenate([y, np.zeros((more, *y.shape[1:]), y.dtype)])
+            n = len(x)
+            x, y, w = pad_batch(x, y, size)
             means = _eval_step(state, tuple(self.placement.batched(a, 0) for a in (x, y, w)))
             totals += np.array([float(means[m]) for m in state.metric_names]) * n
             count += n
@@ -266,7 +264,7 @@ def _stream_inputs(batch, where: str) -> np.ndarray:
         if not batch:
             raise TypeError(f"{where} is an empty {type(batch).__name__}; expected inputs or (inputs, targets).")
         batch = batch[0]
-    x = np.asarray(batch.detach().cpu().numpy() if hasattr(batch, "detach") else batch)
+    x = to_numpy(batch)
     if x.dtype == object:
         raise TypeError(f"{where} holds {type(batch).__name__}, not an array of inputs.")
     return x

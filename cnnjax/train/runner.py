@@ -261,8 +261,21 @@ def as_batch(batch, where: str) -> tuple[np.ndarray, np.ndarray]:
         batch = (batch[keys[0]], batch[keys[1]])
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
         raise TypeError(f"{where} must be an (inputs, targets) pair or a dict of them, got {type(batch).__name__}.")
-    read = lambda a: np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a)
-    return read(batch[0]), read(batch[1])
+    return to_numpy(batch[0]), to_numpy(batch[1])
+
+
+def to_numpy(a) -> np.ndarray:
+    """An array, list or torch tensor (read through ``.numpy()``) as a NumPy array."""
+    return np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a)
+
+
+def pad_batch(x: np.ndarray, y: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, y, w)`` with ``size`` rows: the batch's rows (weight 1), then zero rows of weight 0,
+    which count in no sum, so every batch of a stream has one shape and its step compiles once."""
+    more = size - len(x)
+    w = np.concatenate([np.ones(len(x), np.float32), np.zeros(more, np.float32)])
+    pad = lambda a: np.concatenate([a, np.zeros((more, *a.shape[1:]), a.dtype)]) if more else a
+    return pad(x), pad(y), w
 
 
 def is_stream(data) -> bool:
@@ -317,12 +330,7 @@ class StreamRunner:
     def _batch(self, batch, spec: bool = False):
         x, y = batch
         n = len(x)
-        w = np.ones(n, np.float32)
-        if self.pad and n < self.batch_size:
-            more = self.batch_size - n
-            x = np.concatenate([x, np.zeros((more, *x.shape[1:]), x.dtype)])
-            y = np.concatenate([y, np.zeros((more, *y.shape[1:]), y.dtype)])
-            w = np.concatenate([w, np.zeros(more, np.float32)])
+        x, y, w = pad_batch(x, y, self.batch_size if self.pad else n)
         place = (lambda a: self.placement.spec(a, 0)) if spec else (lambda a: self.placement.batched(a, 0))
         if len(x) % self.placement.size:  # a batch of its own size that does not split: whole on every device
             place = (lambda a: self.placement.spec(a, None)) if spec else self.placement.replicated
