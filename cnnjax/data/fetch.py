@@ -86,16 +86,18 @@ def files(name: str, split: str, *, progress: bool = True) -> list[Path]:
     created = not folder.exists()
     mirror = os.environ.get(MIRROR_VARIABLE, "").rstrip("/")
     downloader = pooch.HTTPDownloader(progressbar=progress, timeout=TIMEOUT_S)
-    paths = []
+    paths, answered = [], set()
     for file_name in _file_names(name, split):
         url, _, sha = registered[file_name]
         if mirror:
             url = f"{mirror}/{name}/{file_name}"
-        cached = folder / file_name
-        if not cached.exists() and not _network_available(_host(url), PROBE_S):
-            _remove_if_empty(folder, created)
-            raise DatasetNotFoundError(f"Could not fetch {file_name} of {name!r} from {url}: {_host(url)[0]} does "
-                                       f"not answer within {PROBE_S:g} s. " + _check(mirror))
+        host = _host(url)
+        if not (folder / file_name).exists() and host not in answered:  # probed once per host and call
+            if not _network_available(host, PROBE_S):
+                _remove_if_empty(folder, created)
+                raise DatasetNotFoundError(f"Could not fetch {file_name} of {name!r} from {url}: {host[0]} does "
+                                           f"not answer within {PROBE_S:g} s. " + _check(mirror))
+            answered.add(host)
         try:
             path = pooch.retrieve(url, known_hash=f"sha256:{sha}", fname=file_name, path=folder,
                                   downloader=downloader, progressbar=progress)
