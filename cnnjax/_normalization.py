@@ -25,6 +25,12 @@ def _non_negative(value, name: str) -> float:
     return float(value)
 
 
+def lrn_arguments(size, alpha, beta, k) -> tuple[int, float, float, float]:
+    """``(size, alpha, beta, k)`` checked: a positive int and three numbers >= 0."""
+    size = _checks.positive_int(size, "size")
+    return size, _non_negative(alpha, "alpha"), _non_negative(beta, "beta"), _non_negative(k, "k")
+
+
 def local_response_norm(x: ArrayLike, size: int = 5, *, alpha: float = 1e-4, beta: float = 0.75,
                         k: float = 1.0) -> jax.Array:
     """Each value divided by ``(k + alpha / size * sum of squares over size channels) ** beta``.
@@ -59,8 +65,7 @@ def local_response_norm(x: ArrayLike, size: int = 5, *, alpha: float = 1e-4, bet
     _checks.check_floating(x, "x")
     if x.ndim == 0:
         raise ValueError("`x` must have a channel axis (the last), got a scalar.")
-    size = _checks.positive_int(size, "size")
-    alpha, beta, k = _non_negative(alpha, "alpha"), _non_negative(beta, "beta"), _non_negative(k, "k")
+    size, alpha, beta, k = lrn_arguments(size, alpha, beta, k)
     ones = (1,) * (x.ndim - 1)
     pads = ((0, 0),) * (x.ndim - 1) + ((size // 2, (size - 1) // 2),)
     # a NumPy zero: a traced one would make this a generic, non-differentiable reduce_window

@@ -32,7 +32,7 @@ from . import _checks
 from ._activations import relu, softmax
 from ._conv import conv, conv_transpose
 from ._dense import dense, flatten
-from ._normalization import local_response_norm
+from ._normalization import local_response_norm, lrn_arguments
 from ._pool import adaptive_avgpool, adaptive_maxpool, avgpool, global_avgpool, global_maxpool, maxpool
 
 Initializer = Callable[..., jax.Array]
@@ -454,9 +454,7 @@ class LocalResponseNorm(Layer):
     ``(..., C) -> (..., C)``; no parameters. Arguments as the function, checked here."""
 
     def __init__(self, size: int = 5, *, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
-        self.size = _checks.positive_int(size, "size")
-        self.alpha, self.beta, self.k = alpha, beta, k
-        local_response_norm(jnp.ones((1,)), self.size, alpha=alpha, beta=beta, k=k)  # refuse bad numbers now
+        self.size, self.alpha, self.beta, self.k = lrn_arguments(size, alpha, beta, k)  # refused now, if bad
 
     def forward(self, x):
         return local_response_norm(x, self.size, alpha=self.alpha, beta=self.beta, k=self.k)
