@@ -17,6 +17,8 @@ it (private modules, re-exported here: ``cnnjax.conv`` is the function):
 - :func:`summary`, :func:`print_summary` -- the lecture's Keras summary table
   (``_summary.py``)
 - :mod:`cnnjax.losses` -- cross-entropy and accuracy, on optax
+- :mod:`cnnjax.audio`, :mod:`cnnjax.text` -- "CNNs are not just for images": sound and
+  sentences as the 2-D and 1-D images a CNN reads
 
 Layers (:mod:`cnnjax.nn`), models (:mod:`cnnjax.models`), data (:mod:`cnnjax.data`) and
 training (:mod:`cnnjax.train`) are built on them; ``docs/architecture.md`` is the map.
@@ -24,7 +26,7 @@ training (:mod:`cnnjax.train`) are built on them; ``docs/architecture.md`` is th
 Arrays are channels-last: images ``(N, H, W, C)``, kernels ``(H, W, C_in, C_out)``.
 """
 
-from . import audio, data, lecture, losses, lowering, models, nn, synthetic, train, transforms
+from . import audio, data, lecture, losses, lowering, models, nn, synthetic, text, train, transforms
 from ._activations import relu, softmax
 from ._conv import conv, conv_transpose
 from ._dense import dense, flatten
@@ -77,6 +79,7 @@ __all__ = [
     "sparse_categorical_crossentropy",
     "summary",
     "synthetic",
+    "text",
     "train",
     "transforms",
     "viz",

@@ -415,19 +415,57 @@ def global_avgpool(x: ArrayLike, *, spatial_dims: int | None = None) -> jax.Arra
     return y if batched else y[0]
 
 
-def global_maxpool(x: ArrayLike, *, spatial_dims: int | None = None) -> jax.Array:
+def global_maxpool(x: ArrayLike, *, spatial_dims: int | None = None, mask: ArrayLike | None = None) -> jax.Array:
     """Each channel's maximum over all positions: ``(N, *spatial, C) -> (N, C)``; as in
     :func:`maxpool`, the gradient goes to the first maximum (row-major), and NaN wins.
 
+    With ``mask``, only the positions it marks are pooled: the max-over-time pooling of a
+    sentence CNN (Kim, 2014), where a sentence's padding must never win, not even with a
+    NaN, so that its result is the same whatever length it was padded to.
+
     Args:
       x, spatial_dims: as :func:`global_avgpool`; ``x`` real numeric.
+      mask: optional bool ``(N, *spatial)`` (``(*spatial,)`` for one example): ``True``
+        where a position counts. An example with no position marked pools to the lowest
+        value of the dtype (``-inf`` for floats), the maximum of nothing; a concrete mask
+        with such a row is refused.
+
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[[1.0], [5.0], [9.0]]])              # (1, 3, 1): three positions
+    >>> global_maxpool(x, mask=jnp.array([[True, True, False]]))[0, 0]
+    Array(5., dtype=float32)
     """
     xb, n, batched = _global_axes(x, spatial_dims)
     _checks.check_real(xb, "x")
     if _checks.prod(xb.shape[1:-1]) == 0:
         raise ValueError(f"`x` must have at least one position to take a maximum over, got shape {tuple(x.shape)}.")
-    y = _max_and_argmax(xb.reshape(xb.shape[0], _checks.prod(xb.shape[1:-1]), xb.shape[-1]))[0]
+    flat = xb.reshape(xb.shape[0], _checks.prod(xb.shape[1:-1]), xb.shape[-1])
+    if mask is not None:
+        keep = _position_mask(mask, xb.shape[:-1], batched, tuple(jnp.shape(x)))
+        lowest = -jnp.inf if jnp.issubdtype(xb.dtype, jnp.floating) else jnp.iinfo(xb.dtype).min
+        flat = jnp.where(keep.reshape(flat.shape[:2])[..., None], flat, jnp.asarray(lowest, xb.dtype))
+    y = _max_and_argmax(flat)[0]
     return y if batched else y[0]
+
+
+def _position_mask(mask, positions: tuple[int, ...], batched: bool, x_shape: tuple[int, ...]) -> jax.Array:
+    """``mask`` checked against the positions of ``x`` (its shape without the channels),
+    batched like ``x``; a concrete mask must mark at least one position of every example."""
+    if not isinstance(mask, jax.core.Tracer):
+        mask = np.asarray(mask)
+    if mask.dtype != bool:
+        raise TypeError(f"`mask` must be a bool array, True where a position counts, got dtype {mask.dtype}.")
+    expected = positions if batched else positions[1:]
+    if tuple(mask.shape) != tuple(expected):
+        raise ValueError(f"`mask` must have the shape of `x` without its channels, {tuple(expected)}, got "
+                         f"{tuple(mask.shape)} for `x` of shape {x_shape}.")
+    mask = mask if batched else mask[None]
+    if isinstance(mask, np.ndarray):
+        empty = np.flatnonzero(~mask.reshape(mask.shape[0], -1).any(axis=1))
+        if len(empty) and mask.shape[0]:
+            raise ValueError(f"`mask` marks no position of example {int(empty[0])}: a maximum over nothing; "
+                             "mark at least one position of every example.")
+    return jnp.asarray(mask)
 
 
 @jax.custom_jvp

@@ -7,6 +7,8 @@
   layer's input, named as in the lecture's code).
 - :func:`xo_net` -- the X's-and-O's network of the first half: three 3x3 features,
   ReLU, pooling twice ("deep stacking"), a fully connected vote over two classes.
+- :func:`sentence_cnn` -- the slide's "Text" row: Kim (2014)'s sentence CNN, 1-D
+  convolutions of several widths over word vectors and max-over-time pooling.
 - :func:`alexnet` -- the network the lecture opens with (Krizhevsky, Sutskever and
   Hinton, 2012), in torchvision's layout (61,100,840 parameters) or the paper's, with
   local response normalisation and two groups (60,965,224).
@@ -30,7 +32,20 @@ import numpy as np
 from flax import nnx
 
 from . import _checks, lecture
-from .nn import AdaptiveAvgPool, Conv, Dense, Dropout, Flatten, LocalResponseNorm, MaxPool, ReLU, Sequential, capture
+from .nn import (
+    AdaptiveAvgPool,
+    Conv,
+    Dense,
+    Dropout,
+    Embed,
+    Flatten,
+    GlobalMaxPool,
+    LocalResponseNorm,
+    MaxPool,
+    ReLU,
+    Sequential,
+    capture,
+)
 
 
 def _input_shape(input_shape: Any, images: bool = True) -> tuple[int, ...]:
@@ -180,6 +195,118 @@ def xo_net(
     model = Sequential(*features, Dense(flat, _checks.positive_int(num_classes, "num_classes"), dtype=dtype, rngs=rngs))
     model.input_shape = shape
     return model
+
+
+class SentenceCNN(nnx.Module):
+    """Kim (2014)'s sentence CNN; build it with :func:`sentence_cnn`.
+
+    Token ids ``(N, L)`` (``(L,)`` for one sentence), padded with ``pad_id`` -> logits
+    ``(N, num_classes)``. Each word becomes a vector (``embed``); padding becomes the zero
+    vector. Each width ``w`` of ``convs`` is a bank of ``features`` filters over ``w``
+    neighbouring words, applied at every position where it covers at least one word of
+    the sentence (the sentence is padded by ``w - 1`` zero vectors on each side, as Kim's
+    code pads it); ReLU; the maximum of each filter over those positions only (``pool``,
+    a max over time in which padding never wins, so a sentence's logits do not depend on
+    how far it was padded); the maxima of all widths concatenated, ``dropout``, and a
+    dense ``classifier``. A sentence of padding alone is read as one zero vector.
+    """
+
+    input_dtype = jnp.int32  # token ids: cnnjax.train's fit, evaluate and predict take integer inputs for it
+
+    def __init__(self, vocab_size, num_classes, embed_dim, widths, features, dropout, pad_id, embedding_init, rngs):
+        self.pad_id = pad_id
+        self.widths = widths
+        self.embed = Embed(vocab_size, embed_dim, embedding_init=embedding_init, rngs=rngs)
+        self.convs = nnx.List([Conv(embed_dim, features, (w,), padding=((w - 1, w - 1),), activation="relu",
+                                    rngs=rngs) for w in widths])
+        self.pool = GlobalMaxPool(spatial_dims=1)
+        self.dropout = Dropout(dropout, rngs=rngs)
+        self.classifier = Dense(features * len(widths), num_classes, rngs=rngs)
+
+    def covered(self, ids, width: int) -> jax.Array:
+        """Bool ``(..., L + width - 1)``: where a window of ``width`` words (on the sentence
+        padded by ``width - 1`` on each side) covers at least one word that is not padding;
+        everywhere, for a sentence of padding alone."""
+        words = jnp.asarray(ids) != self.pad_id
+        length = words.shape[-1]
+        padded = jnp.pad(words, [(0, 0)] * (words.ndim - 1) + [(width - 1, width - 1)])
+        covered = jnp.stack([padded[..., i : i + length + width - 1] for i in range(width)]).any(axis=0)
+        return covered | ~covered.any(axis=-1, keepdims=True)
+
+    def responses(self, ids) -> list[tuple[jax.Array, jax.Array]]:
+        """Each width's response maps and where they count: ``(maps, covered)`` per width,
+        ``maps`` ``(N, L + w - 1, features)`` after ReLU, ``covered`` bool ``(N, L + w - 1)``.
+        Position ``j`` of width ``w`` is the n-gram of words ``j - w + 1 .. j``."""
+        ids = jnp.asarray(ids)
+        if not jnp.issubdtype(ids.dtype, jnp.integer) or ids.ndim not in (1, 2):
+            raise TypeError(f"A SentenceCNN takes integer token ids (N, L), or (L,) for one sentence, got "
+                            f"{ids.dtype} {tuple(ids.shape)}.")
+        x = self.embed(ids) * (ids != self.pad_id)[..., None].astype(self.embed.embedding.dtype)
+        return [(conv(x), self.covered(ids, w)) for conv, w in zip(self.convs, self.widths, strict=True)]
+
+    def __call__(self, ids):
+        pooled = [self.pool(maps, mask=covered) for maps, covered in self.responses(ids)]
+        return self.classifier(self.dropout(jnp.concatenate(pooled, axis=-1)))
+
+
+def sentence_cnn(
+    vocab_size: int,
+    *,
+    num_classes: int = 2,
+    embed_dim: int = 300,
+    widths: Sequence[int] = (3, 4, 5),
+    features: int = 100,
+    dropout: float = 0.5,
+    pad_id: int = 0,
+    embedding_init: Any = None,
+    rngs: nnx.Rngs,
+) -> SentenceCNN:
+    """Kim (2014)'s CNN for sentence classification, with the paper's settings as defaults
+    (its CNN-rand: word vectors learned from scratch).
+
+    Embed(vocab_size, 300) -> for each width 3, 4, 5: Conv1D(100, width, relu) and a max
+    over time -> concatenate (300) -> Dropout(0.5) -> Dense(num_classes). Kim also keeps
+    the classifier's weight vectors within norm 3 (:func:`cnnjax.train.max_norm`) and
+    trains with Adadelta on batches of 50; ``experiments/sentences.py`` does.
+
+    Args:
+      vocab_size: ids ``0 .. vocab_size - 1`` (``len(text.Vocabulary)``).
+      num_classes: number of logits.
+      embed_dim: each word vector's length.
+      widths: the filter widths, in words.
+      features: filters per width.
+      dropout: the rate of the dropout before the classifier.
+      pad_id: the padding id (:data:`cnnjax.text.PAD_ID`).
+      embedding_init: the word vectors' initializer; default uniform in [-0.25, 0.25], as
+        Kim's code draws unknown words.
+      rngs: ``nnx.Rngs`` with ``params`` and ``dropout`` streams.
+
+    Returns a :class:`SentenceCNN`: token ids ``(N, L)`` -> logits ``(N, num_classes)``.
+
+    >>> from flax import nnx
+    >>> import jax.numpy as jnp
+    >>> model = sentence_cnn(1000, rngs=nnx.Rngs(0))
+    >>> model(jnp.array([[5, 8, 2, 0, 0]])).shape
+    (1, 2)
+    """
+    vocab_size = _checks.positive_int(vocab_size, "vocab_size")
+    widths = tuple(widths) if isinstance(widths, Sequence) and not isinstance(widths, str) else widths
+    if not isinstance(widths, tuple) or not widths:
+        raise ValueError(f"`widths` must be a non-empty sequence of filter widths, got {widths!r}.")
+    widths = tuple(_checks.positive_int(w, "widths") for w in widths)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"`dropout` must be a rate in [0, 1), got {dropout!r}.")
+    if not (_checks.is_int(pad_id) and 0 <= pad_id < vocab_size):
+        raise ValueError(f"`pad_id` must be an id in [0, {vocab_size}), got {pad_id!r}.")
+    init = embedding_init if embedding_init is not None else _kim_uniform
+    return SentenceCNN(vocab_size, _checks.positive_int(num_classes, "num_classes"),
+                       _checks.positive_int(embed_dim, "embed_dim"), widths,
+                       _checks.positive_int(features, "features"), float(dropout), int(pad_id), init, rngs)
+
+
+def _kim_uniform(key, shape, dtype=jnp.float32):
+    """Uniform in ``[-0.25, 0.25)``: Kim (2014)'s word vectors learned from scratch."""
+    return jax.random.uniform(key, shape, dtype, -0.25, 0.25)
 
 
 def _paper_alexnet_side(n: int) -> int:
@@ -463,12 +590,14 @@ def _torch_layout(layer) -> tuple[int, ...]:
 
 __all__ = [
     "MnistFunctional",
+    "SentenceCNN",
     "alexnet",
     "load_equinox_weights",
     "load_keras_weights",
     "load_torch_weights",
     "mnist_functional",
     "mnist_sequential",
+    "sentence_cnn",
     "weighted_layers",
     "xo_net",
 ]

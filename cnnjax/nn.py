@@ -118,9 +118,9 @@ class Layer(nnx.Module):
     def forward(self, x):  # pragma: no cover - every subclass defines it
         raise NotImplementedError
 
-    def __call__(self, x):
+    def __call__(self, x, **kwargs):
         try:
-            y = self.forward(x)
+            y = self.forward(x, **kwargs)
         except (ValueError, TypeError) as e:
             raise _in_layer(e, f"in a {type(self).__name__} layer given shape {tuple(jnp.shape(x))}") from e
         return _report(self, x, y)
@@ -419,10 +419,12 @@ class GlobalAvgPool(_GlobalPool):
 
 class GlobalMaxPool(_GlobalPool):
     """Each channel's maximum over all positions (:func:`cnnjax.global_maxpool`; Keras'
-    ``GlobalMaxPooling2D``); shapes as :class:`GlobalAvgPool`."""
+    ``GlobalMaxPooling2D``); shapes as :class:`GlobalAvgPool`. ``layer(x, mask=mask)``
+    pools only the positions ``mask`` marks (bool ``(N, *spatial)``): a sentence CNN's
+    max over time, where padding never wins."""
 
-    def forward(self, x):
-        return global_maxpool(x, spatial_dims=self.spatial_dims)
+    def forward(self, x, mask=None):
+        return global_maxpool(x, spatial_dims=self.spatial_dims, mask=mask)
 
 
 class Dropout(nnx.Dropout):
@@ -434,6 +436,28 @@ class Dropout(nnx.Dropout):
 
     def __call__(self, x, *args, **kwargs):
         return _report(self, x, super().__call__(x, *args, **kwargs))
+
+
+class Embed(nnx.Embed):
+    """``flax.nnx.Embed`` (not re-implemented), listed by :func:`capture` and the summary
+    (Keras' ``Embedding``): integer ids ``(...)`` -> vectors ``(..., features)``.
+
+    ``Embed(num_embeddings, features, rngs=rngs)``; ``embedding_init`` and the dtypes as
+    flax's. Concrete ids outside ``[0, num_embeddings)`` are refused, naming the first
+    (under ``jit`` flax's lookup gives NaN for them, never another word's vector).
+    """
+
+    def __call__(self, inputs, *args, **kwargs):
+        if not isinstance(inputs, jax.core.Tracer):
+            ids = jnp.asarray(inputs)
+            if not jnp.issubdtype(ids.dtype, jnp.integer):
+                raise TypeError(f"`inputs` of an Embed must be integer ids, got dtype {ids.dtype}.")
+            bad = (ids < 0) | (ids >= self.num_embeddings)
+            if bool(bad.any()):
+                where = tuple(int(i) for i in jnp.argwhere(bad, size=1)[0])
+                raise ValueError(f"`inputs` of an Embed must be ids in [0, {self.num_embeddings}), got "
+                                 f"{int(ids[where])} at index {where}.")
+        return _report(self, inputs, super().__call__(inputs, *args, **kwargs))
 
 
 class BatchNorm(nnx.BatchNorm):
@@ -638,6 +662,7 @@ __all__ = [
     "ConvTranspose",
     "Dense",
     "Dropout",
+    "Embed",
     "Flatten",
     "GlobalAvgPool",
     "GlobalMaxPool",

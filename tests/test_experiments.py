@@ -205,7 +205,8 @@ def test_mnist_failures_are_one_error_line_and_leave_nothing(tiny_idx, tmp_path,
         assert not workdir.exists()
 
 
-@pytest.mark.parametrize("name", ["mnist", "xo", "invariance", "spoken_digits", "customer_data", "knobs", "ports"])
+@pytest.mark.parametrize("name", ["mnist", "xo", "invariance", "spoken_digits", "customer_data", "knobs", "ports",
+                                  "sentences"])
 def test_every_flag_has_help_and_help_prints(name):
     common = load("common")
     p = common.parser(load(name).Config, "")
@@ -386,6 +387,85 @@ def test_spoken_digits_refuses_bad_flags(tmp_path, capsys):
     assert "holds no wav file named" in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
+def sentence_file(path, n, seed, classes=2):
+    """``n`` lines of 'label word word ...': random words of a small vocabulary, and the label's
+    own word somewhere in each sentence (class c: 'c{c}'), so a sentence CNN learns it."""
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(20)]
+    lines = []
+    for i in range(n):
+        label = i % classes
+        sentence = list(rng.choice(words, rng.integers(3, 9)))
+        sentence.insert(int(rng.integers(0, len(sentence) + 1)), f"c{label}")
+        lines.append(f"{label} {' '.join(sentence)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+SMALL_SENTENCE_CNN = ["--embed-dim", "8", "--features", "4", "--epochs", "6", "--batch-size", "16", "--learning-rate", "20"]
+
+
+def test_sentences_cross_validates_a_file_without_a_test_split(tmp_path, capsys):
+    data = sentence_file(tmp_path / "all.txt", 90, seed=0)
+    workdir = tmp_path / "run"
+    results = load("sentences").main(["--train", str(data), "--folds", "3", *SMALL_SENTENCE_CNN,
+                                      "--workdir", str(workdir)])
+    out = capsys.readouterr().out
+    runs = results["runs"]
+    assert [r["name"] for r in runs] == ["fold 1", "fold 2", "fold 3"] and [r["total"] for r in runs] == [30] * 3
+    assert [r["train_sentences"] + r["dev_sentences"] for r in runs] == [60] * 3  # the other folds
+    assert all(r["correct"] == round(r["accuracy"] * 30) for r in runs)
+    assert results["test_accuracy"] == np.mean([r["accuracy"] for r in runs]) >= 0.9  # one word decides
+    assert "fold 3/3" in out and "mean over 3 folds" in out and "sentences/s" in out
+    for name in ["results.json", "metrics.json", "ngrams.json", "learning_curves.png", "confusion_matrix.png",
+                 "filter_ngrams.png", "sentence_responses.png"]:
+        assert_run_file(workdir / name)
+    saved = json.loads((workdir / "results.json").read_text())
+    assert saved["test_accuracy"] == results["test_accuracy"] and len(saved["runs"]) == 3
+    ngrams = json.loads((workdir / "ngrams.json").read_text())
+    assert {g["raises_class"] for g in ngrams} == {0, 1} and all(g["ngrams"] for g in ngrams)
+
+
+def test_sentences_on_a_given_split_counts_unknown_words_and_cut_sentences(tmp_path, capsys):
+    train_file = sentence_file(tmp_path / "train.txt", 60, seed=1, classes=3)
+    test_file = tmp_path / "test.txt"
+    test_file.write_text("0 c0 w1 never seen\n1 w2 c1\n2 c2 " + " ".join(["w3"] * 40) + "\n")
+    results = load("sentences").main(["--train", str(train_file), "--test", str(test_file), "--max-length", "12",
+                                      *SMALL_SENTENCE_CNN, "--workdir", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    (run,) = results["runs"]
+    assert run["total"] == 3 and run["test_unknown_words"] == 2 and run["test_words"] == 2 + 4 + 41
+    assert run["test_truncated"] == 1 and run["test_words_cut"] == 41 - 12
+    assert "2 of 47 test words unknown" in out and "1 test sentences cut to 12 words (29 words dropped)" in out
+    assert run["train_sentences"] == 54 and run["dev_sentences"] == 6  # 10% held out to choose the epoch
+
+
+@pytest.mark.parametrize("files, flags, message", [
+    ({"train": b""}, [], "is empty: it holds no labelled sentence"),
+    ({"train": b"1 good\nfine film\n"}, [], "line 2: the label must be a non-negative integer"),
+    ({"train": b"1 good\n2 bad\n"}, [], r"must be the classes 0 .. K-1, each present; got [1, 2], which lacks [0]"),
+    ({"train": b"0 good\n1 bad\n", "test": b"2 what\n"}, [], "The test labels hold 2 (at row 0), a class the "
+                                                              "training labels never had"),
+    ({"train": "1 good film\n".encode("utf-16")}, [], "is not a text file"),
+    ({"train": b"0 good\n1 bad\n0 dull\n"}, ["--folds", "4"], "--folds 4 is more than the 3 sentences of"),
+    ({"train": b"0 good\n1 bad\n"}, ["--folds", "1"], "argument --folds: expected an integer >= 2, got 1"),
+    ({"train": b"0 good\n1 bad\n"}, ["--dataset", "mr"], "argument --dataset: expected no --dataset when --train"),
+    ({}, ["--data-dir", "{tmp}"], "argument --data-dir: expected an existing file"),
+    ({"train": b"0 good\n1 bad\n"}, ["--widths", "3,x"], "argument --widths: expected positive integers"),
+])
+def test_sentences_refuses_bad_data_and_flags_with_one_line_writing_nothing(tmp_path, capsys, files, flags, message):
+    args = []
+    for name, raw in files.items():
+        (tmp_path / name).write_bytes(raw)
+        args += [f"--{name}", str(tmp_path / name)]
+    workdir = tmp_path / "run"
+    with pytest.raises(SystemExit) as info:
+        load("sentences").main([*args, *(f.format(tmp=tmp_path) for f in flags), "--workdir", str(workdir)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and message in err[-1] and "error: " in err[-1], err
+    assert not workdir.exists()
+
+
 def test_customer_data_dense_does_not_care_about_pixel_order(tiny_idx, tmp_path, capsys):
     results = load("customer_data").main(["--data-dir", str(tiny_idx), "--epochs", "2", "--batch-size", "16",
                                           "--workdir", str(tmp_path / "run")])
@@ -449,34 +529,36 @@ def test_knobs_sweep_on_tiny_data(tiny_idx, tmp_path, capsys, monkeypatch):
     assert "number of neurons" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("start", ["flags", "srun"])
-def test_mnist_across_two_processes_writes_one_run_that_matches_one_process_of_two_devices(tiny_idx, tmp_path, start):
-    """Two processes started with --coordinator/--num-processes/--process-id, or as SLURM's
-    srun starts them (its variables, no flags: JAX's cluster detection)."""
+def test_mnist_across_two_processes_writes_one_run_that_matches_one_process_of_two_devices(tiny_idx, tmp_path):
+    """Two processes started with --coordinator/--num-processes/--process-id, and two more
+    as SLURM's srun starts them (its variables, no flags: JAX's cluster detection), each
+    pair against one process of two devices (run once for both)."""
     import os
     import socket
     import subprocess
 
     script = str(scripts.ROOT / "experiments" / "mnist.py")
     flags = ["--data-dir", str(tiny_idx), "--epochs", "2", "--batch-size", "16", "--verbose", "2"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
     cpu = {**os.environ, "JAX_PLATFORMS": "cpu"}  # CPU devices on any machine, as a GPU is not shared
-    group = [[sys.executable, script, *flags, "--workdir", str(tmp_path / "group")] for _ in range(2)]
-    if start == "flags":
-        envs = [cpu, cpu]
-        for i, command in enumerate(group):
-            command += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)]
-    else:
-        srun = dict(SLURM_JOB_ID="7", SLURM_STEP_NODELIST="127.0.0.1", SLURM_NTASKS="2", SLURM_LOCALID="0",
-                    JAX_COORDINATOR_PORT=str(port))
-        envs = [{**cpu, **srun, "SLURM_PROCID": str(i)} for i in range(2)]
-    alone = [sys.executable, script, *flags, "--workdir", str(tmp_path / "alone")]
+    commands, envs = [], []
+    for i in range(2):  # --coordinator flags
+        commands.append([sys.executable, script, *flags, "--workdir", str(tmp_path / "flags"), "--coordinator",
+                         f"127.0.0.1:{ports[0]}", "--num-processes", "2", "--process-id", str(i)])
+        envs.append(cpu)
+    srun = dict(SLURM_JOB_ID="7", SLURM_STEP_NODELIST="127.0.0.1", SLURM_NTASKS="2", SLURM_LOCALID="0",
+                JAX_COORDINATOR_PORT=str(ports[1]))
+    for i in range(2):  # srun's variables
+        commands.append([sys.executable, script, *flags, "--workdir", str(tmp_path / "srun")])
+        envs.append({**cpu, **srun, "SLURM_PROCID": str(i)})
+    commands.append([sys.executable, script, *flags, "--workdir", str(tmp_path / "alone")])
+    envs.append({**cpu, "JAX_NUM_CPU_DEVICES": "2"})
     runs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-            for c, env in zip(group, envs, strict=True)]
-    runs.append(subprocess.Popen(alone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 env={**cpu, "JAX_NUM_CPU_DEVICES": "2"}))
+            for c, env in zip(commands, envs, strict=True)]
     try:
         outputs = [r.communicate(timeout=300)[0] for r in runs]
     finally:
@@ -485,14 +567,16 @@ def test_mnist_across_two_processes_writes_one_run_that_matches_one_process_of_t
                 r.kill()
     for r, out in zip(runs, outputs, strict=True):
         assert r.returncode == 0, out[-3000:]
-    assert "2 cpu device(s) in 2 process(es)" in outputs[0] and "test accuracy" not in outputs[1]
-    got, want = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("group", "alone"))
-    assert [e["epoch"] for e in got] == [1, 2]
-    for g, w in zip(got, want, strict=True):
-        for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            assert abs(g[k] - w[k]) <= 1e-5, (k, g[k], w[k])
-    assert json.loads((tmp_path / "group" / "config.json").read_text())["num_processes"] == 2
-    assert_run_file(tmp_path / "group" / "saliency.png")
+    want = json.loads((tmp_path / "alone" / "metrics.json").read_text())
+    for start, (main, other) in (("flags", outputs[0:2]), ("srun", outputs[2:4])):
+        assert "2 cpu device(s) in 2 process(es)" in main and "test accuracy" not in other, start
+        got = json.loads((tmp_path / start / "metrics.json").read_text())
+        assert [e["epoch"] for e in got] == [1, 2], start
+        for g, w in zip(got, want, strict=True):
+            for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                assert abs(g[k] - w[k]) <= 1e-5, (start, k, g[k], w[k])
+        assert json.loads((tmp_path / start / "config.json").read_text())["num_processes"] == 2, start
+        assert_run_file(tmp_path / start / "saliency.png")
 
 
 @pytest.mark.parametrize("script, flags", [
@@ -534,6 +618,7 @@ def test_the_ports_train_as_their_originals_on_the_same_batches(tiny_idx, tmp_pa
 @pytest.mark.parametrize("script, bad", [
     ("mnist", "--epochs=0"), ("xo", "--train-size=1"), ("spoken_digits", "--length=10"),
     ("customer_data", "--epochs=0"), ("knobs", "--batch-size=0"), ("invariance", "--limit=0"),
+    ("sentences", "--folds=1"),
 ])
 def test_scripts_answer_help_and_a_bad_flag_before_jax_loads(script, bad):
     """``--help`` and a bad flag are answered before JAX, flax or cnnjax is imported (they take

@@ -77,7 +77,7 @@ LAYERS = [  # docs/architecture.md: a module imports only from its own layer or 
     ("lowering", ["cnnjax._checks", "cnnjax._memory", "cnnjax.lowering"]),
     ("operations", ["cnnjax._conv", "cnnjax._pool", "cnnjax._dense", "cnnjax._activations", "cnnjax._normalization",
                     "cnnjax.losses", "cnnjax.lecture", "cnnjax.synthetic", "cnnjax.transforms", "cnnjax.audio",
-                    "cnnjax.data"]),
+                    "cnnjax.text", "cnnjax.data"]),
     ("nn", ["cnnjax.nn"]),
     ("models", ["cnnjax.models", "cnnjax._summary", "cnnjax.viz"]),
     ("train", ["cnnjax.train"]),

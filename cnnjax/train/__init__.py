@@ -12,7 +12,7 @@ The lecture's Keras code, and its cnnjax equivalent::
 The parts, one module each:
 
 - ``_objective.py``: :func:`objective`, the loss and metrics (any ``fn(outputs, targets)``).
-- :mod:`~cnnjax.train.optimizers`: Keras' RMSprop as optax.
+- :mod:`~cnnjax.train.optimizers`: Keras' RMSprop as optax, and the max-norm constraint.
 - :mod:`~cnnjax.train.state`: :class:`TrainState` (the model split into structure and
   variables, in training and evaluation mode) and :func:`create_state`.
 - :mod:`~cnnjax.train.steps`: :func:`train_step`, :func:`eval_step`, :func:`predict_step`
@@ -42,7 +42,7 @@ from .callbacks import Callback, EarlyStopping, History, LambdaCallback, Progres
 from .checkpoints import ModelCheckpoint, restore
 from .cpu import auto_microbatches, tune_cpu_memory
 from .evaluation import Predictor, evaluate, predict
-from .optimizers import DEFAULT_OPTIMIZER, learning_rate, rmsprop
+from .optimizers import DEFAULT_OPTIMIZER, learning_rate, max_norm, rmsprop
 from .runner import choose_loop
 from .state import TrainState, create_state
 from .steps import eval_step, predict_step, train_step
@@ -74,6 +74,7 @@ __all__ = [
     "predict",
     "predict_step",
     "restore",
+    "max_norm",
     "rmsprop",
     "train_step",
     "tune_cpu_memory",

@@ -17,7 +17,7 @@ import optax
 from flax import nnx
 
 from .. import _checks
-from ._objective import check_data, check_fit, objective, warn_if_unscaled
+from ._objective import check_data, check_fit, check_input_dtype, objective, warn_if_unscaled
 from .callbacks import Callback, CallbackList, History, ProgressBar, Run, TerminateOnNaN, as_callback
 from .checkpoints import ModelCheckpoint
 from .cpu import auto_microbatches
@@ -159,8 +159,8 @@ def fit(
     if validation_split is not None:
         train, validation = _split_last(train, validation_split, validation)
     inputs, targets = check_data("train", train) if source is None else source.first
+    outputs = output_shape(model, inputs, "train")  # refuses inputs of a kind the model does not take
     warn_if_unscaled("train", inputs)
-    outputs = output_shape(model, inputs, "train")
     check_fit(obj, outputs, "train", targets)
     if validation is not None and is_stream(validation):
         if iter(validation) is validation:
@@ -172,8 +172,10 @@ def fit(
         val_x, val_y = stream_batch(first, "The first batch of the `validation` stream", "validation")
     elif validation is not None:
         val_inputs, val_targets = val_x, val_y = check_data("validation", validation)
+        check_input_dtype(model, "validation", val_x.dtype)
         warn_if_unscaled("validation", val_inputs)
     if validation is not None:  # the first batch of a stream, or the arrays
+        check_input_dtype(model, "validation", val_x.dtype)
         if val_x.shape[1:] != inputs.shape[1:]:
             raise ValueError(f"`validation` inputs have shape {val_x.shape[1:]} per example but "
                              f"`train` inputs have {inputs.shape[1:]}.")

@@ -173,8 +173,32 @@ def _is_source(x: Any) -> bool:
             and isinstance(getattr(x, "shape", None), tuple) and hasattr(x, "dtype"))
 
 
+def takes_integers(model: Any) -> bool:
+    """Whether ``model`` takes integer inputs (token ids): it says so with an integer
+    ``input_dtype`` attribute, as :class:`cnnjax.models.SentenceCNN` does (Keras' ``Input(dtype=)``)."""
+    dtype = getattr(model, "input_dtype", None)
+    return dtype is not None and np.issubdtype(np.dtype(dtype), np.integer)
+
+
+def check_input_dtype(model: Any, name: str, dtype: Any) -> None:
+    """Floating-point inputs for a model of images or sound; integer ids for a model that
+    declares them (:func:`takes_integers`): the other kind is refused, naming ``name``."""
+    dtype = np.dtype(dtype)
+    if takes_integers(model):
+        if not np.issubdtype(dtype, np.integer):
+            raise TypeError(f"`{name}` inputs must be integer ids for this model (its input_dtype is "
+                            f"{np.dtype(model.input_dtype).name}), got {dtype}.")
+    elif not np.issubdtype(dtype, np.floating):
+        raise TypeError(
+            f"`{name}` inputs must be floating point, got {dtype}; scale images first, "
+            f"e.g. `cnnjax.data.to_float_images(images)` (uint8 -> float32 in [0, 1]). (A model that takes "
+            f"integer ids says so with an integer `input_dtype` attribute, as models.sentence_cnn does.)"
+        )
+
+
 def check_data(name: str, pair: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(inputs, targets)`` checked: float inputs, N of each, N > 0. Targets become NumPy
+    """``(inputs, targets)`` checked: float (or integer) inputs, N of each, N > 0; which
+    kind of inputs the model takes is :func:`check_input_dtype`'s check. Targets become NumPy
     arrays; inputs too, unless they are a NumPy array already (a memory map stays one) or
     a random-access source (shape, dtype, ``source[indices]``), which training reads a
     batch slice at a time."""
@@ -182,11 +206,9 @@ def check_data(name: str, pair: Any) -> tuple[np.ndarray, np.ndarray]:
         raise TypeError(f"`{name}` must be an (inputs, targets) pair of arrays, got {type(pair).__name__}.")
     inputs = pair[0] if _is_source(pair[0]) else np.asarray(pair[0])
     targets = np.asarray(pair[1])
-    if not np.issubdtype(inputs.dtype, np.floating):
-        raise TypeError(
-            f"`{name}` inputs must be floating point, got {inputs.dtype}; scale images first, "
-            f"e.g. `cnnjax.data.to_float_images(images)` (uint8 -> float32 in [0, 1])."
-        )
+    if not (np.issubdtype(inputs.dtype, np.floating) or np.issubdtype(inputs.dtype, np.integer)):
+        raise TypeError(f"`{name}` inputs must be floating point (or integer ids, for a model that takes them), "
+                        f"got {inputs.dtype}.")
     if not (np.issubdtype(targets.dtype, np.number) or targets.dtype == np.bool_):
         raise TypeError(f"`{name}` targets must be numbers, got dtype {targets.dtype}.")
     if len(inputs.shape) < 1 or targets.ndim < 1 or inputs.shape[0] != len(targets):
@@ -220,7 +242,7 @@ def warn_if_unscaled(name: str, inputs: Any) -> None:
     after one epoch) and nothing else fails. Reads :data:`UNSCALED_SAMPLE` rows of a NumPy
     array or memory map; another random-access source is not read (each process reads
     only its own slices of it)."""
-    if not isinstance(inputs, np.ndarray):
+    if not isinstance(inputs, np.ndarray) or not np.issubdtype(inputs.dtype, np.floating):
         return
     n = inputs.shape[0]
     rows = np.unique(np.linspace(0, n - 1, min(n, UNSCALED_SAMPLE)).astype(np.int64))

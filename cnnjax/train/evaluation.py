@@ -21,7 +21,7 @@ from jax.typing import ArrayLike
 from .. import _checks, data
 from .._activations import softmax
 from . import cpu
-from ._objective import check_data, check_fit, objective, warn_if_unscaled
+from ._objective import check_data, check_fit, check_input_dtype, objective, warn_if_unscaled
 from .placement import Placement, Rows
 from .runner import STREAM_KEYS, is_stream, pad_batch, stream_batch, to_numpy
 from .state import TrainState, check_model, create_state, mode_preserved
@@ -31,8 +31,11 @@ _NO_OPTIMIZER = optax.identity()  # one object: evaluation states share their co
 
 
 def output_shape(model: nnx.Module, inputs: np.ndarray, name: str) -> jax.ShapeDtypeStruct:
-    """The model's output for one example of ``inputs``, as a shape (nothing is computed)."""
-    example = jax.ShapeDtypeStruct((1, *inputs.shape[1:]), jnp.float32)
+    """The model's output for one example of ``inputs``, as a shape (nothing is computed);
+    inputs of a kind the model does not take (integer or floating) are refused first."""
+    check_input_dtype(model, name, inputs.dtype)
+    example = jax.ShapeDtypeStruct((1, *inputs.shape[1:]), inputs.dtype if np.issubdtype(inputs.dtype, np.integer)
+                                   else jnp.float32)
     graphdef, variables = nnx.split(model)  # called functionally: a model may update its state
     try:
         return jax.eval_shape(lambda v, x: nnx.merge(graphdef, v)(x), variables, example)
@@ -185,6 +188,7 @@ class Predictor:
                  compute_dtype: Any = None):
         check_model(model)
         cpu.tune_cpu_memory()
+        self._model = model  # what inputs it takes (check_input_dtype)
         self.batch_size = 256 if batch_size is None else _checks.positive_int(batch_size, "batch_size")
         with mode_preserved(model):
             model.eval()
@@ -203,8 +207,7 @@ class Predictor:
         if _is_input_stream(inputs):
             return self._stream(inputs)
         inputs = np.asarray(inputs)
-        if not np.issubdtype(inputs.dtype, np.floating):
-            raise TypeError(f"`inputs` must be a floating-point array (N, *input_shape), got dtype {inputs.dtype}.")
+        check_input_dtype(self._model, "inputs", inputs.dtype)
         if inputs.ndim == 0:
             raise ValueError("`inputs` must be an array (N, *input_shape), got a scalar.")
         values = [v.get_raw_value() for v in self._variables]

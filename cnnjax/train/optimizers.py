@@ -1,10 +1,13 @@
-"""The optimizer the lecture compiles with (``optimizer='rmsprop'``), as optax."""
+"""The optimizer the lecture compiles with (``optimizer='rmsprop'``), as optax; Keras'
+``MaxNorm`` constraint (Kim (2014)'s l2 constraint) as an optax transformation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -43,4 +46,54 @@ def learning_rate(opt_state: Any) -> float | None:
     return None
 
 
-__all__ = ["DEFAULT_OPTIMIZER", "learning_rate", "rmsprop"]
+def max_norm(limit: float, where: Callable[[str], bool], *, axis: int = 0) -> optax.GradientTransformation:
+    """Keeps weight vectors within an l2 norm, as Keras' ``MaxNorm`` constraint and Kim
+    (2014)'s "rescale w to have ||w|| = s whenever ||w|| > s after a gradient descent step".
+
+    Chain it after the optimizer, ``optax.chain(optax.adadelta(1.0), max_norm(3.0, where))``:
+    it changes each update so that the parameters after the step are the parameters the
+    optimizer gave, each vector (the slices along ``axis``: for a dense kernel ``(in, out)``
+    and ``axis=0``, each output's incoming weights) scaled down to norm ``limit`` when it is
+    longer. Other parameters are untouched.
+
+    Args:
+      limit: the largest norm, > 0.
+      where: called with each parameter's path, e.g. ``"classifier/kernel"``; True for the
+        parameters to constrain.
+      axis: the axis each vector runs along.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not np.isfinite(limit) or limit <= 0:
+        raise ValueError(f"`limit` must be a finite number > 0, got {limit!r}.")
+    if not callable(where):
+        raise TypeError(f"`where` must be a callable taking a parameter's path, e.g. "
+                        f"lambda path: path.endswith('kernel'), got {where!r}.")
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("max_norm needs the parameters: call the optimizer's update with `params`.")
+
+        def project(path, u, p):
+            if not where(_path_name(path)):
+                return u
+            new = p + u
+            norms = jnp.sqrt(jnp.sum(jnp.square(new), axis=axis, keepdims=True))
+            scale = jnp.minimum(1, limit / jnp.maximum(norms, jnp.finfo(new.dtype).tiny))
+            return new * scale - p
+
+        return jax.tree_util.tree_map_with_path(project, updates, params), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def _path_name(path) -> str:
+    """``"classifier/kernel"`` for a tree path (dict keys, attributes, indices)."""
+    names = []
+    for key in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                names.append(str(getattr(key, attr)))
+                break
+    return "/".join(n for n in names if n != "value")
+
+
+__all__ = ["DEFAULT_OPTIMIZER", "learning_rate", "max_norm", "rmsprop"]

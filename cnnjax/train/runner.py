@@ -344,6 +344,10 @@ class StreamRunner:
         if x.shape[1:] != self.example_shape or len(x) > self.batch_size:
             raise ValueError(f"{where} holds inputs of shape {x.shape}; every batch must hold at most "
                              f"{self.batch_size} examples of shape {self.example_shape} (those of the first batch).")
+        first = self.first[0].dtype
+        if np.issubdtype(x.dtype, np.integer) != np.issubdtype(first, np.integer):
+            raise TypeError(f"{where} holds inputs of dtype {x.dtype}; the first batch's are {first}, and every "
+                            "batch must hold the same kind (integer ids or floating point).")
         return x, y
 
     def compile(self, state: TrainState, plan=None) -> float:
