@@ -21,6 +21,10 @@ jitted forward under each lowering, against PyTorch under ``torch.inference_mode
 its faster memory format (NCHW or channels_last), in turns, best of ``--rounds``; and the
 Predictor again in a process of its own with JAX's asynchronous CPU dispatch turned off,
 which shortens a small batch's call (it runs in the calling thread, as PyTorch does).
+``--text``: the sentence CNN (Kim, 2014: word vectors of 300, filters of 3, 4 and 5 words,
+100 each, max over time, dropout, Adadelta with the max-norm constraint) on random
+sentences of MR's shape (56 words, a vocabulary of 18,000, batch 50), cnnjax's ``fit``
+against the same network in PyTorch eager, in turns; sentences/s.
 ``--shapes``: one convolution (bias and ReLU included) per row, forward and
 forward+backward, under each lowering and under the CPU default, so that each shape's
 choice can be checked against the faster form.
@@ -35,6 +39,7 @@ Example::
     python benchmarks/compare.py                 # training: batch 64, 300 steps an epoch, 2 rounds
     python benchmarks/compare.py --batch-size 128 --steps 200
     python benchmarks/compare.py --inference --shapes --no-training
+    python benchmarks/compare.py --text --no-training
 """
 
 from __future__ import annotations
@@ -153,6 +158,101 @@ def bench_keras(x, y, batch_size: int, repeats: int) -> dict:
 
 
 PEERS = {"pytorch": ("torch", bench_pytorch), "keras": ("keras", bench_keras)}
+
+TEXT = dict(vocab=18_000, length=56, batch_size=50, embed_dim=300, widths=(3, 4, 5), features=100)
+
+
+def text_data(n: int, seed: int = 0):
+    """Random sentences of 10 to ``length`` words as ids (padding 0 after them), binary labels."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(2, TEXT["vocab"], (n, TEXT["length"])).astype(np.int32)
+    for i, k in enumerate(rng.integers(10, TEXT["length"] + 1, n)):
+        ids[i, k:] = 0
+    return ids, rng.integers(0, 2, n).astype(np.int32)
+
+
+def text_cnnjax(ids, y, repeats: int) -> float:
+    import optax
+    from flax import nnx
+
+    from cnnjax import models, train
+
+    model = models.sentence_cnn(TEXT["vocab"], embed_dim=TEXT["embed_dim"], widths=TEXT["widths"],
+                                features=TEXT["features"], rngs=nnx.Rngs(params=0, dropout=1))
+    optimizer = optax.chain(optax.adadelta(1.0, rho=0.95, eps=1e-6),
+                            train.max_norm(3.0, lambda path: path == "classifier/kernel"))
+    history = train.fit(model, (ids, y), epochs=1 + repeats, batch_size=TEXT["batch_size"], optimizer=optimizer,
+                        verbose=0)
+    return max(e["images_per_s"] for e in history.epochs[1:])
+
+
+def text_pytorch(ids, y, repeats: int) -> float:
+    import torch
+
+    torch.manual_seed(0)
+    e, f, widths = TEXT["embed_dim"], TEXT["features"], TEXT["widths"]
+
+    class SentenceCNN(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(TEXT["vocab"], e, padding_idx=0)
+            self.convs = torch.nn.ModuleList(torch.nn.Conv1d(e, f, w, padding=w - 1) for w in widths)
+            self.dropout = torch.nn.Dropout(0.5)
+            self.classifier = torch.nn.Linear(f * len(widths), 2)
+
+        def forward(self, ids):
+            words = ids != 0
+            x = self.embed(ids).transpose(1, 2)  # (N, E, L): PyTorch's channels-first layout
+            pooled = []
+            for conv, w in zip(self.convs, widths, strict=True):
+                covered = torch.nn.functional.max_pool1d(words[:, None].float(), w, 1, padding=w - 1)[:, 0] > 0
+                maps = torch.relu(conv(x)).masked_fill(~covered[:, None], float("-inf"))
+                pooled.append(maps.amax(dim=2))
+            return self.classifier(self.dropout(torch.cat(pooled, dim=1)))
+
+    net = SentenceCNN()
+    opt = torch.optim.Adadelta(net.parameters(), lr=1.0, rho=0.95, eps=1e-6)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    tokens, labels = torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(y.astype(np.int64))
+    n, b = len(tokens), TEXT["batch_size"]
+
+    def epoch():
+        t = time.perf_counter()
+        order = torch.randperm(n)
+        for i in range(0, n - n % b, b):
+            idx = order[i : i + b]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(tokens[idx]), labels[idx]).backward()
+            opt.step()
+            with torch.no_grad():  # the max-norm constraint on the classifier's weight vectors
+                net.classifier.weight.copy_(torch.renorm(net.classifier.weight, 2, 0, 3.0))
+        return (n - n % b) / (time.perf_counter() - t)
+
+    epoch()
+    return max(epoch() for _ in range(repeats))
+
+
+def text_table(steps: int, repeats: int, rounds: int, peers: list[str]) -> dict:
+    ids, y = text_data(steps * TEXT["batch_size"])
+    have_torch = "pytorch" in peers and importlib.util.find_spec("torch") is not None
+    best: dict[str, float] = {}
+    for _ in range(rounds):  # in turns, each one's best round counts
+        best["cnnjax"] = max(best.get("cnnjax", 0.0), text_cnnjax(ids, y, repeats))
+        if have_torch:
+            import torch
+
+            best["pytorch"] = max(best.get("pytorch", 0.0), text_pytorch(ids, y, repeats))
+    print(f"\nsentence CNN (Kim 2014: {TEXT['embed_dim']}-d words, widths {TEXT['widths']}, {TEXT['features']} "
+          f"each), {TEXT['length']} words, batch {TEXT['batch_size']}, Adadelta + max-norm, {len(ids)} sentences "
+          f"an epoch, best of {repeats} epochs after one warm-up, best of {rounds} rounds\n")
+    print(f"{'framework':40s} {'sentences/s':>12s} {'cnnjax/peer':>12s}")
+    print(f"{'cnnjax':40s} {best['cnnjax']:12.0f}")
+    if "pytorch" in best:
+        name = f"pytorch {torch.__version__} eager ({torch.get_num_threads()} threads)"
+        print(f"{name:40s} {best['pytorch']:12.0f} {best['cnnjax'] / best['pytorch']:11.2f}x")
+    row = {"table": "text", **{k: round(v) for k, v in best.items()}}
+    print(json.dumps(row))
+    return row
 
 
 def malloc_setting() -> str:
@@ -375,6 +475,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--inference", action="store_true", help="also time inference at batch 1, 64, 256, 1024")
     parser.add_argument("--shapes", action="store_true", help="also time one convolution per shape of a table")
+    parser.add_argument("--text", action="store_true", help="also race the sentence CNN (Kim 2014)")
     parser.add_argument("--no-training", dest="training", action="store_false", help="skip the training race")
     args = parser.parse_args(argv)
     print(f"malloc: {malloc_setting()}")
@@ -382,6 +483,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         inference_table(args.rounds, args.peers)
     if args.shapes:
         shapes_table()
+    if args.text:
+        text_table(args.steps, args.repeats, args.rounds, args.peers)
     if not args.training:
         return []
     x, y = data(args.steps * args.batch_size)

