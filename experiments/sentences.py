@@ -89,7 +89,8 @@ class Config(RunConfig):
     widths: str = flag("3,4,5", "the filter widths, in words, comma-separated (the paper: 3,4,5)")
     features: int = flag(100, "filters per width (the paper: 100)")
     dropout: float = flag(0.5, "dropout rate before the classifier, in [0, 1) (the paper: 0.5)")
-    max_norm: float = flag(3.0, "the largest l2 norm of each of the classifier's weight vectors (the paper: 3)")
+    max_norm: float = flag(3.0, "the largest l2 norm of each of the classifier's weight vectors, as Kim's code "
+                                "measures it (the paper: 3)")
     learning_rate: float = flag(1.0, "Adadelta's learning rate (the paper: 1, rho 0.95, epsilon 1e-6)")
     max_length: int | None = flag(None, "words kept per sentence; longer ones are cut and counted (default: the "
                                         "longest training sentence)")
@@ -187,9 +188,15 @@ def split_dev(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.nda
 
 
 def optimizer(config: Config):
-    """Adadelta (Kim's rho 0.95 and epsilon 1e-6), then the classifier's weight vectors kept within norm."""
+    """Adadelta (Kim's rho 0.95 and epsilon 1e-6), then the classifier's weight vectors kept within norm.
+
+    Kim's code drops units at training time and scales the classifier's weights by ``1 - rate``
+    at test time, and constrains the weights it trains; flax's dropout scales the kept units by
+    ``1 / (1 - rate)`` instead, so the same network holds weights ``1 - rate`` times Kim's, and
+    the same constraint is ``max_norm * (1 - rate)`` on them (1.5 for the paper's 3 and 0.5)."""
+    limit = config.max_norm * (1 - config.dropout)
     return optax.chain(optax.adadelta(config.learning_rate, rho=0.95, eps=1e-6),
-                       train.max_norm(config.max_norm, lambda path: path == "classifier/kernel"))
+                       train.max_norm(limit, lambda path: path == "classifier/kernel"))
 
 
 def train_and_test(config: Config, k: int, train_set, dev_set, test_set, seed: int) -> dict:
@@ -292,6 +299,20 @@ def ngram_figure(found: list[dict], class_names, shown: int = 3):
     return fig
 
 
+def telling_sentence(model, encoded, chosen, candidates: int = 500) -> int:
+    """The row of a test sentence of 8 to 20 words on which the chosen filters respond most
+    (the sum of their maxima), among the first ``candidates`` such sentences."""
+    rows = np.flatnonzero((encoded.lengths >= 8) & (encoded.lengths <= 20))[:candidates]
+    if not len(rows):
+        return 0
+    responses = model.responses(encoded.ids[rows])
+    score = np.zeros(len(rows))
+    for wi, f, _ in chosen:
+        maps, covered = (np.asarray(a) for a in responses[wi])
+        score += np.where(covered, maps[..., f], 0).max(axis=1)
+    return int(rows[np.argmax(score)])
+
+
 def sentence_figure(model, vocab, ids_row: np.ndarray, chosen, class_names):
     """One sentence, and each chosen filter's response to the n-gram ending at each word."""
     words = vocab.decode(ids_row)
@@ -368,11 +389,11 @@ def _run_in(config: Config, workdir: Path, train_set, dev_set, test_set, k: int)
     first = runs[0][1]
     viz.save(viz.learning_curves(first["_epochs"]), workdir / "learning_curves.png")
     model, vocab, encoded = first["_model"], first["_vocab"], first["_encoded"]
-    chosen = chosen_filters(model)
+    chosen = chosen_filters(model, per_class=3)
     found = top_ngrams(model, vocab, encoded.ids, chosen)
     write_json(workdir / "ngrams.json", found)
     viz.save(ngram_figure(found, names), workdir / "filter_ngrams.png")
-    row = int(np.argmax((encoded.lengths >= 8) & (encoded.lengths <= 16)))  # a sentence of 8 to 16 words
+    row = telling_sentence(model, encoded, chosen)
     viz.save(sentence_figure(model, vocab, encoded.ids[row], chosen, names), workdir / "sentence_responses.png")
     write_json(workdir / "metrics.json", {name: as_records(r["_epochs"]) for name, r in runs})
     write_json(workdir / "results.json", results)

@@ -26,6 +26,17 @@ def test_compare_runs_cnnjax_and_skips_missing_peers(capsys, monkeypatch):
     assert "cnnjax/peer" in captured.out
 
 
+def test_compare_races_the_sentence_cnn(capsys, monkeypatch):
+    compare = load("compare")
+    monkeypatch.setattr(compare.importlib.util, "find_spec", lambda name: None)  # cnnjax alone here
+    monkeypatch.setitem(compare.TEXT, "vocab", 50)
+    monkeypatch.setitem(compare.TEXT, "embed_dim", 8)
+    monkeypatch.setitem(compare.TEXT, "length", 12)
+    assert compare.main(["--text", "--no-training", "--steps", "2", "--repeats", "1", "--rounds", "1"]) == []
+    out = capsys.readouterr().out
+    assert "sentence CNN (Kim 2014: 8-d words" in out and '"table": "text", "cnnjax":' in out
+
+
 def test_gpu_benchmark_counts_kernels_and_tabulates_its_rows():
     """What benchmarks/gpu.py does on any machine (its PyTorch rows need CUDA): the kernels
     of one compiled training step, read from the optimised HLO, and the table of rows."""
