@@ -32,6 +32,7 @@ def test_compare_races_the_sentence_cnn(capsys, monkeypatch):
     monkeypatch.setitem(compare.TEXT, "vocab", 50)
     monkeypatch.setitem(compare.TEXT, "embed_dim", 8)
     monkeypatch.setitem(compare.TEXT, "length", 12)
+    monkeypatch.setitem(compare.TEXT, "features", 4)
     assert compare.main(["--text", "--no-training", "--steps", "2", "--repeats", "1", "--rounds", "1"]) == []
     out = capsys.readouterr().out
     assert "sentence CNN (Kim 2014: 8-d words" in out and '"table": "text", "cnnjax":' in out

@@ -406,22 +406,22 @@ SMALL_SENTENCE_CNN = ["--embed-dim", "8", "--features", "4", "--epochs", "6", "-
 
 
 def test_sentences_cross_validates_a_file_without_a_test_split(tmp_path, capsys):
-    data = sentence_file(tmp_path / "all.txt", 90, seed=0)
+    data = sentence_file(tmp_path / "all.txt", 80, seed=0)
     workdir = tmp_path / "run"
-    results = load("sentences").main(["--train", str(data), "--folds", "3", *SMALL_SENTENCE_CNN,
+    results = load("sentences").main(["--train", str(data), "--folds", "2", *SMALL_SENTENCE_CNN,
                                       "--workdir", str(workdir)])
     out = capsys.readouterr().out
     runs = results["runs"]
-    assert [r["name"] for r in runs] == ["fold 1", "fold 2", "fold 3"] and [r["total"] for r in runs] == [30] * 3
-    assert [r["train_sentences"] + r["dev_sentences"] for r in runs] == [60] * 3  # the other folds
-    assert all(r["correct"] == round(r["accuracy"] * 30) for r in runs)
-    assert results["test_accuracy"] == np.mean([r["accuracy"] for r in runs]) >= 0.9  # one word decides
-    assert "fold 3/3" in out and "mean over 3 folds" in out and "sentences/s" in out
+    assert [r["name"] for r in runs] == ["fold 1", "fold 2"] and [r["total"] for r in runs] == [40] * 2
+    assert [r["train_sentences"] + r["dev_sentences"] for r in runs] == [40] * 2  # the other fold
+    assert all(r["correct"] == round(r["accuracy"] * 40) for r in runs)
+    assert results["test_accuracy"] == np.mean([r["accuracy"] for r in runs]) >= 0.8  # one word decides (chance: 0.5)
+    assert "fold 2/2" in out and "mean over 2 folds" in out and "sentences/s" in out
     for name in ["results.json", "metrics.json", "ngrams.json", "learning_curves.png", "confusion_matrix.png",
                  "filter_ngrams.png", "sentence_responses.png"]:
         assert_run_file(workdir / name)
     saved = json.loads((workdir / "results.json").read_text())
-    assert saved["test_accuracy"] == results["test_accuracy"] and len(saved["runs"]) == 3
+    assert saved["test_accuracy"] == results["test_accuracy"] and len(saved["runs"]) == 2
     ngrams = json.loads((workdir / "ngrams.json").read_text())
     assert {g["raises_class"] for g in ngrams} == {0, 1} and all(g["ngrams"] for g in ngrams)
 
