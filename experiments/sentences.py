@@ -83,7 +83,8 @@ class Config(RunConfig):
     dev: str | None = flag(None, "with --train: a file to choose the epoch on (default: 10% of the training lines)")
     test: str | None = flag(None, "with --train: a file to test on (default: --folds cross-validation)")
     folds: int = flag(10, "cross-validation folds where there is no test file (the paper: 10)")
-    epochs: int = flag(10, "passes over the training sentences; the epoch with the best dev accuracy is kept")
+    epochs: int = flag(25, "passes over the training sentences; the epoch with the best dev accuracy is kept (the "
+                               "paper: 25)")
     batch_size: int = flag(50, "sentences per training step (the paper: 50)")
     embed_dim: int = flag(300, "the length of each word vector (the paper: 300)")
     widths: str = flag("3,4,5", "the filter widths, in words, comma-separated (the paper: 3,4,5)")

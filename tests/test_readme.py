@@ -33,3 +33,12 @@ def test_ci_runs_the_readme_test_command():
     assert command.endswith("ruff check . && python -m pytest -q")
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert ci == ["set -euo pipefail", 'cd "$(dirname "$0")/.."', command]
+
+
+def test_every_picture_a_page_shows_is_there():
+    """Each image link of the README and of docs/ resolves from the page's own folder (as GitHub reads it)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    links = [(page, link) for page in pages for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page.read_text())]
+    assert len(links) > 10
+    missing = [f"{page.name}: {link}" for page, link in links if not (page.parent / link).is_file()]
+    assert not missing, missing

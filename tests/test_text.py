@@ -269,6 +269,10 @@ def test_fit_evaluate_and_predict_take_integer_ids_for_a_model_that_declares_the
         train.fit(model, (ids, y), epochs=1, validation=(ids.astype(np.float32), y))
     with pytest.raises(TypeError, match="`inputs` inputs must be integer ids for this model"):
         train.predict(model, ids.astype(np.float32))
+    stream = [(ids[:32], y[:32]), (ids[32:64].astype(np.float32), y[32:64])]
+    with pytest.raises(TypeError, match="Batch 1 of the `train` stream holds inputs of dtype float32; the first "
+                                        "batch's are int32"):
+        train.fit(model, stream, epochs=1, optimizer=optimizer, verbose=0)
 
 
 def test_a_model_of_images_still_refuses_integer_inputs():
