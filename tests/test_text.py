@@ -267,7 +267,7 @@ def test_fit_evaluate_and_predict_take_integer_ids_for_a_model_that_declares_the
         train.fit(model, (ids.astype(np.float32), y), epochs=1)
     with pytest.raises(TypeError, match="`validation` inputs must be integer ids for this model"):
         train.fit(model, (ids, y), epochs=1, validation=(ids.astype(np.float32), y))
-    with pytest.raises(TypeError, match="`inputs` inputs must be integer ids for this model"):
+    with pytest.raises(TypeError, match="`predict` inputs must be integer ids for this model"):
         train.predict(model, ids.astype(np.float32))
     stream = [(ids[:32], y[:32]), (ids[32:64].astype(np.float32), y[32:64])]
     with pytest.raises(TypeError, match="Batch 1 of the `train` stream holds inputs of dtype float32; the first "
@@ -279,7 +279,7 @@ def test_a_model_of_images_still_refuses_integer_inputs():
     model = models.xo_net(rngs=nnx.Rngs(0))
     with pytest.raises(TypeError, match="`train` inputs must be floating point, got uint8; scale images first"):
         train.fit(model, (np.zeros((4, 9, 9, 1), np.uint8), np.zeros(4, np.int32)), epochs=1)
-    with pytest.raises(TypeError, match="`inputs` inputs must be floating point, got int32"):
+    with pytest.raises(TypeError, match="`predict` inputs must be floating point, got int32"):
         train.predict(model, np.zeros((4, 9, 9, 1), np.int32))
 
 

@@ -595,7 +595,7 @@ def test_predictor_reads_current_weights_and_compiles_few_shapes():
     assert counter.count <= 6  # batches of 1, 2, 4, 8, 16 and 32 (a 40 is 32 + 8); none seen yet
     assert [train.evaluation.bucket(n, 32) for n in (1, 2, 3, 5, 17, 32)] == [1, 2, 4, 8, 32, 32]
     assert predictor(x[:0]).shape == (0, 2)
-    with pytest.raises(TypeError, match="`inputs` must be a floating-point array"):
+    with pytest.raises(TypeError, match="`predict` inputs must be floating point, got int32; scale images first"):
         predictor(np.zeros((2, 10, 10, 1), np.int32))
 
 
@@ -617,7 +617,7 @@ def test_predict_takes_a_stream_of_batches_as_keras_does():
     with pytest.raises(ValueError, match=re.escape("Batch 1 of the `inputs` stream holds inputs of shape (2, 10, 9, 1); "
                                                    "every batch must hold examples of shape (10, 10, 1)")):
         train.predict(model, iter([x[:2], x[:2, :, :9]]))
-    with pytest.raises(TypeError, match=re.escape("Batch 0 of the `inputs` stream: `inputs` must be a floating-point")):
+    with pytest.raises(TypeError, match=re.escape("Batch 0 of the `inputs` stream: `predict` inputs must be floating point")):
         train.predict(model, iter([np.zeros((2, 10, 10, 1), np.int32)]))
     with pytest.raises(TypeError, match=re.escape("Batch 0 of the `inputs` stream is a dict with keys ['pixels']")):
         train.predict(model, iter([{"pixels": x}]))

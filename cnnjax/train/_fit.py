@@ -159,7 +159,12 @@ def fit(
     if validation_split is not None:
         train, validation = _split_last(train, validation_split, validation)
     inputs, targets = check_data("train", train) if source is None else source.first
-    outputs = output_shape(model, inputs, "train")  # refuses inputs of a kind the model does not take
+    try:
+        outputs = output_shape(model, inputs, "train")  # refuses inputs of a kind the model does not take
+    except TypeError as e:
+        if source is None:
+            raise
+        raise TypeError(f"The first batch of the `train` stream: {e}") from None
     warn_if_unscaled("train", inputs)
     check_fit(obj, outputs, "train", targets)
     if validation is not None and is_stream(validation):

@@ -207,7 +207,7 @@ class Predictor:
         if _is_input_stream(inputs):
             return self._stream(inputs)
         inputs = np.asarray(inputs)
-        check_input_dtype(self._model, "inputs", inputs.dtype)
+        check_input_dtype(self._model, "predict", inputs.dtype)
         if inputs.ndim == 0:
             raise ValueError("`inputs` must be an array (N, *input_shape), got a scalar.")
         values = [v.get_raw_value() for v in self._variables]
