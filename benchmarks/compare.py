@@ -205,7 +205,8 @@ def text_pytorch(ids, y, repeats: int) -> float:
             x = self.embed(ids).transpose(1, 2)  # (N, E, L): PyTorch's channels-first layout
             pooled = []
             for conv, w in zip(self.convs, widths, strict=True):
-                covered = torch.nn.functional.max_pool1d(words[:, None].float(), w, 1, padding=w - 1)[:, 0] > 0
+                padded = torch.nn.functional.pad(words[:, None].float(), (w - 1, w - 1))
+                covered = torch.nn.functional.max_pool1d(padded, w, 1)[:, 0] > 0  # windows with a word
                 maps = torch.relu(conv(x)).masked_fill(~covered[:, None], float("-inf"))
                 pooled.append(maps.amax(dim=2))
             return self.classifier(self.dropout(torch.cat(pooled, dim=1)))
