@@ -285,7 +285,7 @@ def sentence_cnn(
 
     >>> from flax import nnx
     >>> import jax.numpy as jnp
-    >>> model = sentence_cnn(1000, rngs=nnx.Rngs(0))
+    >>> model = sentence_cnn(1000, embed_dim=16, features=8, rngs=nnx.Rngs(0))  # Kim's: 300 and 100
     >>> model(jnp.array([[5, 8, 2, 0, 0]])).shape
     (1, 2)
     """
