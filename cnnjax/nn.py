@@ -443,12 +443,16 @@ class Embed(nnx.Embed):
     (Keras' ``Embedding``): integer ids ``(...)`` -> vectors ``(..., features)``.
 
     ``Embed(num_embeddings, features, rngs=rngs)``; ``embedding_init`` and the dtypes as
-    flax's. Concrete ids outside ``[0, num_embeddings)`` are refused, naming the first
-    (under ``jit`` flax's lookup gives NaN for them, never another word's vector).
+    flax's. Concrete ids outside ``[0, num_embeddings)`` are refused, naming the first;
+    under ``jit`` they give NaN vectors, never another word's (flax's lookup fills ids past
+    the table with NaN but counts a negative id from the end, so those are sent past it).
     """
 
     def __call__(self, inputs, *args, **kwargs):
-        if not isinstance(inputs, jax.core.Tracer):
+        if isinstance(inputs, jax.core.Tracer):
+            if jnp.issubdtype(inputs.dtype, jnp.signedinteger):
+                inputs = jnp.where(inputs < 0, self.num_embeddings, inputs)  # NaN, as any id past the table
+        else:
             ids = jnp.asarray(inputs)
             if not jnp.issubdtype(ids.dtype, jnp.integer):
                 raise TypeError(f"`inputs` of an Embed must be integer ids, got dtype {ids.dtype}.")

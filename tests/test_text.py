@@ -239,6 +239,8 @@ def test_embed_refuses_ids_outside_its_table_and_floats():
         embed(np.array([-1]))
     with pytest.raises(TypeError, match="must be integer ids, got dtype float32"):
         embed(np.zeros(3, np.float32))
+    looked_up = np.asarray(nnx.jit(lambda m, ids: m(ids))(embed, jnp.array([4, 5, -1])))  # under jit: NaN
+    assert np.isfinite(looked_up[0]).all() and np.isnan(looked_up[1:]).all()
 
 
 # ------------------------------------------------------------------------------- training on ids
