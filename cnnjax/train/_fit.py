@@ -177,10 +177,10 @@ def fit(
         val_x, val_y = stream_batch(first, "The first batch of the `validation` stream", "validation")
     elif validation is not None:
         val_inputs, val_targets = val_x, val_y = check_data("validation", validation)
-        check_input_dtype(model, "validation", val_x.dtype)
-        warn_if_unscaled("validation", val_inputs)
     if validation is not None:  # the first batch of a stream, or the arrays
         check_input_dtype(model, "validation", val_x.dtype)
+        if not is_stream(validation):
+            warn_if_unscaled("validation", val_inputs)
         if val_x.shape[1:] != inputs.shape[1:]:
             raise ValueError(f"`validation` inputs have shape {val_x.shape[1:]} per example but "
                              f"`train` inputs have {inputs.shape[1:]}.")
