@@ -238,9 +238,11 @@ class SentenceCNN(nnx.Module):
         ``maps`` ``(N, L + w - 1, features)`` after ReLU, ``covered`` bool ``(N, L + w - 1)``.
         Position ``j`` of width ``w`` is the n-gram of words ``j - w + 1 .. j``."""
         ids = jnp.asarray(ids)
-        if not jnp.issubdtype(ids.dtype, jnp.integer) or ids.ndim not in (1, 2):
-            raise TypeError(f"A SentenceCNN takes integer token ids (N, L), or (L,) for one sentence, got "
-                            f"{ids.dtype} {tuple(ids.shape)}.")
+        if not jnp.issubdtype(ids.dtype, jnp.integer):
+            raise TypeError(f"A SentenceCNN takes integer token ids, got dtype {ids.dtype}.")
+        if ids.ndim not in (1, 2):
+            raise ValueError(f"A SentenceCNN takes token ids (N, L), or (L,) for one sentence, got shape "
+                             f"{tuple(ids.shape)}.")
         x = self.embed(ids) * (ids != self.pad_id)[..., None].astype(self.embed.embedding.dtype)
         return [(conv(x), self.covered(ids, w)) for conv, w in zip(self.convs, self.widths, strict=True)]
 

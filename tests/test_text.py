@@ -224,6 +224,10 @@ def test_sentence_cnn_summary_counts_by_hand():
     (lambda r: models.sentence_cnn(9, widths=(3, 0), rngs=r), ValueError, "`widths` must be positive, got 0"),
     (lambda r: models.sentence_cnn(9, dropout=1.0, rngs=r), ValueError, r"`dropout` must be a rate in \[0, 1\), got 1.0"),
     (lambda r: models.sentence_cnn(9, pad_id=9, rngs=r), ValueError, r"`pad_id` must be an id in \[0, 9\), got 9"),
+    (lambda r: models.sentence_cnn(9, embed_dim=2, features=2, rngs=r)(jnp.zeros((2, 3, 4), jnp.int32)), ValueError,
+     r"takes token ids \(N, L\), or \(L,\) for one sentence, got shape \(2, 3, 4\)"),
+    (lambda r: models.sentence_cnn(9, embed_dim=2, features=2, rngs=r)(jnp.zeros((2, 3))), TypeError,
+     "takes integer token ids, got dtype float32"),
 ])
 def test_sentence_cnn_refuses_bad_arguments(build, error, message):
     with pytest.raises(error, match=message):
