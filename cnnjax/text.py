@@ -21,7 +21,8 @@ and a word is the same bytes whichever is chosen. Kim's MR file is Latin-1 (its 
 in Latin-1). A file holding NUL or other control characters (besides tab, carriage return
 and form feed) is not text (a binary file, UTF-16) and is refused. Lines end at ``\\n``
 only (``str.splitlines`` would also break at U+0085), and words are separated by spaces
-and tabs only.
+and tabs only (a carriage return or form feed, as at the end of a Windows line, counts as
+a space).
 """
 
 from __future__ import annotations
