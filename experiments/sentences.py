@@ -82,7 +82,7 @@ class Config(RunConfig):
     train: str | None = flag(None, "a file of 'label word word ...' lines to train on, instead of --dataset")
     dev: str | None = flag(None, "with --train: a file to choose the epoch on (default: 10% of the training lines)")
     test: str | None = flag(None, "with --train: a file to test on (default: --folds cross-validation)")
-    folds: int = flag(10, "cross-validation folds where there is no test file (the paper: 10)")
+    folds: int | None = flag(None, "cross-validation folds, for a file without a test split (default 10, the paper's)")
     epochs: int = flag(25, "passes over the training sentences; the epoch with the best dev accuracy is kept (the "
                                "paper: 25)")
     batch_size: int = flag(50, "sentences per training step (the paper: 50)")
@@ -105,7 +105,12 @@ class Config(RunConfig):
                "no --dataset when --train names the training file")
         expect(self.train is not None or (self.dev is None and self.test is None), "dev" if self.dev else "test",
                self.dev or self.test, "--dev and --test only with --train")
-        expect_int(self.folds, "folds", low=2)
+        expect_int(self.folds, "folds", low=2, optional=True)
+        split = self.test is not None or self.dataset == "sst2"
+        expect(self.folds is None or not split, "folds", self.folds,
+               "no --folds with a test split (it is used as given)")
+        expect(self.dev is None or self.test is not None, "dev", self.dev,
+               "--dev with --test only (cross-validation holds out 10% of each fold's training sentences)")
         expect_int(self.epochs, "epochs")
         expect_int(self.batch_size, "batch_size")
         expect_int(self.embed_dim, "embed_dim")
@@ -125,6 +130,10 @@ class Config(RunConfig):
         if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
             return None
         return tuple(int(p) for p in parts)
+
+    @property
+    def fold_count(self) -> int:
+        return 10 if self.folds is None else self.folds
 
     @property
     def name(self) -> str:
@@ -173,8 +182,8 @@ def read(config: Config):
                                                   if d is not None})
     except ValueError as e:
         fail(f"{e} ({config.files()[0]})")
-    if test_set is None and config.folds > len(train_set):
-        fail(f"--folds {config.folds} is more than the {len(train_set)} sentences of {train_set.source}.")
+    if test_set is None and config.fold_count > len(train_set):
+        fail(f"--folds {config.fold_count} is more than the {len(train_set)} sentences of {train_set.source}.")
     return train_set, dev_set, test_set, k
 
 
@@ -352,7 +361,7 @@ def _run_in(config: Config, workdir: Path, train_set, dev_set, test_set, k: int)
     encodings = sorted({d.encoding for d in (train_set, dev_set, test_set) if d is not None})
     print(f"{len(train_set)} training sentences, {k} classes, read as {', '.join(encodings)} from "
           f"{train_set.source}" + (f"; {len(test_set)} test sentences" if test_set is not None else
-                                   f"; {config.folds}-fold cross-validation"), flush=True)
+                                   f"; {config.fold_count}-fold cross-validation"), flush=True)
     rng = np.random.default_rng(config.seed)
     runs = []
     if test_set is not None:
@@ -364,14 +373,14 @@ def _run_in(config: Config, workdir: Path, train_set, dev_set, test_set, k: int)
         runs.append(("test", train_and_test(config, k, train_part, dev_part, test_set, config.seed)))
         report("test", runs[0][1])
     else:
-        folds = np.array_split(rng.permutation(len(train_set)), config.folds)
+        folds = np.array_split(rng.permutation(len(train_set)), config.fold_count)
         for i, fold in enumerate(folds):
             rest = np.setdiff1d(np.arange(len(train_set)), fold)
             rows, held = split_dev(len(rest), 0.1, rng)
             r = train_and_test(config, k, train_set.subset(rest[rows]), train_set.subset(rest[held]),
                                train_set.subset(np.sort(fold)), config.seed + i)
             runs.append((f"fold {i + 1}", r))
-            report(f"fold {i + 1}/{config.folds}", r)
+            report(f"fold {i + 1}/{config.fold_count}", r)
     accuracies = np.array([r["accuracy"] for _, r in runs])
     results = {
         "config": dataclasses.asdict(config), "classes": list(names), "encodings": encodings,

@@ -453,6 +453,9 @@ def test_sentences_on_a_given_split_counts_unknown_words_and_cut_sentences(tmp_p
     ({}, ["--data-dir", "{tmp}"], "argument --data-dir: expected a folder holding rt-polarity.all (git clone"),
     ({"train": b"0 good\n1 bad\n"}, ["--test", "{tmp}/nowhere"], "argument --test: expected an existing file"),
     ({"train": b"0 good\n1 bad\n"}, ["--widths", "3,x"], "argument --widths: expected positive integers"),
+    ({"train": b"0 good\n1 bad\n", "test": b"0 ok\n"}, ["--folds", "5"],
+     "argument --folds: expected no --folds with a test split"),
+    ({"train": b"0 good\n1 bad\n", "dev": b"0 ok\n"}, [], "argument --dev: expected --dev with --test only"),
 ])
 def test_sentences_refuses_bad_data_and_flags_with_one_line_writing_nothing(tmp_path, capsys, files, flags, message):
     args = []
