@@ -74,6 +74,11 @@ class Config(RunConfig):
                                                      "10% faster (pitch and tempo change together)")
     normalise: Literal["recording", "band"] = flag("band", "standardise each recording as a whole, or (band) "
                                                                "each of its frequency bands over time as well")
+    over_time: Literal["max", "flatten"] = flag("max", "the spectrogram CNN's last maps: each filter's maximum "
+                                                        "over time in each band, or every position flattened")
+    choose: Literal["epochs", "none"] = flag("epochs", "leave-one-speaker-out: choose the number of epochs (1 to "
+                                                       "--epochs) by leaving out each of the other speakers in turn, "
+                                                       "never the one scored (nested), or train --epochs")
     workdir: str | None = flag(None, "where the results and pictures go (default runs/spoken_digits-<time>)")
 
     def __post_init__(self):
@@ -133,11 +138,20 @@ def speed_perturbed(recordings: audio.Recordings, factors=(0.9, 1.1)) -> audio.R
 # ------------------------------------------------------------------------------- models
 
 
-def spectrogram_cnn(input_shape, num_classes: int = 10, *, rngs: nnx.Rngs) -> nn.Sequential:
-    """Three 3x3 conv + 2x2 max-pool stages, dropout, two dense layers: the lecture's CNN, taller."""
+def spectrogram_cnn(input_shape, num_classes: int = 10, *, over_time: str = "max", rngs: nnx.Rngs) -> nn.Sequential:
+    """Three 3x3 conv + 2x2 max-pool stages, dropout, two dense layers: the lecture's CNN, taller.
+
+    ``over_time="max"`` (the default) then keeps each filter's strongest response in each
+    band over the whole recording (a max pool as long as the maps, "max over time"), so a
+    word said earlier, later, faster or slower reads alike; ``"flatten"`` passes every
+    position to the dense layer, as the lecture's MNIST CNN does."""
     features = [nn.Conv(1, 16, 3, activation="relu", rngs=rngs), nn.MaxPool(2),
                 nn.Conv(16, 32, 3, activation="relu", rngs=rngs), nn.MaxPool(2),
-                nn.Conv(32, 64, 3, activation="relu", rngs=rngs), nn.MaxPool(2), nn.Flatten()]
+                nn.Conv(32, 64, 3, activation="relu", rngs=rngs), nn.MaxPool(2)]
+    if over_time == "max":
+        frames = jax.eval_shape(nn.Sequential(*features), jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)).shape[1]
+        features.append(nn.MaxPool((frames, 1)))
+    features.append(nn.Flatten())
     flat = jax.eval_shape(nn.Sequential(*features), jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)).shape[-1]
     return nn.Sequential(*features, nn.Dropout(0.3, rngs=rngs), nn.Dense(flat, 64, activation="relu", rngs=rngs),
                          nn.Dense(64, num_classes, rngs=rngs))
@@ -160,21 +174,89 @@ MODELS = {"spectrogram": spectrogram_cnn, "waveform": waveform_cnn}
 # ------------------------------------------------------------------------------- runs
 
 
-def counted(model, x, y) -> dict:
-    predictions = train.predict(model, x).argmax(-1)
-    correct = int((predictions == y).sum())
+def probabilities(model, x) -> np.ndarray:
+    """``(N, 10)``: the model's softmax for each recording."""
+    return np.asarray(jax.nn.softmax(train.predict(model, x), axis=-1))
+
+
+def scored(p: np.ndarray, y: np.ndarray) -> dict:
+    correct = int((p.argmax(-1) == y).sum())
     return {"accuracy": correct / len(y), "correct": correct, "total": int(len(y))}
 
 
-def train_one(kind: str, recordings: audio.Recordings, config: Config, validation=None):
-    """A ``kind`` CNN trained on ``recordings`` (augmented as ``config`` says)."""
+def summary(per_speaker: dict) -> dict:
+    """Mean, spread and worst of the per-speaker accuracies."""
+    accuracies = {s: r["accuracy"] for s, r in per_speaker.items()}
+    worst = min(accuracies, key=accuracies.get)
+    return {"per_speaker": per_speaker, "mean": float(np.mean(list(accuracies.values()))),
+            "std": float(np.std(list(accuracies.values()))), "worst": {"speaker": worst, "accuracy": accuracies[worst]}}
+
+
+def print_summary(result: dict) -> None:
+    worst = result["worst"]
+    print(f"mean over speakers {result['mean']:.4f} (std {result['std']:.4f}), worst {worst['speaker']} "
+          f"{worst['accuracy']:.4f}" + (f", {result['seconds']:.0f} s" if "seconds" in result else ""))
+
+
+def build(kind: str, input_shape, config: Config):
+    rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
+    if kind == "spectrogram":
+        return spectrogram_cnn(input_shape, over_time=config.over_time, rngs=rngs)
+    return MODELS[kind](input_shape, rngs=rngs)
+
+
+def train_one(kind: str, recordings: audio.Recordings, config: Config, validation=None, epochs: int | None = None):
+    """A ``kind`` CNN trained on ``recordings`` (augmented as ``config`` says) for ``epochs``
+    (default ``config.epochs``)."""
     if config.augment == "speed":
         recordings = speed_perturbed(recordings)
     x, y = inputs(recordings, kind, config.normalise), recordings.labels
-    model = MODELS[kind](x.shape[1:], rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
-    history = train.fit(model, (x, y), epochs=config.epochs, batch_size=config.batch_size, validation=validation,
-                        optimizer=optax.adam(config.learning_rate), seed=config.seed, verbose=config.verbose)
+    model = build(kind, x.shape[1:], config)
+    history = train.fit(model, (x, y), epochs=epochs or config.epochs, batch_size=config.batch_size,
+                        validation=validation, optimizer=optax.adam(config.learning_rate), seed=config.seed,
+                        verbose=config.verbose)
     return model, history
+
+
+def choose_epochs(kind: str, recordings: audio.Recordings, x: np.ndarray, config: Config) -> dict:
+    """The number of epochs chosen on ``recordings`` alone: for each of their speakers, a
+    model trained on the others and scored on that one after every epoch; the epoch count
+    with the best mean over those speakers wins (the fewest, on a tie)."""
+    curves = {}
+    for speaker in sorted(set(recordings.speakers.tolist())):
+        held = recordings.speakers == speaker
+        _, history = train_one(kind, recordings.subset(~held), config, validation=(x[held], recordings.labels[held]))
+        curves[speaker] = history.history["val_accuracy"]
+    mean = np.mean(list(curves.values()), axis=0)
+    best = int(np.argmax(mean))
+    return {"epochs": best + 1, "inner_mean": float(mean[best]),
+            "inner": {speaker: float(curve[best]) for speaker, curve in curves.items()}}
+
+
+def leave_one_speaker_out(kind: str, recordings: audio.Recordings, x: np.ndarray, config: Config,
+                          histories: dict, kept: dict) -> dict:
+    """Each speaker scored by a model that never heard them, its epoch count chosen (with
+    ``config.choose == "epochs"``) on the other speakers only; each speaker's probabilities
+    go to ``kept[speaker]``."""
+    speakers = sorted(set(recordings.speakers.tolist()))
+    per_speaker = {}
+    t0 = time.perf_counter()
+    if config.choose == "epochs" and len(speakers) < 3:
+        print(f"{len(speakers)} speakers: too few to choose the epoch count on the others; each model trains "
+              f"--epochs {config.epochs}")
+    for speaker in speakers:
+        held = recordings.speakers == speaker
+        chosen = (choose_epochs(kind, recordings.subset(~held), x[~held], config)
+                  if config.choose == "epochs" and len(speakers) > 2 else {"epochs": config.epochs})
+        model, history = train_one(kind, recordings.subset(~held), config, epochs=chosen["epochs"])
+        histories[f"{kind}/without_{speaker}"] = history.epochs
+        kept[speaker] = probabilities(model, x[held])
+        per_speaker[speaker] = {**scored(kept[speaker], recordings.labels[held]), **chosen}
+        inner = (f", {chosen['epochs']} epochs chosen on the others ({chosen['inner_mean']:.4f})"
+                 if "inner_mean" in chosen else "")
+        print(f"leave out {speaker:10s}: {per_speaker[speaker]['accuracy']:.4f} "
+              f"({per_speaker[speaker]['correct']}/{per_speaker[speaker]['total']}){inner}", flush=True)
+    return {**summary(per_speaker), "seconds": time.perf_counter() - t0}
 
 
 def slide_figure(recordings: audio.Recordings):
@@ -210,6 +292,7 @@ def _run_in(config: Config, extra, recordings, workdir: Path) -> dict:
     viz.save(slide_figure(recordings), workdir / "spectrogram_zero.png")
     results: dict = {"config": dataclasses.asdict(config), "official": {}, "speakers": {}}
     histories: dict = {}
+    kept: dict = {"official": {}, "test_dir": {}, "speakers": {}}  # each model's probabilities, for the ensemble
     official_test = np.isin(recordings.indices, TEST_INDICES)
     for kind in kinds:
         x, y = inputs(recordings, kind, config.normalise), recordings.labels
@@ -219,37 +302,51 @@ def _run_in(config: Config, extra, recordings, workdir: Path) -> dict:
             model, history = train_one(kind, recordings.subset(~official_test), config,
                                        validation=(x[official_test], y[official_test]))
             histories[f"{kind}/official"] = history.epochs
-            result = counted(model, x[official_test], y[official_test])
+            kept["official"][kind] = probabilities(model, x[official_test])
+            result = scored(kept["official"][kind], y[official_test])
             result["seconds"] = time.perf_counter() - t0
             results["official"][kind] = result
             print(f"official split: {result['accuracy']:.4f} ({result['correct']}/{result['total']}), "
                   f"{result['seconds']:.0f} s")
             if extra is not None:
-                results.setdefault("test_accuracy", {})[kind] = counted(model, inputs(extra, kind, config.normalise),
-                                                                        extra.labels)
+                kept["test_dir"][kind] = probabilities(model, inputs(extra, kind, config.normalise))
+                results.setdefault("test_accuracy", {})[kind] = scored(kept["test_dir"][kind], extra.labels)
                 print(f"--test-dir {config.test_dir}: {results['test_accuracy'][kind]['accuracy']:.4f}")
             if kind == "spectrogram":
                 viz.save(viz.response_maps(model, x[official_test][:2], max_channels=8), workdir / "response_maps.png")
                 matrix = viz.confusion_matrix(y[official_test], train.predict(model, x[official_test]).argmax(-1), 10)
                 viz.save(viz.plot_confusion_matrix(matrix), workdir / "confusion_matrix.png")
         if config.split in ("both", "speakers") and len(speakers) > 1:
-            per_speaker = {}
-            for speaker in speakers:
-                held = recordings.speakers == speaker
-                model, history = train_one(kind, recordings.subset(~held), config)
-                histories[f"{kind}/without_{speaker}"] = history.epochs
-                per_speaker[speaker] = counted(model, x[held], y[held])
-                print(f"leave out {speaker:10s}: {per_speaker[speaker]['accuracy']:.4f} "
-                      f"({per_speaker[speaker]['correct']}/{per_speaker[speaker]['total']})")
-            accuracies = {s: r["accuracy"] for s, r in per_speaker.items()}
-            worst = min(accuracies, key=accuracies.get)
-            results["speakers"][kind] = {"per_speaker": per_speaker, "mean": float(np.mean(list(accuracies.values()))),
-                                         "worst": {"speaker": worst, "accuracy": accuracies[worst]}}
-            print(f"mean over speakers {results['speakers'][kind]['mean']:.4f}, worst {worst} {accuracies[worst]:.4f}")
+            kept["speakers"][kind] = {}
+            results["speakers"][kind] = leave_one_speaker_out(kind, recordings, x, config, histories,
+                                                              kept["speakers"][kind])
+            print_summary(results["speakers"][kind])
+    if len(kinds) > 1:
+        ensemble(results, kept, recordings, official_test, extra)
     write_json(workdir / "metrics.json", histories)
     write_json(workdir / "results.json", results)
     print(f"\nresults and pictures in {workdir}")
     return results
+
+
+def ensemble(results: dict, kept: dict, recordings, official_test, extra) -> None:
+    """The two CNNs together: each recording's class is the one with the highest mean of
+    their two softmax outputs. Scored wherever both were (no training of its own)."""
+    mean = lambda parts: np.mean(list(parts.values()), axis=0)
+    print("\n== ensemble: the mean of the two CNNs' probabilities")
+    if kept["official"]:
+        results["official"]["ensemble"] = scored(mean(kept["official"]), recordings.labels[official_test])
+        print(f"official split: {results['official']['ensemble']['accuracy']:.4f}")
+    if kept["test_dir"]:
+        results["test_accuracy"]["ensemble"] = scored(mean(kept["test_dir"]), extra.labels)
+        print(f"--test-dir: {results['test_accuracy']['ensemble']['accuracy']:.4f}")
+    if kept["speakers"]:
+        by_speaker = {s: mean({k: p[s] for k, p in kept["speakers"].items()}) for s in kept["speakers"]["spectrogram"]}
+        per_speaker = {s: scored(p, recordings.labels[recordings.speakers == s]) for s, p in by_speaker.items()}
+        for speaker, result in per_speaker.items():
+            print(f"leave out {speaker:10s}: {result['accuracy']:.4f} ({result['correct']}/{result['total']})")
+        results["speakers"]["ensemble"] = summary(per_speaker)
+        print_summary(results["speakers"]["ensemble"])
 
 
 def main(argv: list[str] | None = None) -> dict:

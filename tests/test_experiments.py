@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 import lecture_tables as T
 import numpy as np
@@ -368,11 +369,60 @@ def test_spoken_digits_on_tiny_recordings(tmp_path, capsys):
         per_speaker = results["speakers"][kind]["per_speaker"]
         assert {s: r["total"] for s, r in per_speaker.items()} == {"ann": 30, "bob": 30}
         assert results["speakers"][kind]["mean"] == np.mean([r["accuracy"] for r in per_speaker.values()])
+    assert results["official"]["ensemble"]["total"] == 20 and results["test_accuracy"]["ensemble"]["total"] == 10
+    assert {s: r["total"] for s, r in results["speakers"]["ensemble"]["per_speaker"].items()} == {"ann": 30, "bob": 30}
     assert "leave out ann" in out and "official split" in out
     for name in ["spectrogram_zero.png", "response_maps.png", "confusion_matrix.png", "results.json", "metrics.json"]:
         assert_run_file(workdir / name)
     saved = json.loads((workdir / "results.json").read_text())
     assert saved["official"]["waveform"]["correct"] == results["official"]["waveform"]["correct"]
+
+
+def test_spoken_digits_chooses_epochs_without_the_speaker_scored(tmp_path, monkeypatch, capsys):
+    """Nested leave-one-speaker-out: every model trained while scoring a speaker, the ones
+    that choose the epoch count included, trains on the other speakers only."""
+    module = load("spoken_digits")
+    data_dir = tone_folder(tmp_path / "wavs", ["ann", "bob", "cat"], [0])
+    trained_on, real = [], module.train_one
+
+    def recording(kind, recordings, config, validation=None, epochs=None):
+        trained_on.append((sorted(set(recordings.speakers.tolist())), epochs, validation is not None))
+        return real(kind, recordings, config, validation=validation, epochs=epochs)
+
+    monkeypatch.setattr(module, "train_one", recording)
+    results = module.main(["--data-dir", str(data_dir), "--inputs", "spectrogram", "--split", "speakers",
+                           "--epochs", "3", "--length", "4000", "--batch-size", "8", "--workdir", str(tmp_path / "run")])
+    per_speaker = results["speakers"]["spectrogram"]["per_speaker"]
+    for speaker, others in [("ann", ["bob", "cat"]), ("bob", ["ann", "cat"]), ("cat", ["ann", "bob"])]:
+        chosen = per_speaker[speaker]
+        assert 1 <= chosen["epochs"] <= 3 and sorted(chosen["inner"]) == others
+        assert chosen["inner_mean"] == np.mean(list(chosen["inner"].values()))
+    assert trained_on == [(["cat"], None, True), (["bob"], None, True), (["bob", "cat"], per_speaker["ann"]["epochs"], False),
+                          (["cat"], None, True), (["ann"], None, True), (["ann", "cat"], per_speaker["bob"]["epochs"], False),
+                          (["bob"], None, True), (["ann"], None, True), (["ann", "bob"], per_speaker["cat"]["epochs"], False)]
+    assert "epochs chosen on the others" in capsys.readouterr().out
+    assert results["speakers"]["spectrogram"]["std"] == np.std([r["accuracy"] for r in per_speaker.values()])
+
+
+def test_spoken_digits_ensemble_averages_the_two_models_probabilities(capsys):
+    """By hand: the spectrogram CNN is sure of the wrong class for one recording, the waveform
+    CNN mildly right; their mean picks the right one only where the sum says so."""
+    module = load("spoken_digits")
+    recordings = types.SimpleNamespace(labels=np.array([0, 1, 1]), speakers=np.array(["ann", "ann", "bob"]))
+    spectrogram = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    waveform = np.array([[0.3, 0.7], [0.3, 0.7], [0.4, 0.6]])  # means: (0.6, 0.4), (0.45, 0.55), (0.3, 0.7)
+    kept = {"official": {"spectrogram": spectrogram, "waveform": waveform}, "test_dir": {},
+            "speakers": {"spectrogram": {"ann": spectrogram[:2], "bob": spectrogram[2:]},
+                         "waveform": {"ann": waveform[:2], "bob": waveform[2:]}}}
+    results = {"official": {}, "speakers": {}}
+    module.ensemble(results, kept, recordings, np.array([True, True, True]), None)
+    assert results["official"]["ensemble"] == {"accuracy": 1.0, "correct": 3, "total": 3}
+    assert results["speakers"]["ensemble"]["per_speaker"] == {"ann": {"accuracy": 1.0, "correct": 2, "total": 2},
+                                                             "bob": {"accuracy": 1.0, "correct": 1, "total": 1}}
+    waveform[1] = [0.9, 0.1]  # recording 1's mean is now (0.75, 0.25): class 0, and its label is 1
+    module.ensemble(results, kept, recordings, np.array([True, True, True]), None)
+    assert results["official"]["ensemble"]["correct"] == 2
+    assert "== ensemble" in capsys.readouterr().out
 
 
 def test_spoken_digits_refuses_bad_flags(tmp_path, capsys):
