@@ -134,12 +134,38 @@ def hz_to_mel(hz: ArrayLike) -> jax.Array:
     return _mel(jnp.asarray(hz, jnp.float32), jnp)
 
 
+def warp_frequencies(hz: ArrayLike, warp: float, sample_rate: int, *, cutoff: float | None = None) -> np.ndarray:
+    """Vocal-tract-length perturbation's frequency warp (Jaitly & Hinton, 2013): ``hz * warp``
+    up to ``cutoff * min(warp, 1) / warp``, then a straight line to ``sample_rate / 2``, which
+    stays put. ``warp > 1`` moves the formants up, as a shorter vocal tract does.
+
+    Args:
+      hz: frequencies in ``[0, sample_rate / 2]``.
+      warp: the factor, in ``[0.5, 2]``.
+      sample_rate: samples per second.
+      cutoff: where the straight line starts for ``warp <= 1`` (default: 0.8 of half the
+        sample rate), below half the sample rate.
+    """
+    nyquist = sample_rate / 2
+    cutoff = 0.8 * nyquist if cutoff is None else cutoff
+    if not 0.5 <= warp <= 2:
+        raise ValueError(f"`warp` must be in [0.5, 2], got {warp}.")
+    if not 0 < cutoff < nyquist:
+        raise ValueError(f"`cutoff` must be in (0, sample_rate / 2 = {nyquist}), got {cutoff}.")
+    hz = np.asarray(hz, np.float64)
+    knee = cutoff * min(warp, 1.0) / warp
+    above = nyquist - (nyquist - cutoff * min(warp, 1.0)) / (nyquist - knee) * (nyquist - hz)
+    return np.where(hz <= knee, hz * warp, above)
+
+
 def mel_filterbank(mel_bins: int, fft_length: int, sample_rate: int, *, min_hz: float = 0.0,
-                   max_hz: float | None = None) -> np.ndarray:
+                   max_hz: float | None = None, warp: float = 1.0) -> np.ndarray:
     """``(fft_length // 2 + 1, mel_bins)`` weights: column ``m`` a triangle over the FFT bins'
     frequencies, rising from mel edge ``m`` to ``m + 1`` and falling to ``m + 2``, the
     ``mel_bins + 2`` edges evenly spaced in mel from ``min_hz`` to ``max_hz`` (default:
-    half the sample rate). Peaks are 1 (no area normalisation)."""
+    half the sample rate). Peaks are 1 (no area normalisation). With ``warp`` other than 1,
+    each FFT bin counts at its frequency warped by :func:`warp_frequencies` (vocal-tract-
+    length perturbation: the same words as a voice with a shorter or longer vocal tract)."""
     mel_bins = _checks.positive_int(mel_bins, "mel_bins")
     fft_length = _checks.positive_int(fft_length, "fft_length")
     max_hz = sample_rate / 2 if max_hz is None else max_hz
@@ -148,7 +174,8 @@ def mel_filterbank(mel_bins: int, fft_length: int, sample_rate: int, *, min_hz: 
                          f"{sample_rate / 2}, got {min_hz} and {max_hz}.")
     mel = lambda f: _mel(np.asarray(f, np.float64), np)
     edges = np.linspace(mel(min_hz), mel(max_hz), mel_bins + 2)
-    bins = mel(np.linspace(0, sample_rate / 2, fft_length // 2 + 1))[:, None]
+    hz = np.linspace(0, sample_rate / 2, fft_length // 2 + 1)
+    bins = mel(hz if warp == 1.0 else warp_frequencies(hz, warp, sample_rate))[:, None]
     lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
     rising, falling = (bins - lower) / (centre - lower), (upper - bins) / (upper - centre)
     return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
@@ -156,7 +183,7 @@ def mel_filterbank(mel_bins: int, fft_length: int, sample_rate: int, *, min_hz: 
 
 def spectrogram(waveforms: ArrayLike, *, sample_rate: int = 8000, frame_length: int = 256, frame_step: int = 128,
                 fft_length: int | None = None, mel_bins: int | None = None, min_hz: float = 0.0,
-                max_hz: float | None = None, floor: float = 1e-5) -> jax.Array:
+                max_hz: float | None = None, warp: float = 1.0, floor: float = 1e-5) -> jax.Array:
     """The log-magnitude spectrogram of ``waveforms (..., samples)``: ``(..., frames, bins)``.
 
     Frames of ``frame_length`` samples, ``frame_step`` apart, with no padding at either
@@ -174,6 +201,7 @@ def spectrogram(waveforms: ArrayLike, *, sample_rate: int = 8000, frame_length: 
       fft_length: FFT size, at least ``frame_length`` (default ``frame_length``).
       mel_bins: mel bands instead of linear frequencies (default: linear).
       min_hz, max_hz: the mel bands' range (default 0 to ``sample_rate / 2``).
+      warp: with ``mel_bins``, vocal-tract-length perturbation (:func:`mel_filterbank`).
       floor: the magnitude below which every value reads the same.
 
     Example: one second at 8 kHz, 256-sample frames every 128 -> ``(61, 129)``; with
@@ -197,8 +225,11 @@ def spectrogram(waveforms: ArrayLike, *, sample_rate: int = 8000, frame_length: 
                                     padded=False)
     power = jnp.swapaxes(jnp.real(z) ** 2 + jnp.imag(z) ** 2, -1, -2)  # (..., frames, bins)
     if mel_bins is not None:
-        power = power @ mel_filterbank(mel_bins, fft_length, sample_rate, min_hz=min_hz, max_hz=max_hz)
+        power = power @ mel_filterbank(mel_bins, fft_length, sample_rate, min_hz=min_hz, max_hz=max_hz, warp=warp)
+    elif warp != 1.0:
+        raise ValueError(f"`warp`={warp} needs `mel_bins`: the warp moves the mel filters.")
     return 0.5 * jnp.log(power + floor**2)
 
 
-__all__ = ["Recordings", "hz_to_mel", "load_recordings", "mel_filterbank", "read_wav", "spectrogram"]
+__all__ = ["Recordings", "hz_to_mel", "load_recordings", "mel_filterbank", "read_wav", "spectrogram",
+           "warp_frequencies"]

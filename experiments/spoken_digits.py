@@ -52,6 +52,7 @@ SAMPLE_RATE = 8000
 FRAME_LENGTH, FRAME_STEP, MEL_BINS = 256, 128, 40
 TEST_INDICES = range(5)  # the dataset's official test recordings per digit and speaker
 MIN_LENGTH = 4000  # half a second: what the CNNs' three pooling stages need
+VTLP_WARPS = (0.9, 1.1)  # --augment vtlp: the frequency warps of the extra copies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,10 +69,14 @@ class Config(RunConfig):
     batch_size: int = flag(32, "recordings per training step")
     learning_rate: float = flag(1e-3, "Adam's learning rate, in (0, 1]")
     seed: int = flag(0, "seed of the initial weights, dropout and data order, 0 <= seed < 2**32")
+    members: int = flag(1, "networks per CNN, from seeds --seed, --seed + 1, ...: each recording's class is the one "
+                           "with the highest mean of their probabilities (the epoch count is chosen with one)")
     length: int = flag(8000, "samples per recording, at least 4000: shorter recordings are centred between zeros, "
                              "longer ones keep their middle (8000: one second)")
-    augment: Literal["none", "speed"] = flag("none", "speed: train on each recording also played 10% slower and "
-                                                     "10% faster (pitch and tempo change together)")
+    augment: Literal["none", "speed", "vtlp"] = flag("none", "speed: train on each recording also played 10% slower "
+                                                             "and 10% faster (pitch and tempo change together); vtlp "
+                                                             "(the spectrogram CNN only): also with its frequencies "
+                                                             "warped by 0.9 and 1.1 (another vocal tract's length)")
     normalise: Literal["recording", "band"] = flag("band", "standardise each recording as a whole, or (band) "
                                                                "each of its frequency bands over time as well")
     over_time: Literal["max", "flatten"] = flag("max", "the spectrogram CNN's last maps: each filter's maximum "
@@ -85,6 +90,9 @@ class Config(RunConfig):
         super().__post_init__()
         expect_int(self.epochs, "epochs")
         expect_int(self.batch_size, "batch_size")
+        expect_int(self.members, "members")
+        expect(self.seed + self.members <= 2**32, "members", self.members,
+               f"at most 2**32 - seed = {2**32 - self.seed}")
         expect_rate(self.learning_rate, "learning_rate")
         expect_int(self.length, "length", low=MIN_LENGTH)
 
@@ -98,10 +106,10 @@ class Config(RunConfig):
 # ------------------------------------------------------------------------------- inputs
 
 
-def spectrograms(waveforms: np.ndarray) -> np.ndarray:
+def spectrograms(waveforms: np.ndarray, warp: float = 1.0) -> np.ndarray:
     """``(N, samples)`` -> ``(N, frames, MEL_BINS, 1)`` log-mel spectrograms, computed in batches."""
     fn = jax.jit(lambda w: audio.spectrogram(w, sample_rate=SAMPLE_RATE, frame_length=FRAME_LENGTH,
-                                             frame_step=FRAME_STEP, mel_bins=MEL_BINS))
+                                             frame_step=FRAME_STEP, mel_bins=MEL_BINS, warp=warp))
     return np.concatenate([np.asarray(fn(waveforms[i : i + 256])) for i in range(0, len(waveforms), 256)])[..., None]
 
 
@@ -111,9 +119,9 @@ def standardise(x: np.ndarray) -> np.ndarray:
     return ((x - x.mean(axes, keepdims=True)) / (x.std(axes, keepdims=True) + 1e-5)).astype(np.float32)
 
 
-def inputs(recordings: audio.Recordings, kind: str, normalise: str = "recording") -> np.ndarray:
+def inputs(recordings: audio.Recordings, kind: str, normalise: str = "recording", warp: float = 1.0) -> np.ndarray:
     if kind == "spectrogram":
-        x = spectrograms(recordings.waveforms)
+        x = spectrograms(recordings.waveforms, warp)
         if normalise == "band":  # each band's mean over time removed: the voice's and microphone's colouring
             x = x - x.mean(axis=1, keepdims=True)
         return standardise(x)
@@ -174,9 +182,9 @@ MODELS = {"spectrogram": spectrogram_cnn, "waveform": waveform_cnn}
 # ------------------------------------------------------------------------------- runs
 
 
-def probabilities(model, x) -> np.ndarray:
-    """``(N, 10)``: the model's softmax for each recording."""
-    return np.asarray(jax.nn.softmax(train.predict(model, x), axis=-1))
+def probabilities(models: list, x) -> np.ndarray:
+    """``(N, 10)``: the mean of the models' softmax outputs for each recording."""
+    return np.mean([np.asarray(jax.nn.softmax(train.predict(model, x), axis=-1)) for model in models], axis=0)
 
 
 def scored(p: np.ndarray, y: np.ndarray) -> dict:
@@ -198,24 +206,31 @@ def print_summary(result: dict) -> None:
           f"{worst['accuracy']:.4f}" + (f", {result['seconds']:.0f} s" if "seconds" in result else ""))
 
 
-def build(kind: str, input_shape, config: Config):
-    rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
+def build(kind: str, input_shape, config: Config, seed: int):
+    rngs = nnx.Rngs(params=seed, dropout=seed + 1)
     if kind == "spectrogram":
         return spectrogram_cnn(input_shape, over_time=config.over_time, rngs=rngs)
     return MODELS[kind](input_shape, rngs=rngs)
 
 
-def train_one(kind: str, recordings: audio.Recordings, config: Config, validation=None, epochs: int | None = None):
-    """A ``kind`` CNN trained on ``recordings`` (augmented as ``config`` says) for ``epochs``
-    (default ``config.epochs``)."""
+def train_one(kind: str, recordings: audio.Recordings, config: Config, validation=None, epochs: int | None = None,
+              members: int = 1):
+    """``members`` ``kind`` CNNs trained on ``recordings`` (augmented as ``config`` says) for
+    ``epochs`` (default ``config.epochs``), from seeds ``config.seed``, ``config.seed + 1``, ...;
+    returns them and the first one's history."""
     if config.augment == "speed":
         recordings = speed_perturbed(recordings)
     x, y = inputs(recordings, kind, config.normalise), recordings.labels
-    model = build(kind, x.shape[1:], config)
-    history = train.fit(model, (x, y), epochs=epochs or config.epochs, batch_size=config.batch_size,
-                        validation=validation, optimizer=optax.adam(config.learning_rate), seed=config.seed,
-                        verbose=config.verbose)
-    return model, history
+    if config.augment == "vtlp" and kind == "spectrogram":
+        x = np.concatenate([x] + [inputs(recordings, kind, config.normalise, warp) for warp in VTLP_WARPS])
+        y = np.tile(y, len(VTLP_WARPS) + 1)
+    models, histories = [], []
+    for seed in range(config.seed, config.seed + members):
+        models.append(build(kind, x.shape[1:], config, seed))
+        histories.append(train.fit(models[-1], (x, y), epochs=epochs or config.epochs, batch_size=config.batch_size,
+                                   validation=validation, optimizer=optax.adam(config.learning_rate), seed=seed,
+                                   verbose=config.verbose))
+    return models, histories[0]
 
 
 def choose_epochs(kind: str, recordings: audio.Recordings, x: np.ndarray, config: Config) -> dict:
@@ -248,9 +263,10 @@ def leave_one_speaker_out(kind: str, recordings: audio.Recordings, x: np.ndarray
         held = recordings.speakers == speaker
         chosen = (choose_epochs(kind, recordings.subset(~held), x[~held], config)
                   if config.choose == "epochs" and len(speakers) > 2 else {"epochs": config.epochs})
-        model, history = train_one(kind, recordings.subset(~held), config, epochs=chosen["epochs"])
+        models, history = train_one(kind, recordings.subset(~held), config, epochs=chosen["epochs"],
+                                    members=config.members)
         histories[f"{kind}/without_{speaker}"] = history.epochs
-        kept[speaker] = probabilities(model, x[held])
+        kept[speaker] = probabilities(models, x[held])
         per_speaker[speaker] = {**scored(kept[speaker], recordings.labels[held]), **chosen}
         inner = (f", {chosen['epochs']} epochs chosen on the others ({chosen['inner_mean']:.4f})"
                  if "inner_mean" in chosen else "")
@@ -299,22 +315,23 @@ def _run_in(config: Config, extra, recordings, workdir: Path) -> dict:
         print(f"\n== {kind} CNN, inputs {x.shape[1:]}")
         if config.split in ("both", "official"):
             t0 = time.perf_counter()
-            model, history = train_one(kind, recordings.subset(~official_test), config,
-                                       validation=(x[official_test], y[official_test]))
+            models, history = train_one(kind, recordings.subset(~official_test), config,
+                                        validation=(x[official_test], y[official_test]), members=config.members)
             histories[f"{kind}/official"] = history.epochs
-            kept["official"][kind] = probabilities(model, x[official_test])
+            kept["official"][kind] = probabilities(models, x[official_test])
             result = scored(kept["official"][kind], y[official_test])
             result["seconds"] = time.perf_counter() - t0
             results["official"][kind] = result
             print(f"official split: {result['accuracy']:.4f} ({result['correct']}/{result['total']}), "
                   f"{result['seconds']:.0f} s")
             if extra is not None:
-                kept["test_dir"][kind] = probabilities(model, inputs(extra, kind, config.normalise))
+                kept["test_dir"][kind] = probabilities(models, inputs(extra, kind, config.normalise))
                 results.setdefault("test_accuracy", {})[kind] = scored(kept["test_dir"][kind], extra.labels)
                 print(f"--test-dir {config.test_dir}: {results['test_accuracy'][kind]['accuracy']:.4f}")
             if kind == "spectrogram":
-                viz.save(viz.response_maps(model, x[official_test][:2], max_channels=8), workdir / "response_maps.png")
-                matrix = viz.confusion_matrix(y[official_test], train.predict(model, x[official_test]).argmax(-1), 10)
+                viz.save(viz.response_maps(models[0], x[official_test][:2], max_channels=8),
+                         workdir / "response_maps.png")
+                matrix = viz.confusion_matrix(y[official_test], kept["official"][kind].argmax(-1), 10)
                 viz.save(viz.plot_confusion_matrix(matrix), workdir / "confusion_matrix.png")
         if config.split in ("both", "speakers") and len(speakers) > 1:
             kept["speakers"][kind] = {}

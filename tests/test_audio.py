@@ -34,13 +34,14 @@ def test_spectrogram_is_scipys_log_magnitude(frame_length, frame_step, fft_lengt
     np.testing.assert_allclose(got, want, atol=2e-4)
 
 
-def loop_filterbank(mel_bins, fft_length, rate, low, high):
-    """Each triangle written out bin by bin, from the mel scale's definition."""
+def loop_filterbank(mel_bins, fft_length, rate, low, high, hz=lambda f: f):
+    """Each triangle written out bin by bin, from the mel scale's definition; ``hz`` moves
+    each FFT bin's frequency first."""
     to_mel = lambda f: 2595 * np.log10(1 + f / 700)
     step = (to_mel(high) - to_mel(low)) / (mel_bins + 1)
     out = np.zeros((fft_length // 2 + 1, mel_bins))
     for k in range(fft_length // 2 + 1):
-        m = to_mel(k * rate / fft_length)
+        m = to_mel(hz(k * rate / fft_length))
         for j in range(mel_bins):
             left, centre, right = (to_mel(low) + step * (j + i) for i in range(3))
             if left < m <= centre:
@@ -58,6 +59,22 @@ def test_mel_filterbank_and_mel_spectrogram():
     got = audio.spectrogram(x, frame_length=256, frame_step=128, mel_bins=20, min_hz=100, max_hz=3800)
     want = np.log(np.sqrt(scipy_power(x, 8000, 256, 128) @ bank + 1e-10))
     np.testing.assert_allclose(got, want, atol=2e-4)
+
+
+def test_vocal_tract_length_warp():
+    """Jaitly & Hinton (2013)'s warp at 8 kHz, cutoff 3200 Hz, by hand: below the knee
+    (3200 * min(w, 1) / w) a frequency is multiplied by w; above it, a line to 4000 Hz."""
+    got = audio.warp_frequencies([0, 1000, 2880, 3500, 4000], 1.1, 8000)
+    np.testing.assert_allclose(got, [0, 1100, 3168, 4000 - 800 / (4000 - 3200 / 1.1) * 500, 4000])
+    got = audio.warp_frequencies([1000, 3200, 3600, 4000], 0.9, 8000)
+    np.testing.assert_allclose(got, [900, 2880, 4000 - (4000 - 2880) / 800 * 400, 4000])
+    by_hand = lambda f: f * 1.1 if f <= 3200 / 1.1 else 4000 - (4000 - 3200) / (4000 - 3200 / 1.1) * (4000 - f)
+    bank = audio.mel_filterbank(20, 256, 8000, warp=1.1)
+    np.testing.assert_allclose(bank, loop_filterbank(20, 256, 8000, 0, 4000, by_hand), atol=1e-6)
+    assert not np.allclose(bank, audio.mel_filterbank(20, 256, 8000))
+    x = signal()
+    got = audio.spectrogram(x, frame_length=256, frame_step=128, mel_bins=20, warp=1.1)
+    np.testing.assert_allclose(got, np.log(np.sqrt(scipy_power(x, 8000, 256, 128) @ bank + 1e-10)), atol=2e-4)
 
 
 def test_spectrogram_under_jit_vmap_and_grad():
@@ -82,6 +99,11 @@ def test_spectrogram_under_jit_vmap_and_grad():
      "`frame_step`=300 must be at most `frame_length`=256"),
     (lambda: audio.spectrogram(np.ones(1000, np.float32), fft_length=128), ValueError,
      "`fft_length`=128 must be at least `frame_length`=256"),
+    (lambda: audio.spectrogram(np.ones(1000, np.float32), warp=1.1), ValueError,
+     "`warp`=1.1 needs `mel_bins`: the warp moves the mel filters."),
+    (lambda: audio.warp_frequencies([100], 3.0, 8000), ValueError, "`warp` must be in [0.5, 2], got 3.0."),
+    (lambda: audio.warp_frequencies([100], 1.1, 8000, cutoff=4000), ValueError,
+     "`cutoff` must be in (0, sample_rate / 2 = 4000.0), got 4000"),
     (lambda: audio.mel_filterbank(10, 256, 8000, max_hz=5000), ValueError,
      "`min_hz` and `max_hz` must satisfy 0 <= min_hz < max_hz <= sample_rate / 2 = 4000.0, got 0.0 and 5000"),
 ])

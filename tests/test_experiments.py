@@ -385,9 +385,9 @@ def test_spoken_digits_chooses_epochs_without_the_speaker_scored(tmp_path, monke
     data_dir = tone_folder(tmp_path / "wavs", ["ann", "bob", "cat"], [0])
     trained_on, real = [], module.train_one
 
-    def recording(kind, recordings, config, validation=None, epochs=None):
+    def recording(kind, recordings, config, validation=None, epochs=None, members=1):
         trained_on.append((sorted(set(recordings.speakers.tolist())), epochs, validation is not None))
-        return real(kind, recordings, config, validation=validation, epochs=epochs)
+        return real(kind, recordings, config, validation=validation, epochs=epochs, members=members)
 
     monkeypatch.setattr(module, "train_one", recording)
     results = module.main(["--data-dir", str(data_dir), "--inputs", "spectrogram", "--split", "speakers",
