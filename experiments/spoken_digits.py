@@ -53,6 +53,7 @@ FRAME_LENGTH, FRAME_STEP, MEL_BINS = 256, 128, 40
 TEST_INDICES = range(5)  # the dataset's official test recordings per digit and speaker
 MIN_LENGTH = 4000  # half a second: what the CNNs' three pooling stages need
 VTLP_WARPS = (0.9, 1.1)  # --augment vtlp: the frequency warps of the extra copies
+TEMPO_FACTORS = (1.25, 0.8)  # --augment tempo: how much longer each extra copy lasts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +74,11 @@ class Config(RunConfig):
                            "with the highest mean of their probabilities (the epoch count is chosen with one)")
     length: int = flag(8000, "samples per recording, at least 4000: shorter recordings are centred between zeros, "
                              "longer ones keep their middle (8000: one second)")
-    augment: Literal["none", "speed", "vtlp"] = flag("none", "speed: train on each recording also played 10% slower "
-                                                             "and 10% faster (pitch and tempo change together); vtlp "
-                                                             "(the spectrogram CNN only): also with its frequencies "
-                                                             "warped by 0.9 and 1.1 (another vocal tract's length)")
+    augment: Literal["none", "speed", "tempo", "vtlp"] = flag(
+        "tempo", "speed: train on each recording also played 10% slower and 10% faster (pitch and tempo change "
+                "together); tempo (the spectrogram CNN only): also with its spectrogram stretched in time by 1.25 and "
+                "0.8 (said slower or faster, the same pitch); vtlp (the spectrogram CNN only): also with its "
+                "frequencies warped by 0.9 and 1.1 (another vocal tract's length)")
     normalise: Literal["recording", "band"] = flag("band", "standardise each recording as a whole, or (band) "
                                                                "each of its frequency bands over time as well")
     over_time: Literal["max", "flatten"] = flag("max", "the spectrogram CNN's last maps: each filter's maximum "
@@ -126,6 +128,19 @@ def inputs(recordings: audio.Recordings, kind: str, normalise: str = "recording"
             x = x - x.mean(axis=1, keepdims=True)
         return standardise(x)
     return standardise(recordings.waveforms)[..., None]  # (N, samples, 1): a 1-D image of one channel
+
+
+def stretched(x: np.ndarray, factor: float) -> np.ndarray:
+    """``(N, frames, bands, C)`` images stretched along time about their centre by ``factor``
+    (> 1: longer, the word said more slowly), linearly interpolated; the edge frames (the
+    silence around a centred recording) extend where the stretch reaches past them."""
+    n = x.shape[1]
+    centre = (n - 1) / 2
+    where = np.clip(centre + (np.arange(n) - centre) / factor, 0, n - 1)
+    below = np.floor(where).astype(int)
+    above = np.minimum(below + 1, n - 1)
+    weight = (where - below)[None, :, None, None]
+    return ((1 - weight) * x[:, below] + weight * x[:, above]).astype(x.dtype)
 
 
 def speed_perturbed(recordings: audio.Recordings, factors=(0.9, 1.1)) -> audio.Recordings:
@@ -221,6 +236,9 @@ def train_one(kind: str, recordings: audio.Recordings, config: Config, validatio
     if config.augment == "speed":
         recordings = speed_perturbed(recordings)
     x, y = inputs(recordings, kind, config.normalise), recordings.labels
+    if config.augment == "tempo" and kind == "spectrogram":
+        x = np.concatenate([x] + [stretched(x, factor) for factor in TEMPO_FACTORS])
+        y = np.tile(y, len(TEMPO_FACTORS) + 1)
     if config.augment == "vtlp" and kind == "spectrogram":
         x = np.concatenate([x] + [inputs(recordings, kind, config.normalise, warp) for warp in VTLP_WARPS])
         y = np.tile(y, len(VTLP_WARPS) + 1)
@@ -313,6 +331,8 @@ def _run_in(config: Config, extra, recordings, workdir: Path) -> dict:
     for kind in kinds:
         x, y = inputs(recordings, kind, config.normalise), recordings.labels
         print(f"\n== {kind} CNN, inputs {x.shape[1:]}")
+        if kind == "waveform" and config.augment in ("tempo", "vtlp"):
+            print(f"--augment {config.augment} is for the spectrogram CNN: this one trains on the recordings as is")
         if config.split in ("both", "official"):
             t0 = time.perf_counter()
             models, history = train_one(kind, recordings.subset(~official_test), config,

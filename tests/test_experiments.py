@@ -404,6 +404,16 @@ def test_spoken_digits_chooses_epochs_without_the_speaker_scored(tmp_path, monke
     assert results["speakers"]["spectrogram"]["std"] == np.std([r["accuracy"] for r in per_speaker.values()])
 
 
+def test_spoken_digits_tempo_stretch_by_hand():
+    """Five frames 0..4 about the centre frame 2: twice as long reads frames 1, 1.5, 2, 2.5, 3;
+    half as long reads -2, 0, 2, 4, 6, held at the edge frames."""
+    stretched = load("spoken_digits").stretched
+    x = np.broadcast_to(np.arange(5.0, dtype=np.float32)[None, :, None, None], (2, 5, 3, 1))
+    np.testing.assert_allclose(stretched(x, 2.0)[1, :, 2, 0], [1, 1.5, 2, 2.5, 3])
+    np.testing.assert_allclose(stretched(x, 0.5)[0, :, 0, 0], [0, 0, 2, 4, 4])
+    assert stretched(x, 2.0).shape == x.shape and stretched(x, 2.0).dtype == np.float32
+
+
 def test_spoken_digits_ensemble_averages_the_two_models_probabilities(capsys):
     """By hand: the spectrogram CNN is sure of the wrong class for one recording, the waveform
     CNN mildly right; their mean picks the right one only where the sum says so."""
