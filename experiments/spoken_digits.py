@@ -4,15 +4,17 @@ The lecture's slide shows "a spectrogram, an image representation of spoken digi
 This script trains two CNNs built from cnnjax's layers on the Free Spoken Digit Dataset
 (mono 8 kHz wav files named ``{digit}_{speaker}_{index}.wav``):
 
-- ``spectrogram``: a 2-D CNN on 40-band log-mel spectrograms (61 frames x 40 bands);
-- ``waveform``: a 1-D CNN on the one-second waveform itself (8,000 samples).
+- ``spectrogram``: a 2-D CNN on 40-band log-mel spectrograms (61 frames x 40 bands), each
+  filter's maximum over time kept, trained also on its inputs stretched in time;
+- ``waveform``: a 1-D CNN on the one-second waveform itself (8,000 samples);
 
-and measures them two ways:
+and their ensemble (the mean of the two CNNs' probabilities), measured two ways:
 
 - ``official``: the dataset's own split (recordings 0-4 of every digit and speaker
   test, 5-49 train);
-- ``speakers``: leave one speaker out, for each speaker: train on the others, test on
-  every recording of the one never heard.
+- ``speakers``: nested leave-one-speaker-out. For each speaker: the epoch count is chosen
+  by leaving out each of the other speakers in turn, a model trained on all the others for
+  that many epochs, and every recording of the one never heard scored (see docs/audio.md).
 
 Writes ``results.json`` (accuracies with their counts, per speaker), ``metrics.json``,
 ``spectrogram_zero.png`` (the slide), ``response_maps.png`` and ``confusion_matrix.png``
