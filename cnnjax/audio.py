@@ -12,6 +12,8 @@ waveform itself is a 1-D image a 1-D CNN can read.
   ``vmap`` and is differentiable (a model can take waveforms and compute its own
   spectrogram).
 - :func:`mel_filterbank`: the triangular filters that map FFT bins to mel bins.
+- :func:`warp_frequencies`: vocal-tract-length perturbation's warp of the frequency axis,
+  which ``mel_filterbank(warp=)`` and ``spectrogram(warp=)`` apply.
 """
 
 from __future__ import annotations
