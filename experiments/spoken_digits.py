@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import os
 import time
 from pathlib import Path
@@ -110,10 +111,16 @@ class Config(RunConfig):
 # ------------------------------------------------------------------------------- inputs
 
 
+@functools.cache
+def _spectrogram_program(warp: float):
+    """The compiled log-mel spectrogram at ``warp``, made once for every training that needs it."""
+    return jax.jit(lambda w: audio.spectrogram(w, sample_rate=SAMPLE_RATE, frame_length=FRAME_LENGTH,
+                                               frame_step=FRAME_STEP, mel_bins=MEL_BINS, warp=warp))
+
+
 def spectrograms(waveforms: np.ndarray, warp: float = 1.0) -> np.ndarray:
     """``(N, samples)`` -> ``(N, frames, MEL_BINS, 1)`` log-mel spectrograms, computed in batches."""
-    fn = jax.jit(lambda w: audio.spectrogram(w, sample_rate=SAMPLE_RATE, frame_length=FRAME_LENGTH,
-                                             frame_step=FRAME_STEP, mel_bins=MEL_BINS, warp=warp))
+    fn = _spectrogram_program(warp)
     return np.concatenate([np.asarray(fn(waveforms[i : i + 256])) for i in range(0, len(waveforms), 256)])[..., None]
 
 
