@@ -72,6 +72,9 @@ class Config(RunConfig):
     epochs: int = flag(20, "passes over the training recordings, for every model trained")
     batch_size: int = flag(32, "recordings per training step")
     learning_rate: float = flag(1e-3, "Adam's learning rate, in (0, 1]")
+    schedule: Literal["cosine", "constant"] = flag("cosine", "cosine: the learning rate falls along a half cosine "
+                                                            "to 0 over --epochs (also when the nested choice stops "
+                                                            "a model earlier); constant: it stays")
     seed: int = flag(0, "seed of the initial weights, dropout and data order, 0 <= seed < 2**32")
     members: int = flag(1, "networks per CNN, from seeds --seed, --seed + 1, ...: each recording's class is the one "
                            "with the highest mean of their probabilities (the epoch count is chosen with one)")
@@ -237,6 +240,18 @@ def build(kind: str, input_shape, config: Config, seed: int):
     return MODELS[kind](input_shape, rngs=rngs)
 
 
+def learning_rates(config: Config, examples: int):
+    """The learning rate at each step: ``--learning-rate`` throughout, or (``--schedule
+    cosine``) falling along a half cosine to 0 over ``--epochs`` epochs of ``examples``
+    recordings. The schedule is the same whatever epoch a model stops at, so a model stopped
+    at the epoch the nested choice picked has followed the very curve it was chosen on."""
+    if config.schedule == "constant":
+        return optax.constant_schedule(config.learning_rate)
+    from cnnjax.train.runner import epoch_steps  # fit's steps per epoch (the last batch smaller)
+
+    return optax.cosine_decay_schedule(config.learning_rate, config.epochs * epoch_steps(examples, config.batch_size))
+
+
 def train_one(kind: str, recordings: audio.Recordings, config: Config, validation=None, epochs: int | None = None,
               members: int = 1):
     """``members`` ``kind`` CNNs trained on ``recordings`` (augmented as ``config`` says) for
@@ -255,8 +270,8 @@ def train_one(kind: str, recordings: audio.Recordings, config: Config, validatio
     for seed in range(config.seed, config.seed + members):
         models.append(build(kind, x.shape[1:], config, seed))
         histories.append(train.fit(models[-1], (x, y), epochs=epochs or config.epochs, batch_size=config.batch_size,
-                                   validation=validation, optimizer=optax.adam(config.learning_rate), seed=seed,
-                                   verbose=config.verbose))
+                                   validation=validation, optimizer=optax.adam(learning_rates(config, len(x))),
+                                   seed=seed, verbose=config.verbose))
     return models, histories[0]
 
 

@@ -1,5 +1,6 @@
 """The experiment scripts' mains with tiny settings, the files they write, and the notebook."""
 
+import dataclasses
 import json
 import os
 import re
@@ -412,6 +413,18 @@ def test_spoken_digits_tempo_stretch_by_hand():
     np.testing.assert_allclose(stretched(x, 2.0)[1, :, 2, 0], [1, 1.5, 2, 2.5, 3])
     np.testing.assert_allclose(stretched(x, 0.5)[0, :, 0, 0], [0, 0, 2, 4, 4])
     assert stretched(x, 2.0).shape == x.shape and stretched(x, 2.0).dtype == np.float32
+
+
+def test_spoken_digits_cosine_schedule_by_hand():
+    """70 recordings in batches of 32 are 3 steps an epoch (32, 32, 6); over 2 epochs the rate
+    falls from 1e-3 along a half cosine to 0 at step 6: (1 + cos(pi k / 6)) / 2 * 1e-3."""
+    module = load("spoken_digits")
+    config = module.Config(epochs=2, batch_size=32, learning_rate=1e-3)
+    rates = module.learning_rates(config, 70)
+    expected = [1e-3, 0.9330127e-3, 0.75e-3, 0.5e-3, 0.25e-3, 0.0669873e-3, 0.0]
+    np.testing.assert_allclose([float(rates(k)) for k in range(7)], expected, rtol=1e-5, atol=1e-9)
+    constant = module.learning_rates(dataclasses.replace(config, schedule="constant"), 70)
+    assert [float(constant(k)) for k in (0, 6)] == [1e-3, 1e-3]
 
 
 def test_spoken_digits_ensemble_averages_the_two_models_probabilities(capsys):
