@@ -85,8 +85,10 @@ class Config(RunConfig):
                 "together); tempo (the spectrogram CNN only): also with its spectrogram stretched in time by 1.25 and "
                 "0.8 (said slower or faster, the same pitch); vtlp (the spectrogram CNN only): also with its "
                 "frequencies warped by 0.9 and 1.1 (another vocal tract's length)")
-    normalise: Literal["recording", "band"] = flag("band", "standardise each recording as a whole, or (band) "
-                                                               "each of its frequency bands over time as well")
+    normalise: Literal["recording", "band", "own", "mixed"] = flag(
+        "band", "the spectrogram CNN's inputs: each recording standardised as a whole; (band) each of its frequency "
+                "bands' mean over time removed first; (own) the same over the recording's own frames only, the zeros "
+                "it was centred between read as its quietest frame; (mixed) --members alternately band and own")
     over_time: Literal["max", "flatten"] = flag("max", "the spectrogram CNN's last maps: each filter's maximum "
                                                         "over time in each band, or every position flattened")
     choose: Literal["epochs", "none"] = flag("epochs", "leave-one-speaker-out: choose the number of epochs (1 to "
@@ -133,13 +135,55 @@ def standardise(x: np.ndarray) -> np.ndarray:
     return ((x - x.mean(axes, keepdims=True)) / (x.std(axes, keepdims=True) + 1e-5)).astype(np.float32)
 
 
+def own_frames(lengths: np.ndarray, samples: int) -> np.ndarray:
+    """``(N, frames)``: True for the spectrogram frames whose centre lies inside the recording,
+    False for those in the zeros it was centred between (``audio.load_recordings``)."""
+    frames = 1 + (samples - FRAME_LENGTH) // FRAME_STEP
+    n = np.minimum(lengths, samples)
+    start = (samples - n) // 2
+    centres = np.arange(frames) * FRAME_STEP + FRAME_LENGTH // 2
+    own = (centres[None] >= start[:, None]) & (centres[None] < (start + n)[:, None])
+    middle = np.clip(np.rint((start + n / 2 - FRAME_LENGTH // 2) / FRAME_STEP).astype(int), 0, frames - 1)
+    own[np.arange(len(n)), middle] = True  # a recording shorter than a hop still has its nearest frame
+    return own
+
+
+def own_band_normalised(x: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """``(N, frames, bands)`` log-mel values with each band's mean over the recording's own
+    frames removed, the padding then set to each band's quietest own frame (it reads as the
+    recording's own silence), and the whole standardised over its own frames: a recording
+    reads the same however much padding surrounds it."""
+    own = own[..., None]
+    count = own.sum(1, keepdims=True)
+    x = x - (x * own).sum(1, keepdims=True) / count
+    x = np.where(own, x, np.where(own, x, np.inf).min(1, keepdims=True))
+    values = count * x.shape[2]
+    mean = (x * own).sum((1, 2), keepdims=True) / values
+    std = np.sqrt((((x - mean) ** 2) * own).sum((1, 2), keepdims=True) / values)
+    return ((x - mean) / (std + 1e-5)).astype(np.float32)
+
+
 def inputs(recordings: audio.Recordings, kind: str, normalise: str = "recording", warp: float = 1.0) -> np.ndarray:
+    """What a CNN of ``kind`` reads: ``(N, frames, MEL_BINS, 1)`` spectrograms normalised as
+    ``normalise`` says (``recording``, ``band`` or ``own``), or ``(N, samples, 1)`` waveforms, each
+    standardised as a whole."""
     if kind == "spectrogram":
         x = spectrograms(recordings.waveforms, warp)
+        if normalise == "own":
+            own = own_frames(recordings.lengths, recordings.waveforms.shape[1])
+            return own_band_normalised(x[..., 0], own)[..., None]
         if normalise == "band":  # each band's mean over time removed: the voice's and microphone's colouring
             x = x - x.mean(axis=1, keepdims=True)
         return standardise(x)
     return standardise(recordings.waveforms)[..., None]  # (N, samples, 1): a 1-D image of one channel
+
+
+def views(kind: str, config: Config) -> list[str]:
+    """The normalisation of each member in turn: member ``i`` of ``--members`` reads
+    ``views[i % len(views)]`` (``--normalise mixed``: band and own alternately)."""
+    if kind != "spectrogram":
+        return ["recording"]
+    return ["band", "own"] if config.normalise == "mixed" else [config.normalise]
 
 
 def stretched(x: np.ndarray, factor: float) -> np.ndarray:
@@ -209,9 +253,13 @@ MODELS = {"spectrogram": spectrogram_cnn, "waveform": waveform_cnn}
 # ------------------------------------------------------------------------------- runs
 
 
-def probabilities(models: list, x) -> np.ndarray:
-    """``(N, 10)``: the mean of the models' softmax outputs for each recording."""
-    return np.mean([np.asarray(jax.nn.softmax(train.predict(model, x), axis=-1)) for model in models], axis=0)
+def probabilities(models: list, recordings: audio.Recordings, kind: str, config: Config) -> np.ndarray:
+    """``(N, 10)``: the mean of the members' softmax outputs for each recording, each member
+    reading its own normalisation (:func:`views`)."""
+    order = views(kind, config)
+    x = {view: inputs(recordings, kind, view) for view in order[: len(models)]}
+    return np.mean([np.asarray(jax.nn.softmax(train.predict(model, x[order[i % len(order)]]), axis=-1))
+                    for i, model in enumerate(models)], axis=0)
 
 
 def scored(p: np.ndarray, y: np.ndarray) -> dict:
@@ -252,6 +300,19 @@ def learning_rates(config: Config, examples: int):
     return optax.cosine_decay_schedule(config.learning_rate, config.epochs * epoch_steps(examples, config.batch_size))
 
 
+def training_inputs(recordings: audio.Recordings, kind: str, normalise: str, config: Config):
+    """The inputs and labels a CNN trains on: ``recordings`` and, for the spectrogram CNN,
+    their tempo or vocal-tract-length copies (``--augment``)."""
+    x, y = inputs(recordings, kind, normalise), recordings.labels
+    if config.augment == "tempo" and kind == "spectrogram":
+        x = np.concatenate([x] + [stretched(x, factor) for factor in TEMPO_FACTORS])
+        y = np.tile(y, len(TEMPO_FACTORS) + 1)
+    if config.augment == "vtlp" and kind == "spectrogram":
+        x = np.concatenate([x] + [inputs(recordings, kind, normalise, warp) for warp in VTLP_WARPS])
+        y = np.tile(y, len(VTLP_WARPS) + 1)
+    return x, y
+
+
 def train_one(kind: str, recordings: audio.Recordings, config: Config, validation=None, epochs: int | None = None,
               members: int = 1):
     """``members`` ``kind`` CNNs trained on ``recordings`` (augmented as ``config`` says) for
@@ -259,15 +320,12 @@ def train_one(kind: str, recordings: audio.Recordings, config: Config, validatio
     returns them and the first one's history."""
     if config.augment == "speed":
         recordings = speed_perturbed(recordings)
-    x, y = inputs(recordings, kind, config.normalise), recordings.labels
-    if config.augment == "tempo" and kind == "spectrogram":
-        x = np.concatenate([x] + [stretched(x, factor) for factor in TEMPO_FACTORS])
-        y = np.tile(y, len(TEMPO_FACTORS) + 1)
-    if config.augment == "vtlp" and kind == "spectrogram":
-        x = np.concatenate([x] + [inputs(recordings, kind, config.normalise, warp) for warp in VTLP_WARPS])
-        y = np.tile(y, len(VTLP_WARPS) + 1)
-    models, histories = [], []
-    for seed in range(config.seed, config.seed + members):
+    models, histories, order, made = [], [], views(kind, config), {}
+    for i, seed in enumerate(range(config.seed, config.seed + members)):
+        view = order[i % len(order)]
+        if view not in made:
+            made[view] = training_inputs(recordings, kind, view, config)
+        x, y = made[view]
         models.append(build(kind, x.shape[1:], config, seed))
         histories.append(train.fit(models[-1], (x, y), epochs=epochs or config.epochs, batch_size=config.batch_size,
                                    validation=validation, optimizer=optax.adam(learning_rates(config, len(x))),
@@ -275,10 +333,12 @@ def train_one(kind: str, recordings: audio.Recordings, config: Config, validatio
     return models, histories[0]
 
 
-def choose_epochs(kind: str, recordings: audio.Recordings, x: np.ndarray, config: Config) -> dict:
+def choose_epochs(kind: str, recordings: audio.Recordings, config: Config) -> dict:
     """The number of epochs chosen on ``recordings`` alone: for each of their speakers, a
     model trained on the others and scored on that one after every epoch; the epoch count
-    with the best mean over those speakers wins (the fewest, on a tie)."""
+    with the best mean over those speakers wins (the fewest, on a tie). The models are the
+    first member's (its seed and normalisation)."""
+    x = inputs(recordings, kind, views(kind, config)[0])
     curves = {}
     for speaker in sorted(set(recordings.speakers.tolist())):
         held = recordings.speakers == speaker
@@ -290,7 +350,7 @@ def choose_epochs(kind: str, recordings: audio.Recordings, x: np.ndarray, config
             "inner": {speaker: float(curve[best]) for speaker, curve in curves.items()}}
 
 
-def leave_one_speaker_out(kind: str, recordings: audio.Recordings, x: np.ndarray, config: Config,
+def leave_one_speaker_out(kind: str, recordings: audio.Recordings, config: Config,
                           histories: dict, kept: dict) -> dict:
     """Each speaker scored by a model that never heard them, its epoch count chosen (with
     ``config.choose == "epochs"``) on the other speakers only; each speaker's probabilities
@@ -303,12 +363,12 @@ def leave_one_speaker_out(kind: str, recordings: audio.Recordings, x: np.ndarray
               f"--epochs {config.epochs}")
     for speaker in speakers:
         held = recordings.speakers == speaker
-        chosen = (choose_epochs(kind, recordings.subset(~held), x[~held], config)
+        chosen = (choose_epochs(kind, recordings.subset(~held), config)
                   if config.choose == "epochs" and len(speakers) > 2 else {"epochs": config.epochs})
         models, history = train_one(kind, recordings.subset(~held), config, epochs=chosen["epochs"],
                                     members=config.members)
         histories[f"{kind}/without_{speaker}"] = history.epochs
-        kept[speaker] = probabilities(models, x[held])
+        kept[speaker] = probabilities(models, recordings.subset(held), kind, config)
         per_speaker[speaker] = {**scored(kept[speaker], recordings.labels[held]), **chosen}
         inner = (f", {chosen['epochs']} epochs chosen on the others ({chosen['inner_mean']:.4f})"
                  if "inner_mean" in chosen else "")
@@ -353,7 +413,7 @@ def _run_in(config: Config, extra, recordings, workdir: Path) -> dict:
     kept: dict = {"official": {}, "test_dir": {}, "speakers": {}}  # each model's probabilities, for the ensemble
     official_test = np.isin(recordings.indices, TEST_INDICES)
     for kind in kinds:
-        x, y = inputs(recordings, kind, config.normalise), recordings.labels
+        x, y = inputs(recordings, kind, views(kind, config)[0]), recordings.labels
         print(f"\n== {kind} CNN, inputs {x.shape[1:]}")
         if kind == "waveform" and config.augment in ("tempo", "vtlp"):
             print(f"--augment {config.augment} is for the spectrogram CNN: this one trains on the recordings as is")
@@ -362,14 +422,14 @@ def _run_in(config: Config, extra, recordings, workdir: Path) -> dict:
             models, history = train_one(kind, recordings.subset(~official_test), config,
                                         validation=(x[official_test], y[official_test]), members=config.members)
             histories[f"{kind}/official"] = history.epochs
-            kept["official"][kind] = probabilities(models, x[official_test])
+            kept["official"][kind] = probabilities(models, recordings.subset(official_test), kind, config)
             result = scored(kept["official"][kind], y[official_test])
             result["seconds"] = time.perf_counter() - t0
             results["official"][kind] = result
             print(f"official split: {result['accuracy']:.4f} ({result['correct']}/{result['total']}), "
                   f"{result['seconds']:.0f} s")
             if extra is not None:
-                kept["test_dir"][kind] = probabilities(models, inputs(extra, kind, config.normalise))
+                kept["test_dir"][kind] = probabilities(models, extra, kind, config)
                 results.setdefault("test_accuracy", {})[kind] = scored(kept["test_dir"][kind], extra.labels)
                 print(f"--test-dir {config.test_dir}: {results['test_accuracy'][kind]['accuracy']:.4f}")
             if kind == "spectrogram":
@@ -379,7 +439,7 @@ def _run_in(config: Config, extra, recordings, workdir: Path) -> dict:
                 viz.save(viz.plot_confusion_matrix(matrix), workdir / "confusion_matrix.png")
         if config.split in ("both", "speakers") and len(speakers) > 1:
             kept["speakers"][kind] = {}
-            results["speakers"][kind] = leave_one_speaker_out(kind, recordings, x, config, histories,
+            results["speakers"][kind] = leave_one_speaker_out(kind, recordings, config, histories,
                                                               kept["speakers"][kind])
             print_summary(results["speakers"][kind])
     if len(kinds) > 1:
