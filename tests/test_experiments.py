@@ -427,6 +427,58 @@ def test_spoken_digits_cosine_schedule_by_hand():
     assert [float(constant(k)) for k in (0, 6)] == [1e-3, 1e-3]
 
 
+def test_spoken_digits_own_frames_by_hand():
+    """256-sample frames every 128 of 4,000 samples: 30 frames, frame i centred at 128 i + 128.
+    1,000 samples centred sit at 1,500..2,499: the centres of frames 11..18 lie inside. 50
+    samples (1,975..2,024) hold no centre: the nearest frame, 15, is theirs."""
+    own = load("spoken_digits").own_frames(np.array([1000, 50, 4000, 9000]), 4000)
+    assert own.shape == (4, 30)
+    assert np.flatnonzero(own[0]).tolist() == list(range(11, 19))
+    assert np.flatnonzero(own[1]).tolist() == [15]
+    assert own[2].all() and own[3].all()
+
+
+def test_spoken_digits_own_normalisation_ignores_the_padding():
+    """The same recording centred in 8,000 or in 4,928 samples (12 hops less padding on each
+    side) reads the same on its own frames with --normalise own, and not with band (whose
+    means take in the padding); each band's mean over the own frames is 0, their values' std
+    1, and the padding frames hold each band's quietest own value."""
+    module = load("spoken_digits")
+    rng = np.random.default_rng(0)
+    wave = (rng.normal(size=3000) * np.hanning(3000) * np.sin(np.arange(3000) / 3)).astype(np.float32)
+    recordings = []
+    for samples in (8000, 4928):
+        before = (samples - 3000) // 2
+        padded = np.zeros((1, samples), np.float32)
+        padded[0, before : before + 3000] = wave
+        recordings.append(types.SimpleNamespace(waveforms=padded, lengths=np.array([3000])))
+    own = [module.own_frames(r.lengths, r.waveforms.shape[1])[0] for r in recordings]
+    assert own[0].sum() == own[1].sum() == 23
+    big, small = (module.inputs(r, "spectrogram", "own")[0, ..., 0] for r in recordings)
+    np.testing.assert_allclose(big[own[0]], small[own[1]], atol=1e-5)
+    band = [module.inputs(r, "spectrogram", "band")[0, ..., 0] for r in recordings]
+    assert np.abs(band[0][own[0]] - band[1][own[1]]).max() > 0.3
+    np.testing.assert_allclose(big[own[0]].mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(big[own[0]].std(), 1, atol=1e-4)
+    np.testing.assert_allclose(big[~own[0]], np.broadcast_to(big[own[0]].min(0), big[~own[0]].shape), atol=1e-6)
+
+
+def test_spoken_digits_mixed_members_read_their_own_normalisation(monkeypatch):
+    """--normalise mixed: members 0, 2 read band inputs, 1, 3 own ones; probabilities average
+    each member's softmax on its own view (here a model returns logits (view, 0))."""
+    module = load("spoken_digits")
+    config = module.Config(normalise="mixed", members=3)
+    assert module.views("spectrogram", config) == ["band", "own"]
+    assert module.views("waveform", config) == ["recording"]
+    monkeypatch.setattr(module, "inputs", lambda recordings, kind, view: np.full((2, 1), {"band": 0.0, "own": 1.0}[view]))
+    monkeypatch.setattr(module, "train", types.SimpleNamespace(predict=lambda model, x: model(x)))
+    models = [lambda x, k=k: np.concatenate([x * k, 0 * x], axis=1) for k in (1.0, 2.0, 3.0)]
+    # member 0 on band (0): logits (0, 0); member 1 on own (1): (2, 0); member 2 on band: (0, 0)
+    p = module.probabilities(models, None, "spectrogram", config)
+    e = np.exp(2.0) / (1 + np.exp(2.0))
+    np.testing.assert_allclose(p, [[(0.5 + e + 0.5) / 3, (0.5 + (1 - e) + 0.5) / 3]] * 2, rtol=1e-6)
+
+
 def test_spoken_digits_ensemble_averages_the_two_models_probabilities(capsys):
     """By hand: the spectrogram CNN is sure of the wrong class for one recording, the waveform
     CNN mildly right; their mean picks the right one only where the sum says so."""
