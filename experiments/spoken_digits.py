@@ -8,7 +8,8 @@ This script trains two CNNs built from cnnjax's layers on the Free Spoken Digit 
   filter's maximum over time kept, trained also on its inputs stretched in time;
 - ``waveform``: a 1-D CNN on the one-second waveform itself (8,000 samples);
 
-and their ensemble (the mean of the two CNNs' probabilities), measured two ways:
+(both trained with Adam, its rate falling along a half cosine over the epochs) and their
+ensemble (the mean of the two CNNs' probabilities), measured two ways:
 
 - ``official``: the dataset's own split (recordings 0-4 of every digit and speaker
   test, 5-49 train);
@@ -23,6 +24,7 @@ to ``--workdir`` (default ``runs/spoken_digits-<time>``).
 Examples::
 
     python experiments/spoken_digits.py                          # the shared FSDD copy
+    python experiments/spoken_digits.py --inputs spectrogram --normalise mixed --members 4   # for new voices
     python experiments/spoken_digits.py --data-dir DIR --test-dir MY_RECORDINGS
 """
 
