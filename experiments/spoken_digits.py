@@ -107,6 +107,8 @@ class Config(RunConfig):
                f"at most 2**32 - seed = {2**32 - self.seed}")
         expect_rate(self.learning_rate, "learning_rate")
         expect_int(self.length, "length", low=MIN_LENGTH)
+        expect(self.normalise != "mixed" or self.members >= 2, "normalise", self.normalise,
+               "--members 2 or more with mixed (the members alternate band and own)")
 
     def check_paths(self) -> None:
         super().check_paths()
@@ -419,6 +421,8 @@ def _run_in(config: Config, extra, recordings, workdir: Path) -> dict:
         print(f"\n== {kind} CNN, inputs {x.shape[1:]}")
         if kind == "waveform" and config.augment in ("tempo", "vtlp"):
             print(f"--augment {config.augment} is for the spectrogram CNN: this one trains on the recordings as is")
+        if kind == "waveform" and config.normalise != "band":
+            print(f"--normalise {config.normalise} is for the spectrogram CNN: this one standardises each waveform")
         if config.split in ("both", "official"):
             t0 = time.perf_counter()
             models, history = train_one(kind, recordings.subset(~official_test), config,

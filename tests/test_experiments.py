@@ -508,6 +508,9 @@ def test_spoken_digits_refuses_bad_flags(tmp_path, capsys):
         load("spoken_digits").main(["--data-dir", str(tmp_path / "nowhere")])
     assert "argument --data-dir: expected an existing folder of wav files" in capsys.readouterr().err
     with pytest.raises(SystemExit):
+        load("spoken_digits").main(["--data-dir", str(tmp_path), "--normalise", "mixed"])
+    assert "argument --normalise: expected --members 2 or more with mixed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         load("spoken_digits").main(["--data-dir", str(tmp_path), "--workdir", str(tmp_path / "run")])
     assert "holds no wav file named" in capsys.readouterr().err and not (tmp_path / "run").exists()
 
