@@ -205,7 +205,8 @@ def stretched(x: np.ndarray, factor: float) -> np.ndarray:
 
 def speed_perturbed(recordings: audio.Recordings, factors=(0.9, 1.1)) -> audio.Recordings:
     """The recordings followed by each played ``factor`` times as fast (linear interpolation
-    about the centre, as a tape played faster: pitch and tempo change together)."""
+    about the centre, as a tape played faster: pitch and tempo change together); a copy's
+    length is its recording's divided by ``factor`` (what :func:`own_frames` reads)."""
     n = recordings.waveforms.shape[1]
     centre = (n - 1) / 2
     copies = [recordings.waveforms]
@@ -215,7 +216,9 @@ def speed_perturbed(recordings: audio.Recordings, factors=(0.9, 1.1)) -> audio.R
     k = len(factors) + 1
     return dataclasses.replace(recordings, waveforms=np.concatenate(copies).astype(np.float32),
                                labels=np.tile(recordings.labels, k), speakers=np.tile(recordings.speakers, k),
-                               indices=np.tile(recordings.indices, k), lengths=np.tile(recordings.lengths, k))
+                               indices=np.tile(recordings.indices, k),
+                               lengths=np.concatenate([recordings.lengths] + [np.rint(recordings.lengths / factor)
+                                                                              .astype(np.int32) for factor in factors]))
 
 
 # ------------------------------------------------------------------------------- models

@@ -438,6 +438,21 @@ def test_spoken_digits_own_frames_by_hand():
     assert own[2].all() and own[3].all()
 
 
+def test_spoken_digits_own_frames_follow_the_loaded_and_the_sped_up_recordings(tmp_path):
+    """A 1,000-sample recording loaded into 4,000 samples fills 1,500..2,499, and played 1.25
+    times as fast 1,600..2,399 (800 samples), 0.8 times 1,375..2,624 (1,250): its lengths say
+    so, and its own frames are those whose centre lies where its samples are not zero."""
+    module = load("spoken_digits")
+    write_wav(tmp_path / "3_ann_0.wav", np.full(1000, 1000))
+    recordings = module.audio.load_recordings(tmp_path, length=4000)
+    perturbed = module.speed_perturbed(recordings, factors=(1.25, 0.8))
+    assert perturbed.lengths.tolist() == [1000, 800, 1250]
+    centres = np.arange(30) * 128 + 128
+    for wave, own in zip(perturbed.waveforms, module.own_frames(perturbed.lengths, 4000), strict=True):
+        inside = np.flatnonzero(wave)
+        np.testing.assert_array_equal(own, (centres >= inside[0]) & (centres <= inside[-1]))
+
+
 def test_spoken_digits_own_normalisation_ignores_the_padding():
     """The same recording centred in 8,000 or in 4,928 samples (12 hops less padding on each
     side) reads the same on its own frames with --normalise own, and not with band (whose
