@@ -237,3 +237,15 @@ def result_dtype(*arrays):
 
 def prod(values: Sequence[int]) -> int:
     return math.prod(values)
+
+
+def summing_dtype(dtype) -> Any:
+    """The dtype a window's values are added up in: float32 for the narrow floats (bfloat16,
+    float16, the float8s), whose own sums lose the small terms once the total grows (a
+    64x64 mean of bfloat16 values near 0.5 stops growing at 256 and reads 0.0625), as
+    PyTorch's and cuDNN's pools accumulate in float32; any other dtype unchanged. The
+    operations cast their result back to the input's dtype."""
+    dtype = jnp.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+        return jnp.dtype(jnp.float32)
+    return dtype

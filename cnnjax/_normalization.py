@@ -69,8 +69,9 @@ def local_response_norm(x: ArrayLike, size: int = 5, *, alpha: float = 1e-4, bet
     ones = (1,) * (x.ndim - 1)
     pads = ((0, 0),) * (x.ndim - 1) + ((size // 2, (size - 1) // 2),)
     # a NumPy zero: a traced one would make this a generic, non-differentiable reduce_window
-    squares = lax.reduce_window(jnp.square(x), np.zeros((), x.dtype), lax.add, (*ones, size), (*ones, 1), pads)
-    return x / (k + (alpha / size) * squares) ** beta
+    wide = x.astype(_checks.summing_dtype(x.dtype))  # float16 squares of 300 overflow; their sum in float32
+    squares = lax.reduce_window(jnp.square(wide), np.zeros((), wide.dtype), lax.add, (*ones, size), (*ones, 1), pads)
+    return (wide / (k + (alpha / size) * squares) ** beta).astype(x.dtype)
 
 
 __all__ = ["local_response_norm"]

@@ -28,6 +28,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from . import _checks, lowering
+from .lowering._common import max_and_index
 
 
 def _geometry(x, window, stride, padding, ceil_mode, dilation=1):
@@ -107,8 +108,9 @@ def maxpool(
       ``out = ceil((padded - span) / stride) + 1`` less one if the last window starts
       at or past ``size + low``. The gradient of each window goes to its first maximum.
       With ``return_indices``, ``(y, indices)``: ``indices`` int32 of ``y``'s shape, each
-      window's first maximum (NaN first) as a row-major index into its example's and
-      channel's spatial map (``h * W + w`` for images), as PyTorch gives them.
+      window's first maximum (NaN wins: the last NaN, as PyTorch picks it) as a row-major
+      index into its example's and channel's spatial map (``h * W + w`` for images), as
+      PyTorch gives them.
 
     Raises:
       TypeError: if ``x`` is not a real numeric array, or an argument has the wrong
@@ -183,6 +185,9 @@ def max_unpool(
 
     Returns:
       ``(N, *output_size, C)``. Where two windows chose one cell, one value is kept.
+      Concrete indices outside ``[0, prod(output_size))`` are refused; under ``jit``
+      they cannot be, and the map of each example and channel that holds one is NaN
+      throughout (never a value put in another cell).
 
     >>> import jax.numpy as jnp
     >>> x = jnp.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 2, 2, 1)
@@ -225,7 +230,12 @@ def max_unpool(
     flat_x, flat_i = xb.reshape(batch, -1, channels), ib.reshape(batch, -1, channels)
     rows = jnp.arange(batch)[:, None, None]
     cols = jnp.arange(channels)[None, None, :]
-    y = jnp.zeros((batch, cells, channels), x.dtype).at[rows, flat_i, cols].set(flat_x)
+    # Traced indices cannot be refused: one outside [0, cells) goes nowhere (a negative one
+    # would otherwise count from the end) and its example's channel map is NaN throughout.
+    valid = (flat_i >= 0) & (flat_i < cells)
+    y = jnp.zeros((batch, cells, channels), x.dtype).at[rows, jnp.where(valid, flat_i, cells), cols].set(
+        flat_x, mode="drop")
+    y = jnp.where(jnp.all(valid, axis=1, keepdims=True), y, jnp.asarray(jnp.nan, x.dtype))
     y = y.reshape(batch, *out, channels)
     return y if batched else y[0]
 
@@ -256,7 +266,9 @@ def avgpool(
         ``divisor_override``); ``count_include_pad`` then has no effect, as in PyTorch.
 
     Returns:
-      Array of shape ``(N, *out_spatial, C)`` (as :func:`maxpool`), dtype of ``x``.
+      Array of shape ``(N, *out_spatial, C)`` (as :func:`maxpool`), dtype of ``x``; the
+      window sums of a narrow float (bfloat16, float16) are taken in float32, forward and
+      gradient, then cast back, as PyTorch's pools do.
 
     >>> import jax.numpy as jnp
     >>> import cnnjax
@@ -277,11 +289,12 @@ def avgpool(
         divisor_override = _checks.positive_int(divisor_override, "divisor_override")
     include = (not (isinstance(padding, str) and padding.upper() == "SAME") if count_include_pad is None
                else count_include_pad)
-    sums = lowering.call("avgpool", (xb,), window, stride, full)
+    wide = _checks.summing_dtype(xb.dtype)  # a bfloat16 window adds up in float32, as PyTorch's does
+    sums = lowering.call("avgpool", (xb.astype(wide),), window, stride, full)
     if divisor_override is not None:
-        return unbatch(sums / jnp.asarray(divisor_override, xb.dtype))
+        return unbatch((sums / jnp.asarray(divisor_override, wide)).astype(xb.dtype))
     counts = _window_counts(tuple(xb.shape[1:-1]), window, stride, pads, full, include)
-    return unbatch(sums / counts[None, ..., None].astype(xb.dtype))
+    return unbatch((sums / counts[None, ..., None].astype(wide)).astype(xb.dtype))
 
 
 def _window_counts(spatial, window, stride, pads, full, include_pad) -> np.ndarray:
@@ -365,26 +378,32 @@ def adaptive_avgpool(x: ArrayLike, output_size: int | tuple[int, ...]) -> jax.Ar
         total = jnp.sum(jnp.where(valid, windows, 0), axis=axis)
         return total / jnp.asarray(valid.sum(axis=1), windows.dtype)  # (out, 1, ...): right-aligned
 
-    return unbatch(_adaptive(xb, sizes, mean))
+    return unbatch(_adaptive(xb.astype(_checks.summing_dtype(xb.dtype)), sizes, mean).astype(xb.dtype))
 
 
 def adaptive_maxpool(x: ArrayLike, output_size: int | tuple[int, ...]) -> jax.Array:
     """Max pooling to a fixed output size (``torch.nn.functional.adaptive_max_pool1d/2d/3d``),
-    over the windows of :func:`adaptive_avgpool`; NaN wins, and the gradient goes to each
-    window's first maximum.
+    over the windows of :func:`adaptive_avgpool`. Each window's maximum and the cell its
+    gradient goes to are PyTorch's: the first maximum, row-major over the whole window; NaN
+    wins (the last NaN).
 
     Args, Returns: as :func:`adaptive_avgpool`; ``x`` real numeric.
     """
     xb, unbatch, sizes = _adaptive_geometry(x, output_size)
     _checks.check_real(xb, "x")
-    low = -jnp.inf if jnp.issubdtype(xb.dtype, jnp.floating) else jnp.iinfo(xb.dtype).min
-
-    def first_max(windows, valid, axis):  # argmax is NaN-aware where XLA:CPU's max is not
-        windows = jnp.where(valid, windows, jnp.asarray(low, windows.dtype))
-        index = jnp.argmax(windows, axis=axis, keepdims=True)
-        return jnp.take_along_axis(windows, index, axis=axis).squeeze(axis)
-
-    return unbatch(_adaptive(xb, sizes, first_max))
+    n = len(sizes)
+    windows, valid = xb, np.ones((), bool)
+    for axis, out in enumerate(sizes):  # gather each axis' windows: (N, o_1, l_1, ..., o_n, l_n, C)
+        index, slots = adaptive_windows(xb.shape[1 + axis], out)
+        at = 1 + 2 * axis
+        windows = jnp.take(windows, index.reshape(-1), axis=at).reshape(
+            *windows.shape[:at], *index.shape, *windows.shape[at + 1:])
+        valid = np.multiply.outer(valid, slots)
+    order = (0, *range(1, 2 * n, 2), *range(2, 2 * n + 1, 2), 2 * n + 1)  # outputs, then the window's slots
+    windows = windows.transpose(order).reshape(xb.shape[0], *sizes, -1, xb.shape[-1])
+    valid = valid.transpose(tuple(range(0, 2 * n, 2)) + tuple(range(1, 2 * n, 2))).reshape(*sizes, -1, 1)
+    _, pick = max_and_index(lax.stop_gradient(windows), n + 1, valid)  # one window slot per output, row-major
+    return unbatch(jnp.take_along_axis(windows, pick[..., None, :], axis=n + 1).squeeze(n + 1))
 
 
 def _global_axes(x, spatial_dims):
@@ -411,7 +430,7 @@ def global_avgpool(x: ArrayLike, *, spatial_dims: int | None = None) -> jax.Arra
     """
     xb, n, batched = _global_axes(x, spatial_dims)
     _checks.check_floating(xb, "x")
-    y = jnp.mean(xb, axis=tuple(range(1, n + 1)))
+    y = jnp.mean(xb.astype(_checks.summing_dtype(xb.dtype)), axis=tuple(range(1, n + 1))).astype(xb.dtype)
     return y if batched else y[0]
 
 
@@ -470,17 +489,15 @@ def _position_mask(mask, positions: tuple[int, ...], batched: bool, x_shape: tup
 
 @jax.custom_jvp
 def _max_and_argmax(x):
-    """``(N, P, C) -> (N, C)`` maxima and the index of each first maximum (NaN first).
-
-    The maxima are read at the indices (``jnp.max`` on XLA:CPU drops NaN in inputs of
-    4,096 elements or more; ``jnp.argmax`` does not)."""
-    index = jnp.argmax(x, axis=1)
-    return jnp.take_along_axis(x, index[:, None, :], axis=1)[:, 0, :], index
+    """``(N, P, C) -> (N, C)`` maxima and the index of each, as PyTorch picks it (the first
+    maximum; NaN wins, the last NaN: :func:`~cnnjax.lowering._common.pick_max`). A variadic
+    reduction, not ``jnp.max`` (which on XLA:CPU drops NaN in inputs of 4,096 elements or more)."""
+    return max_and_index(x, 1)
 
 
 @_max_and_argmax.defjvp
 def _max_and_argmax_jvp(primals, tangents):
-    """The tangent at each first maximum; the primals from the function itself, so that a
+    """The tangent at each chosen maximum; the primals from the function itself, so that a
     second derivative goes through this same rule."""
     (x,), (t,) = primals, tangents
     y, index = _max_and_argmax(x)

@@ -74,8 +74,9 @@ def maxpool(x, window, stride, pads, ceil_mode, dilation=None):
 
 
 def maxpool_indices(x, window, stride, pads, ceil_mode, dilation=None):
-    """Each window's first maximum (row-major over the window, NaN first), as a row-major
-    index into the unpadded spatial map: PyTorch's ``return_indices``."""
+    """The maximum PyTorch's CPU kernel keeps as it scans each window row-major (``if (val >
+    max || isnan(val))``: the first of equal maxima, the last NaN), as a row-major index into
+    the unpadded spatial map: PyTorch's ``return_indices``."""
     x = np.asarray(x, np.float64)
     n = x.ndim - 2
     spatial = x.shape[1:-1]
@@ -92,7 +93,7 @@ def maxpool_indices(x, window, stride, pads, ceil_mode, dilation=None):
                     if not all(0 <= v < spatial[i] for i, v in enumerate(cell)):
                         continue
                     v = x[(b, *cell, c)]
-                    if best is None or (np.isnan(v) and not np.isnan(best)) or (not np.isnan(best) and v > best):
+                    if best is None or v > best or np.isnan(v):
                         best, where = v, np.ravel_multi_index(cell, spatial)
                 out[(b, *pos, c)] = where
     return out

@@ -368,3 +368,83 @@ def test_max_unpool_by_hand_its_gradient_and_errors():
         cnnjax.max_unpool(y, i, 2, output_size=(1, 2, 4, 1))  # a whole shape is not read as its last two sizes
     with pytest.raises(ValueError, match=re.escape("`indices` must be integers of `x`'s shape (1, 1, 2, 1)")):
         cnnjax.max_unpool(y, i.astype(jnp.float32), 2)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_narrow_floats_are_pooled_in_float32_and_cast_back(dtype, each_lowering):
+    """A 64x64 mean of U(0, 1) in bfloat16 read 0.0625 when its sum stayed in bfloat16 (it
+    stops growing at 256), and a float16 32x32 sum of 1000s overflowed to inf. Each pool adds
+    up in float32, forward and gradient, on every lowering; the NumPy float64 mean is the
+    reference, to the dtype's rounding. (The patches lowering stacks a slice per tap, so it
+    pools 8x8 windows here, of 3000s in float16: 192,000 overflows float16 too.)"""
+    w = 64 if each_lowering == "reference" else 8
+    x = jnp.asarray(np.random.default_rng(0).uniform(size=(2, 64, 64, 3)), dtype)
+    exact = np.asarray(x, np.float64)  # the values as the dtype holds them
+    tol = dict(rtol=1e-2, atol=1e-3)
+    means = exact.reshape(2, 64 // w, w, 64 // w, w, 3).mean(axis=(2, 4))
+    for got in (cnnjax.avgpool(x, w), cnnjax.nn.AvgPool(w)(x), cnnjax.adaptive_avgpool(x, 64 // w)):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(np.asarray(got, np.float64), means, **tol)
+    np.testing.assert_allclose(np.asarray(cnnjax.global_avgpool(x), np.float64), exact.mean(axis=(1, 2)), **tol)
+    big = jnp.full((1, w, w, 1), 3000.0, dtype)
+    assert float(cnnjax.avgpool(big, w)[0, 0, 0, 0]) == float(big[0, 0, 0, 0])  # not inf
+    assert float(cnnjax.global_avgpool(big)[0, 0]) == float(big[0, 0, 0, 0])
+    g = jax.grad(lambda v: cnnjax.avgpool(v, w).astype(jnp.float32).sum())(x)
+    assert g.dtype == dtype
+    np.testing.assert_allclose(np.asarray(g, np.float64), 1 / w**2, rtol=1e-3)
+
+
+def test_auto_differentiates_a_large_window_with_xlas_own_pool():
+    """The patches form stacks one slice per tap: a 32x32 window's gradient compiled for over a
+    minute on a CPU. ``auto`` gives windows of more than MAX_PATCH_TAPS taps XLA's own
+    reduce_window derivative, so the traced gradient holds no slice per tap."""
+    from cnnjax.lowering import auto
+
+    assert auto.pool_derivatives((8, 8)) == "patches" and auto.pool_derivatives((9, 8)) == "reference"
+    x = jnp.ones((1, 32, 32, 4))
+
+    def slices(op, window):
+        with cnnjax.lowering.use(**{op: "auto"}):
+            jaxpr = jax.make_jaxpr(jax.grad(lambda v: getattr(cnnjax, op)(v, window).sum()))(x)
+        return str(jaxpr).count(" slice[")
+
+    for op in ("avgpool", "maxpool"):
+        assert slices(op, 32) == 0, op
+        assert slices(op, 2) >= 4, op  # small windows keep the patches derivative: a slice per tap
+
+
+def test_max_unpool_under_jit_never_puts_a_value_in_another_cell():
+    """Eagerly, indices outside [0, cells) are refused; traced, -1 counted from the end (the last
+    cell) and 99 was dropped without a word. Now the map of each example and channel holding an
+    invalid index is NaN throughout, and the others are untouched."""
+    x = jnp.arange(1.0, 9.0).reshape(2, 1, 2, 2)  # two examples, (1, 2) pooled maps, two channels
+    i = jnp.array([[[[0, 1], [3, 2]]], [[[-1, 0], [99, 3]]]])  # example 1: channel 0 holds -1 and 99
+    y = jax.jit(lambda v, j: cnnjax.max_unpool(v, j, 2))(x, i)
+    np.testing.assert_array_equal(y[0, :, :, 0], [[1, 0, 0, 3]] + [[0, 0, 0, 0]])
+    np.testing.assert_array_equal(y[0, :, :, 1], [[0, 2, 4, 0]] + [[0, 0, 0, 0]])
+    assert np.isnan(y[1, :, :, 0]).all()
+    np.testing.assert_array_equal(y[1, :, :, 1], [[6, 0, 0, 8]] + [[0, 0, 0, 0]])
+    with pytest.raises(ValueError, match=re.escape("`indices` must be in [0, 8)")):
+        cnnjax.max_unpool(x, i, 2)
+
+
+def test_every_max_picks_pytorchs_cell_at_ties_and_nans(each_lowering):
+    """By hand, as PyTorch's CPU kernels scan a window (``if (val > max || isnan(val))``): among
+    equal maxima the first, row-major over the whole window; among NaNs the last. The adaptive
+    pool reduced one axis after the other and sent the gradient of [[0, 1], [1, 0]] to (1, 0).
+    (The reference lowering differentiates with XLA's select_and_scatter, which routes a NaN
+    window's gradient its own way: the value is NaN there whatever the route.)"""
+    ties = jnp.array([[0.0, 1.0], [1.0, 0.0]]).reshape(1, 2, 2, 1)
+    nans = jnp.array([[np.nan, 1.0], [np.nan, 0.0]]).reshape(1, 2, 2, 1)
+    first = [0.0, 1.0, 0.0, 0.0]
+    def routed(pool, x):  # where a cotangent of 1 goes, whatever the value (NaN included)
+        y, pullback = jax.vjp(pool, x)
+        return pullback(jnp.ones_like(y))[0].ravel()
+
+    maxpool = lambda v: cnnjax.maxpool(v, 2)
+    for pool in (maxpool, lambda v: cnnjax.adaptive_maxpool(v, 1), cnnjax.global_maxpool):
+        np.testing.assert_array_equal(routed(pool, ties), first)
+        if pool is not maxpool or each_lowering != "reference":
+            np.testing.assert_array_equal(routed(pool, nans), [0.0, 0.0, 1.0, 0.0])
+    assert int(cnnjax.maxpool(ties, 2, return_indices=True)[1].ravel()[0]) == 1
+    assert int(cnnjax.maxpool(nans, 2, return_indices=True)[1].ravel()[0]) == 2

@@ -1,5 +1,6 @@
-"""What the lowerings share: the identity of ``max``, and an operation whose derivative
-comes from another form (:func:`directed`)."""
+"""What the lowerings share: the identity of ``max``, which maximum of a window wins
+(:func:`max_and_index`, PyTorch's choice), and an operation whose derivative comes from
+another form (:func:`directed`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 
@@ -20,6 +22,31 @@ def max_identity(dtype):
     if jnp.issubdtype(dtype, jnp.floating):
         return np.array(-np.inf, dtype)
     return np.array(jnp.iinfo(dtype).min, dtype)
+
+
+def pick_max(a, b):
+    """Reducer over ``(value, index)`` pairs: the maximum PyTorch's kernels pick as they scan
+    a window (``if (val > max || isnan(val))``). The larger value wins and, among equal
+    values, the lower index (the first maximum, row-major); NaN beats every number and,
+    among NaNs, the higher index (the last NaN). A total order, so any reduction order
+    gives the same pair."""
+    (av, ai), (bv, bi) = a, b
+    a_nan, b_nan = jnp.isnan(av), jnp.isnan(bv)
+    take_a = jnp.where(a_nan | b_nan, a_nan & (~b_nan | (ai > bi)), (av > bv) | ((av == bv) & (ai < bi)))
+    return lax.select(take_a, av, bv), lax.select(take_a, ai, bi)
+
+
+def max_and_index(values, axis: int, valid=None):
+    """``values``' maximum along ``axis`` and the index it is at, as :func:`pick_max` picks
+    them; with a bool ``valid`` (broadcast to ``values``), only the marked entries compete
+    (a window with none gives the dtype's lowest value and the index ``values.shape[axis]``)."""
+    index = lax.broadcasted_iota(jnp.int32, values.shape, axis)
+    if valid is not None:
+        valid = jnp.broadcast_to(valid, values.shape)
+        values = jnp.where(valid, values, max_identity(values.dtype))
+        index = jnp.where(valid, index, values.shape[axis])
+    init = (max_identity(values.dtype), np.int32(values.shape[axis]))
+    return lax.reduce((values, index), init, pick_max, (axis,))
 
 
 def directed(forward: Callable, derivative: Callable, arrays: tuple, static: tuple):
@@ -53,4 +80,4 @@ def directed(forward: Callable, derivative: Callable, arrays: tuple, static: tup
     return op(*arrays)
 
 
-__all__ = ["directed", "max_identity"]
+__all__ = ["directed", "max_and_index", "max_identity", "pick_max"]

@@ -12,7 +12,8 @@ model) and a differentiated pass (training) want different forms on XLA:CPU:
 - **Derivatives**: XLA:CPU's transposed convolutions and ``select_and_scatter`` are
   several times slower than the patches form's matmuls, so gradients (and higher derivatives)
   come from :mod:`.patches`, except for 1-D convolutions and windows of more than
-  :data:`MAX_PATCH_TAPS` taps, which XLA's own convolution does faster (the patch
+  :data:`MAX_PATCH_TAPS` taps (pooling windows too: the patches form's compile time grows
+  with the taps), which XLA's own operations do faster (the patch
   matrix is then many times the input's size) -- unless their padding is more than half
   the window on a side (a sentence CNN's "full" padding of ``window - 1``), where
   XLA:CPU's gradient convolution is 6-10 times slower than the patches form.
@@ -68,16 +69,27 @@ def conv(x, kernel, stride, padding, dilation, groups: int = 1):
     return directed(_FORMS[forward].conv, _FORMS[derivatives].conv, (x, kernel), static)
 
 
+def pool_derivatives(window: Sequence[int]) -> str:
+    """The lowering a pooling window's derivatives get on a CPU, by name: the patches form
+    stacks one slice per tap, and its compile time grows with them (a 32x32 window's
+    gradient compiled for over a minute), so a window of more than :data:`MAX_PATCH_TAPS`
+    taps is differentiated by XLA's own ``reduce_window`` instead."""
+    return "reference" if math.prod(window) > MAX_PATCH_TAPS else "patches"
+
+
 def maxpool(x, window, stride, padding, dilation=None):
-    """Same contract as :func:`.reference.maxpool`: XLA's forward, the patches derivative."""
+    """Same contract as :func:`.reference.maxpool`: XLA's forward, the derivative of
+    :func:`pool_derivatives`."""
     static = (tuple(window), tuple(stride), tuple(map(tuple, padding)), tuple(dilation or (1,) * len(window)))
-    return directed(reference.maxpool, patches.maxpool, (x,), static)
+    return directed(reference.maxpool, _FORMS[pool_derivatives(window)].maxpool, (x,), static)
 
 
 def avgpool(x, window, stride, padding):
-    """Same contract as :func:`.reference.avgpool`: XLA's forward, the patches derivative."""
+    """Same contract as :func:`.reference.avgpool`: XLA's forward, the derivative of
+    :func:`pool_derivatives`."""
     static = (tuple(window), tuple(stride), tuple(map(tuple, padding)))
-    return directed(reference.avgpool, patches.avgpool, (x,), static)
+    return directed(reference.avgpool, _FORMS[pool_derivatives(window)].avgpool, (x,), static)
 
 
-__all__ = ["FEW_POSITIONS", "MAX_PATCH_TAPS", "avgpool", "conv", "conv_forms", "directed", "maxpool"]
+__all__ = ["FEW_POSITIONS", "MAX_PATCH_TAPS", "avgpool", "conv", "conv_forms", "directed", "maxpool",
+           "pool_derivatives"]

@@ -42,7 +42,7 @@ import numpy as np
 from jax import lax
 
 from .. import _checks
-from ._common import max_identity
+from ._common import max_and_index, max_identity
 
 # XLA:CPU fuses a concatenate only if it has at most this many operands.
 _MAX_FUSED_CONCAT = 8
@@ -154,28 +154,18 @@ def _pool_and_index_jvp(window, stride, padding, dilation, primals, tangents):
 
 
 def _max_and_first(x, window, stride, padding, dilation):
-    """Each window's max and the row-major index of its first maximum: ``(N, *out, C)``.
+    """Each window's max and the row-major index of the tap PyTorch picks: the first maximum
+    (:func:`._common.pick_max`; NaN wins, the last NaN of a window): ``(N, *out, C)``.
 
-    One variadic ``lax.reduce`` over the taps yields both (NaN counts as the maximum, as
-    in ``jnp.argmax``). Being a reduction, XLA keeps its result in memory for the next
-    layer to read, instead of recomputing the window max inside that layer's patches
-    (which ``jnp.max`` over stacked taps, simplified to elementwise maxima, invites).
+    One variadic ``lax.reduce`` over the taps yields both. Being a reduction, XLA keeps its
+    result in memory for the next layer to read, instead of recomputing the window max
+    inside that layer's patches (which ``jnp.max`` over stacked taps, simplified to
+    elementwise maxima, invites).
     """
     n = len(window)
     taps = _taps(x, window, stride, padding, dilation, max_identity(x.dtype))
     taps = taps.reshape(*taps.shape[: n + 1], math.prod(window), taps.shape[-1])  # (N, *out, taps, C)
-    index = lax.broadcasted_iota(jnp.int32, taps.shape, n + 1)
-    init = (max_identity(x.dtype), np.int32(taps.shape[-2]))
-    return lax.reduce((taps, index), init, _first_max, (n + 1,))
-
-
-def _first_max(a, b):
-    """Reducer over (value, index) pairs: the larger value, NaN largest, ties to the lower index."""
-    (av, ai), (bv, bi) = a, b
-    a_nan, b_nan = jnp.isnan(av), jnp.isnan(bv)
-    tie = (av == bv) | (a_nan & b_nan)
-    take_a = (av > bv) | (a_nan & ~b_nan) | (tie & (ai < bi))
-    return lax.select(take_a, av, bv), lax.select(take_a, ai, bi)
+    return max_and_index(taps, n + 1)
 
 
 def _select(t, first, window, stride, padding, dilation):
