@@ -290,7 +290,7 @@ def inference_predictor(batch: int) -> float:
 
     model = models.mnist_functional(rngs=nnx.Rngs(0))
     x = data(batch, seed=1)[0]
-    predictor = train.Predictor(model, batch_size=batch, logits=True)
+    predictor = train.Predictor(model, batch_size=batch)
     return batch / per_call_seconds(lambda: predictor(x))
 
 

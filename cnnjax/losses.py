@@ -14,6 +14,8 @@ take *logits*: the softmax is applied inside, in a numerically stable way.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,14 +108,23 @@ def _labels_in_range(labels, classes: int):
     return (labels >= 0) & (labels < classes)
 
 
+def _smoothing(label_smoothing: Any) -> float:
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+            or not 0 <= label_smoothing <= 1:
+        raise ValueError(f"`label_smoothing` must be a number in [0, 1], got {label_smoothing!r}.")
+    return float(label_smoothing)
+
+
 def _nan_where_invalid(values, valid):
     return values if valid is None else jnp.where(valid, values, jnp.nan)
 
 
 def sparse_categorical_crossentropy(logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean",
-                                    weight: ArrayLike | None = None, ignore_index: int | None = None) -> jax.Array:
+                                    weight: ArrayLike | None = None, ignore_index: int | None = None,
+                                    label_smoothing: float = 0.0) -> jax.Array:
     """Softmax cross-entropy with integer labels (Keras' ``sparse_categorical_crossentropy``;
-    with ``weight`` and ``ignore_index``, ``torch.nn.functional.cross_entropy``'s values).
+    with ``weight``, ``ignore_index`` and ``label_smoothing``,
+    ``torch.nn.functional.cross_entropy``'s values).
 
     Args:
       logits: scores of shape ``(..., num_classes)``.
@@ -127,14 +138,18 @@ def sparse_categorical_crossentropy(logits: ArrayLike, labels: ArrayLike, *, red
         multiplied by its label's weight (rare classes counted more).
       ignore_index: a label value that contributes nothing (loss 0, not counted in the
         mean): per-pixel labels' "unlabelled" class, e.g. 255 or -100.
+      label_smoothing: ``eps`` in ``[0, 1]``: the target is ``1 - eps`` on the label plus
+        ``eps / num_classes`` on every class (PyTorch's ``label_smoothing`` and Keras'
+        for one-hot targets: the two definitions agree). With ``weight``, the smoothed
+        part weighs each class by its own weight, as PyTorch does.
 
     Returns:
       The loss, a scalar unless ``reduction="none"``.
 
     Raises:
       ValueError: if a (concrete) label is outside ``[0, num_classes)``, naming it and
-        its index. Under ``jit`` the labels are not known in advance: an out-of-range
-        label's loss is NaN, never a finite value.
+        its index, or ``label_smoothing`` is outside ``[0, 1]``. Under ``jit`` the labels
+        are not known in advance: an out-of-range label's loss is NaN, never a finite value.
 
     Example: perfect confidence in the right class costs nothing.
 
@@ -153,29 +168,38 @@ def sparse_categorical_crossentropy(logits: ArrayLike, labels: ArrayLike, *, red
         _checks.check_floating(weight, "weight")
         if weight.shape != (classes,):
             raise ValueError(f"`weight` must have shape ({classes},), one weight per class, got {tuple(weight.shape)}.")
+    eps = _smoothing(label_smoothing)
     if weight is None and ignore_index is None:
         valid = _labels_in_range(labels, classes)
         per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        if eps:
+            per_example = (1 - eps) * per_example + eps * jnp.mean(-jax.nn.log_softmax(logits), axis=-1)
         return _reduce(_nan_where_invalid(per_example, valid), reduction)
     kept = labels != ignore_index if ignore_index is not None else jnp.ones(labels.shape, bool)
     safe = jnp.where(kept, labels, 0)  # an ignored label indexes nothing
     valid = _labels_in_range(np.where(np.asarray(kept), np.asarray(labels), 0) if not isinstance(
         labels, jax.core.Tracer) else safe, classes)
     w = jnp.where(kept, weight[safe] if weight is not None else 1.0, 0.0).astype(logits.dtype)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, safe)
-    per_example = _nan_where_invalid(jnp.where(kept, losses * w, 0.0), valid)  # ignored: 0, whatever its logits
+    losses = w * optax.softmax_cross_entropy_with_integer_labels(logits, safe)
+    if eps:  # PyTorch: (1 - eps) w[y] (-log p_y) + eps / K sum_k w[k] (-log p_k)
+        smooth = -jax.nn.log_softmax(logits) * (weight if weight is not None else 1.0)
+        losses = (1 - eps) * losses + eps * jnp.mean(smooth, axis=-1)
+    per_example = _nan_where_invalid(jnp.where(kept, losses, 0.0), valid)  # ignored: 0, whatever its logits
     if reduction == "mean":
         return jnp.sum(per_example) / jnp.sum(w)
     return _reduce(per_example, reduction)
 
 
-def categorical_crossentropy(logits: ArrayLike, targets: ArrayLike, *, reduction: str = "mean") -> jax.Array:
+def categorical_crossentropy(logits: ArrayLike, targets: ArrayLike, *, reduction: str = "mean",
+                             label_smoothing: float = 0.0) -> jax.Array:
     """Softmax cross-entropy with one-hot or soft targets (Keras' ``categorical_crossentropy``).
 
     Args:
       logits: scores of shape ``(..., num_classes)``.
       targets: class probabilities of the same shape (e.g. one-hot rows).
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+      label_smoothing: ``eps`` in ``[0, 1]``: the targets become ``targets * (1 - eps) +
+        eps / num_classes`` (Keras' ``label_smoothing``; PyTorch's for probability targets).
 
     Returns:
       The loss, a scalar unless ``reduction="none"``.
@@ -183,6 +207,9 @@ def categorical_crossentropy(logits: ArrayLike, targets: ArrayLike, *, reduction
     _check_reduction(reduction)
     logits, targets = _check_same_shape(logits, targets, "logits")
     _checks.check_floating(targets, "targets")
+    eps = _smoothing(label_smoothing)
+    if eps:
+        targets = targets * (1 - eps) + eps / targets.shape[-1]
     per_example = optax.softmax_cross_entropy(logits, targets)
     return _reduce(per_example, reduction)
 

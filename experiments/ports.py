@@ -227,7 +227,7 @@ def _run_in(config: Config, x, y, tx, ty, workdir: Path) -> dict:
     fit(port, 32, optax.adamw(0.005, 0.9))
     t2 = time.perf_counter()
     results["Flax NNX MNIST tutorial"] = {"original": accuracy(original(tx), ty), "cnnjax": accuracy(
-        train.predict(port, tx, logits=True), ty), "original_s": t1 - t0, "cnnjax_s": t2 - t1}
+        train.predict(port, tx), ty), "original_s": t1 - t0, "cnnjax_s": t2 - t1}
 
     original = equinox_cnn(jax.random.key(config.seed))
     port = equinox_port(original)
@@ -237,7 +237,7 @@ def _run_in(config: Config, x, y, tx, ty, workdir: Path) -> dict:
     fit(port, 64, optax.adamw(3e-4))
     t2 = time.perf_counter()
     results["Equinox CNN on MNIST"] = {"original": accuracy(jax.vmap(original)(jnp.moveaxis(tx, -1, 1)), ty),
-                                       "cnnjax": accuracy(train.predict(port, tx, logits=True), ty),
+                                       "cnnjax": accuracy(train.predict(port, tx), ty),
                                        "original_s": t1 - t0, "cnnjax_s": t2 - t1}
 
     original = keras_convnet(config.seed)
@@ -254,7 +254,7 @@ def _run_in(config: Config, x, y, tx, ty, workdir: Path) -> dict:
         t2 = time.perf_counter()
         results["Keras simple MNIST convnet"] = {
             "original": accuracy(original.predict(tx, verbose=0), ty),
-            "cnnjax": accuracy(train.predict(port, tx, logits=True), ty), "original_s": t1 - t0, "cnnjax_s": t2 - t1}
+            "cnnjax": accuracy(train.predict(port, tx), ty), "original_s": t1 - t0, "cnnjax_s": t2 - t1}
 
     print(f"\n{len(y)} training and {len(ty)} test images, {config.steps} steps each\n")
     print(f"{'tutorial':26s} {'original':>9s} {'cnnjax':>9s} {'original s':>11s} {'cnnjax s':>9s}")

@@ -265,7 +265,7 @@ def probabilities(models: list, recordings: audio.Recordings, kind: str, config:
     reading its own normalisation (:func:`views`)."""
     order = views(kind, config)
     x = {view: inputs(recordings, kind, view) for view in order[: len(models)]}
-    return np.mean([np.asarray(jax.nn.softmax(train.predict(model, x[order[i % len(order)]]), axis=-1))
+    return np.mean([train.predict(model, x[order[i % len(order)]], probabilities=True)
                     for i, model in enumerate(models)], axis=0)
 
 

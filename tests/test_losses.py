@@ -147,3 +147,50 @@ def test_class_weights_and_an_ignored_label_give_pytorchs_cross_entropy():
         losses.sparse_categorical_crossentropy(logits, labels, weight=w)  # not ignored without ignore_index
     with pytest.raises(ValueError, match=re.escape("`weight` must have shape (4,), one weight per class, got (3,)")):
         losses.sparse_categorical_crossentropy(logits, labels, weight=w[:3], ignore_index=-100)
+
+
+def test_label_smoothing_is_pytorchs_and_keras_definition():
+    """PyTorch's documented cross_entropy with label_smoothing=eps (class indices): (1 - eps)
+    w[y] (-log p_y) + eps / K sum_k w[k] (-log p_k), the mean over the kept labels' weights;
+    Keras' CategoricalCrossentropy(label_smoothing=eps): one-hot rows y (1 - eps) + eps / K.
+    The two agree on one-hot targets; both from their formulas in NumPy."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(5, 4)).astype(np.float32)
+    labels = np.array([0, 3, -100, 1, 2])
+    w = np.array([0.5, 2.0, 1.0, 3.0], np.float32)
+    log_p = np.asarray(logits, np.float64) - np.log(np.exp(np.asarray(logits, np.float64)).sum(-1, keepdims=True))
+    eps, kept = 0.2, labels != -100
+    safe = np.where(kept, labels, 0)
+    each = np.where(kept, (1 - eps) * w[safe] * -log_p[np.arange(5), safe] + eps / 4 * (w * -log_p).sum(-1), 0.0)
+    got = losses.sparse_categorical_crossentropy(logits, labels, weight=w, ignore_index=-100, label_smoothing=eps)
+    np.testing.assert_allclose(got, each.sum() / w[safe][kept].sum(), rtol=1e-6)
+    plain = (1 - eps) * -log_p[np.arange(5), np.abs(labels) % 4] - eps * log_p.mean(-1)
+    np.testing.assert_allclose(losses.sparse_categorical_crossentropy(logits, np.abs(labels) % 4, label_smoothing=eps,
+                                                                      reduction="none"), plain, rtol=1e-6)
+    one_hot = np.eye(4, dtype=np.float32)[np.abs(labels) % 4]
+    keras = -(one_hot * (1 - eps) + eps / 4) * log_p  # Keras: the smoothed one-hot rows
+    np.testing.assert_allclose(losses.categorical_crossentropy(logits, one_hot, label_smoothing=eps, reduction="none"),
+                               keras.sum(-1), rtol=1e-6)
+    np.testing.assert_allclose(keras.sum(-1), plain, rtol=1e-6)  # the two definitions agree
+    for bad in (-0.1, 1.5, "0.1", True):
+        with pytest.raises(ValueError, match=re.escape(f"`label_smoothing` must be a number in [0, 1], got {bad!r}")):
+            losses.sparse_categorical_crossentropy(logits, np.abs(labels) % 4, label_smoothing=bad)
+
+
+def test_label_smoothing_equals_torch_itself():
+    torch = pytest.importorskip("torch", reason="the comparison with PyTorch itself needs torch (CI installs it)")
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(7, 5)).astype(np.float32)
+    labels = np.array([0, 1, 4, 2, 3, -100, 1])
+    w = rng.uniform(0.5, 2, 5).astype(np.float32)
+    for eps in (0.0, 0.1, 0.3):
+        for kw in ({}, {"weight": w}, {"ignore_index": -100}, {"weight": w, "ignore_index": -100}):
+            y = labels if "ignore_index" in kw else np.abs(labels) % 5
+            want = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(y), label_smoothing=eps, **{
+                k: torch.tensor(v) if k == "weight" else v for k, v in kw.items()})
+            got = losses.sparse_categorical_crossentropy(logits, y, label_smoothing=eps, **kw)
+            np.testing.assert_allclose(got, want.item(), rtol=1e-5, err_msg=f"eps={eps}, {sorted(kw)}")
+        one_hot = np.eye(5, dtype=np.float32)[np.abs(labels) % 5]
+        want = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(one_hot), label_smoothing=eps)
+        np.testing.assert_allclose(losses.categorical_crossentropy(logits, one_hot, label_smoothing=eps), want.item(),
+                                   rtol=1e-5)

@@ -170,7 +170,7 @@ def test_dropout_and_batchnorm_train_validate_in_eval_mode_and_keep_the_users_mo
     assert h.history["val_loss"][-1] == pytest.approx(train.evaluate(model, (x[:40], y[:40]))["loss"], rel=1e-5)
     model.eval()
     expected = np.asarray(model(jnp.asarray(x[:40])))
-    np.testing.assert_allclose(train.predict(model, x[:40], logits=True), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(train.predict(model, x[:40]), expected, rtol=1e-5, atol=1e-6)
     # training mode trained: 7 steps an epoch (6 full batches and the remainder), one mask each
     assert int(model.drop.rngs.count[...]) == 14
 
@@ -229,6 +229,44 @@ def test_regression_with_float_targets_and_mse():
                          metrics={"mae": cnnjax.losses.mean_absolute_error})
     named = train.evaluate(Regressor(), (x[:32], targets[:32]), loss="mse", metrics=["mae"])
     assert own == pytest.approx(named, rel=1e-6)
+
+
+def test_predict_returns_a_regression_models_outputs_and_probabilities_only_on_request():
+    """predict softmaxed every model's outputs: a one-output regression model trained with mse
+    predicted [1. 1. 1. 1.]. Now it returns the model's outputs (as Keras' predict and a Flax
+    call do); probabilities=True is a softmax, refused where there is nothing to normalise."""
+    rngs = nnx.Rngs(0)
+    model = cnnjax.nn.Sequential(cnnjax.nn.Flatten(), cnnjax.nn.Dense(100, 1, rngs=rngs))
+    x, _ = small_data(4)
+    np.testing.assert_allclose(train.predict(model, x), np.asarray(model(jnp.asarray(x))), rtol=1e-6)
+    assert len(np.unique(train.predict(model, x))) == 4
+    with pytest.raises(ValueError, match=re.escape("`probabilities=True` takes a softmax over the last axis of the "
+                                                   "model's outputs, but they have shape (4, 1)")):
+        train.predict(model, x, probabilities=True)
+    with pytest.raises(TypeError, match=re.escape("`logits`=True is no longer an argument: predict returns the "
+                                                  "model's outputs as they are")):
+        train.predict(model, x, logits=True)
+    with pytest.raises(TypeError, match=re.escape("`probabilities` must be a bool, got 'yes'")):
+        train.Predictor(model, probabilities="yes")
+
+
+def test_a_smoothed_cross_entropy_given_as_a_partial_trains_per_example():
+    """functools.partial(losses.sparse_categorical_crossentropy, label_smoothing=0.1) is taken per
+    example, its labels checked as the default loss's are; a partial that reduces is refused."""
+    import functools
+
+    x, y = small_data(32)
+    smooth = functools.partial(cnnjax.losses.sparse_categorical_crossentropy, label_smoothing=0.1)
+    model = small_model(classes=2)
+    got = train.evaluate(model, (x, y), loss=smooth)["loss"]
+    logits = train.predict(model, x)
+    assert got == pytest.approx(float(cnnjax.losses.sparse_categorical_crossentropy(logits, y, label_smoothing=0.1)),
+                                rel=1e-5)
+    assert got != pytest.approx(train.evaluate(model, (x, y))["loss"], rel=1e-3)
+    with pytest.raises(ValueError, match=re.escape("must be class indices in [0, 2) for a model with 2 outputs, got 2 at")):
+        train.evaluate(model, (x, np.full(32, 2)), loss=smooth)
+    with pytest.raises(ValueError, match=re.escape("an objective takes one value per example, so leave `reduction` out")):
+        train.evaluate(model, (x, y), loss=functools.partial(smooth, reduction="mean"))
 
 
 def test_per_pixel_classification():
@@ -308,10 +346,13 @@ def test_history_and_predict():
     assert list(h.history) == ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
                                "images_per_s"]
     assert [e["epoch"] for e in h.epochs] == [1, 2]
-    p = train.predict(model, x, batch_size=24)
+    p = train.predict(model, x, batch_size=24, probabilities=True)
     assert p.shape == (64, 10)
     np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(train.predict(model, x[:5], logits=True), model(x[:5]), rtol=1e-5, atol=1e-6)
+    logits = np.asarray(model(x[:5]), np.float64)  # the model's outputs, as Keras' predict gives them
+    np.testing.assert_allclose(train.predict(model, x[:5]), logits, rtol=1e-5, atol=1e-6)
+    softmax = np.exp(logits - logits.max(-1, keepdims=True))
+    np.testing.assert_allclose(p[:5], softmax / softmax.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
 
 
 def test_choose_loop():
@@ -607,8 +648,8 @@ def test_predict_takes_a_stream_of_batches_as_keras_does():
     want = train.predict(model, x)
     chunks = lambda: (x[i:i + 7] for i in range(0, 23, 7))  # 7, 7, 7 and 2
     np.testing.assert_allclose(train.predict(model, chunks()), want, rtol=1e-6)
-    np.testing.assert_allclose(train.predict(model, ((c, np.zeros(len(c))) for c in chunks()), logits=True),
-                               train.predict(model, x, logits=True), rtol=1e-6)
+    np.testing.assert_allclose(train.predict(model, ((c, np.zeros(len(c))) for c in chunks()), probabilities=True),
+                               train.predict(model, x, probabilities=True), rtol=1e-6)
     np.testing.assert_allclose(train.predict(model, _batches(x, y, 5, as_dict=True)), want, rtol=1e-6)
     np.testing.assert_allclose(train.Predictor(model)(_batches(x, y, 4)), want, rtol=1e-6)  # a list of pairs
     assert train.predict(model, list(x)).shape == (23, 2)  # a list of examples is still one array

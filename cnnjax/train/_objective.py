@@ -21,6 +21,7 @@ targets, or one-hot / soft targets of the outputs' shape).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -114,6 +115,15 @@ def _resolve(fn: Any, what: str, table: Mapping[str, PerExample]) -> PerExample:
         return table[fn]
     if not callable(fn):
         raise TypeError(f"`{what}` must be a function fn(outputs, targets) or a name, got {fn!r}.")
+    if isinstance(fn, functools.partial) and fn.func in _OWN and not fn.args:
+        # functools.partial(losses.sparse_categorical_crossentropy, label_smoothing=0.1): per example too
+        if fn.keywords.get("reduction", "none") != "none":
+            raise ValueError(f"`{what}` is {fn!r}: an objective takes one value per example, so leave "
+                             "`reduction` out (fit and evaluate take the weighted mean over examples).")
+        per_example = _none(functools.partial(fn.func, **{k: v for k, v in fn.keywords.items() if k != "reduction"}))
+        if fn.func is losses.sparse_categorical_crossentropy:
+            _CLASS_INDEX_LOSSES.add(per_example)
+        return per_example
     return _OWN.get(fn, fn)
 
 

@@ -174,19 +174,21 @@ class Predictor:
     Args:
       model: any ``nnx.Module``; run in evaluation mode, left in its mode.
       batch_size: examples per compiled call (default 256).
-      logits: return raw outputs instead of class probabilities.
+      probabilities: apply a softmax over the last axis (a classifier's logits into class
+        probabilities); by default the model's outputs are returned as they are.
       compute_dtype: e.g. ``jnp.bfloat16``.
 
     Example::
 
         predictor = cnnjax.train.Predictor(model)
         for image in stream:                  # one (28, 28, 1) image at a time
-            probabilities = predictor(image[None])[0]
+            logits = predictor(image[None])[0]
     """
 
-    def __init__(self, model: nnx.Module, *, batch_size: int | None = None, logits: bool = False,
-                 compute_dtype: Any = None):
+    def __init__(self, model: nnx.Module, *, batch_size: int | None = None, probabilities: bool = False,
+                 compute_dtype: Any = None, logits: Any = None):
         check_model(model)
+        _check_probabilities(probabilities, logits)
         cpu.tune_cpu_memory()
         self._model = model  # what inputs it takes (check_input_dtype)
         self.batch_size = 256 if batch_size is None else _checks.positive_int(batch_size, "batch_size")
@@ -199,7 +201,7 @@ class Predictor:
         paths = tuple(path for path, _ in pairs)
         n_params = sum(isinstance(v, nnx.Param) for v in self._variables)
         self._forward = _forward(graphdef, paths[:n_params], paths[n_params:],
-                                 None if compute_dtype is None else jnp.dtype(compute_dtype), bool(logits))
+                                 None if compute_dtype is None else jnp.dtype(compute_dtype), probabilities)
 
     def __call__(self, inputs: ArrayLike) -> np.ndarray:
         """The outputs for ``inputs (N, *input_shape)``, float32 ``(N, ...)``; or for a stream of
@@ -273,8 +275,17 @@ def _stream_inputs(batch, where: str) -> np.ndarray:
     return x
 
 
+def _check_probabilities(probabilities: Any, logits: Any) -> None:
+    if logits is not None:
+        raise TypeError(f"`logits`={logits!r} is no longer an argument: predict returns the model's outputs as they "
+                        "are (a classifier's logits), as Keras' and Flax's do; pass probabilities=True for a softmax "
+                        "over the last axis.")
+    if not isinstance(probabilities, bool):
+        raise TypeError(f"`probabilities` must be a bool, got {probabilities!r}.")
+
+
 @functools.lru_cache(maxsize=64)
-def _forward(graphdef, param_paths, rest_paths, compute_dtype, logits):
+def _forward(graphdef, param_paths, rest_paths, compute_dtype, probabilities):
     """The jitted forward of a model structure, ``f(values, x)``: one per structure, so
     every Predictor of one model shares its compiled programs."""
 
@@ -282,13 +293,19 @@ def _forward(graphdef, param_paths, rest_paths, compute_dtype, logits):
         params = nnx.from_flat_state(list(zip(param_paths, values[:len(param_paths)], strict=True)))
         rest = nnx.from_flat_state(list(zip(rest_paths, values[len(param_paths):], strict=True)))
         out, _ = outputs_of(graphdef, params, rest, compute_dtype, x)
-        return out if logits else softmax(out)
+        if not probabilities:
+            return out
+        if out.ndim < 2 or out.shape[-1] < 2:
+            raise ValueError(f"`probabilities=True` takes a softmax over the last axis of the model's outputs, but "
+                             f"they have shape {tuple(out.shape)} (batch first): a softmax over fewer than two "
+                             "outputs is 1 whatever the model says. Leave it False for a regression model.")
+        return softmax(out)
 
     return jax.jit(forward)
 
 
-def predict(model: nnx.Module, inputs: ArrayLike, *, batch_size: int | None = None, logits: bool = False,
-            compute_dtype: Any = None) -> np.ndarray:
+def predict(model: nnx.Module, inputs: ArrayLike, *, batch_size: int | None = None, probabilities: bool = False,
+            compute_dtype: Any = None, logits: Any = None) -> np.ndarray:
     """The model's outputs for ``inputs``, batch by batch, in evaluation mode.
 
     Args:
@@ -299,17 +316,21 @@ def predict(model: nnx.Module, inputs: ArrayLike, *, batch_size: int | None = No
         (targets ignored) or dicts with ``"image"``, ``"x"`` or ``"inputs"``; every batch
         of the same example shape.
       batch_size: examples per call (default 256).
-      logits: return the model's raw outputs; by default a classifier's logits are
-        turned into class probabilities (softmax over the last axis).
+      probabilities: turn a classifier's logits into class probabilities (a softmax over
+        the last axis); refused for outputs with fewer than two values per example. By
+        default the model's outputs are returned as they are, as Keras' ``predict`` and
+        a Flax model's call give them.
       compute_dtype: e.g. ``jnp.bfloat16``.
+      logits: refused (it was the old way to ask for the raw outputs, now the default).
 
     Returns:
-      ``float32`` array ``(N, ...)``: ``(N, num_classes)`` for the lecture's models.
+      ``float32`` array ``(N, ...)``: ``(N, num_classes)`` logits for the lecture's models.
 
     For many calls on a few examples each, :class:`Predictor` reads the model's
     structure once instead of on every call.
     """
-    return Predictor(model, batch_size=batch_size, logits=logits, compute_dtype=compute_dtype)(inputs)
+    return Predictor(model, batch_size=batch_size, probabilities=probabilities, compute_dtype=compute_dtype,
+                     logits=logits)(inputs)
 
 
 __all__ = ["Predictor", "evaluate", "predict"]
