@@ -20,13 +20,14 @@ it (private modules, re-exported here: ``cnnjax.conv`` is the function):
 - :mod:`cnnjax.audio`, :mod:`cnnjax.text` -- "CNNs are not just for images": sound and
   sentences as the 2-D and 1-D images a CNN reads
 
-Layers (:mod:`cnnjax.nn`), models (:mod:`cnnjax.models`), data (:mod:`cnnjax.data`) and
+Layers (:mod:`cnnjax.nn`), models (:mod:`cnnjax.models`) and the weights they load from
+Keras, PyTorch and Equinox (:mod:`cnnjax.weights`), data (:mod:`cnnjax.data`) and
 training (:mod:`cnnjax.train`) are built on them; ``docs/architecture.md`` is the map.
 
 Arrays are channels-last: images ``(N, H, W, C)``, kernels ``(H, W, C_in, C_out)``.
 """
 
-from . import audio, data, lecture, losses, lowering, models, nn, synthetic, text, train, transforms
+from . import audio, data, lecture, losses, lowering, models, nn, synthetic, text, train, transforms, weights
 from ._activations import relu, softmax
 from ._conv import conv, conv_transpose
 from ._dense import dense, flatten
@@ -83,4 +84,5 @@ __all__ = [
     "train",
     "transforms",
     "viz",
+    "weights",
 ]

@@ -14,7 +14,8 @@
   local response normalisation and two groups (60,965,224).
 
 Weights trained elsewhere load with :func:`load_keras_weights` (Keras' ``get_weights()``
-order) and :func:`load_torch_weights` (a PyTorch ``state_dict``).
+order), :func:`load_torch_weights` (a PyTorch ``state_dict`` or module) and
+:func:`load_equinox_weights`; they live in :mod:`cnnjax.weights`, re-exported here.
 
 Input shape and number of classes are keywords, so the same models serve MNIST,
 Fashion-MNIST, KMNIST (28x28x1) or 32x32x3 colour images. Softmax is not part of the
@@ -23,12 +24,11 @@ models: it lives in the loss (:mod:`cnnjax.losses`) and in ``predict``-style hel
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from . import _checks, lecture
@@ -44,8 +44,8 @@ from .nn import (
     MaxPool,
     ReLU,
     Sequential,
-    capture,
 )
+from .weights import load_equinox_weights, load_keras_weights, load_torch_weights, weighted_layers
 
 
 def _input_shape(input_shape: Any, images: bool = True) -> tuple[int, ...]:
@@ -413,181 +413,6 @@ def alexnet(
     )
     model.input_shape = shape
     return model
-
-
-def weighted_layers(model, input_shape: Sequence[int] | None = None) -> list:
-    """The layers holding parameters, in call order (the order of Keras' ``get_weights``)."""
-    shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
-    if shape is None:
-        raise ValueError("`input_shape` is needed: the model does not record one.")
-    _, calls = capture(model, jax.ShapeDtypeStruct((1, *_input_shape(shape, images=False)), jnp.float32))
-    return [c.layer for c in calls if isinstance(c.layer, (Conv, Dense))]
-
-
-def load_keras_weights(model, weights: Sequence[Any], input_shape: Sequence[int] | None = None):
-    """Fills ``model`` in place with weights in Keras' order, as ``model.get_weights()`` gives.
-
-    Keras lists, for each layer with weights in call order, its kernel then its bias.
-    Conv kernels are HWIO and dense kernels ``(in, out)`` in both frameworks, and
-    :func:`cnnjax.flatten` uses Keras' order, so the arrays load unchanged and give
-    the same logits.
-
-    Args:
-      model: a cnnjax model (e.g. from :func:`mnist_functional`).
-      weights: the list of arrays.
-      input_shape: ``(H, W, C)``; defaults to the model's recorded ``input_shape``.
-
-    Returns:
-      ``model``, for chaining.
-
-    Raises:
-      ValueError: if the number of arrays or any shape does not match, naming the
-        layer and the array's index.
-    """
-    targets = []
-    for layer in weighted_layers(model, input_shape):
-        targets.append((layer, "kernel"))
-        if layer.bias is not None:
-            targets.append((layer, "bias"))
-    if len(weights) != len(targets):
-        raise ValueError(
-            f"`weights` must hold {len(targets)} arrays (kernel and bias of each layer with "
-            f"weights, in call order), got {len(weights)}."
-        )
-    arrays = []
-    for i, ((layer, attr), w) in enumerate(zip(targets, weights, strict=True)):
-        w = np.asarray(w)
-        param = getattr(layer, attr)
-        if w.shape != param.shape:
-            raise ValueError(
-                f"`weights[{i}]` has shape {w.shape} but the {type(layer).__name__} layer's "
-                f"{attr} has shape {tuple(param.shape)}."
-            )
-        arrays.append(jnp.asarray(w, param.dtype))
-    for (layer, attr), w in zip(targets, arrays, strict=True):
-        getattr(layer, attr)[...] = w
-    return model
-
-
-def load_torch_weights(model, state_dict: Mapping[str, Any], input_shape: Sequence[int] | None = None):
-    """Fills ``model`` in place from a PyTorch ``state_dict`` of the same network, so that
-    channels-last inputs give the logits PyTorch gives for the same images channels-first.
-
-    The state dict's modules with weights are matched, in order, to the model's layers
-    with weights in call order (PyTorch lists a ``Sequential``'s modules in call order):
-
-    - a convolution's weight ``(out, in, *kernel)`` becomes the kernel ``(*kernel, in, out)``
-      (OIHW -> HWIO);
-    - a linear layer's weight ``(out, in)`` becomes the kernel ``(in, out)``; for the first
-      dense layer after a :class:`~cnnjax.nn.Flatten` of a map ``(*spatial, C)``, its
-      inputs are reordered from PyTorch's flatten order (channels first, ``c*H*W + h*W +
-      w``) to cnnjax's (channels last, ``h*W*C + w*C + c``);
-    - biases load as they are.
-
-    Args:
-      model: a cnnjax model of the same architecture (e.g. :func:`alexnet` for
-        ``torchvision.models.alexnet``).
-      state_dict: ``{name: tensor}`` as ``torch_model.state_dict()`` gives (torch
-        tensors or NumPy arrays).
-      input_shape: ``(H, W, C)``; defaults to the model's recorded ``input_shape``.
-
-    Returns:
-      ``model``, for chaining.
-
-    Raises:
-      ValueError: if the modules and layers do not pair up (naming both lists), a shape
-        does not match (naming the PyTorch entry and the cnnjax layer), or the state dict
-        holds batch-norm statistics (not converted).
-    """
-    groups: dict[str, dict[str, np.ndarray]] = {}
-    for key, value in state_dict.items():
-        prefix, _, name = str(key).rpartition(".")
-        if name in ("running_mean", "running_var", "num_batches_tracked"):
-            raise ValueError(f"`state_dict` holds batch-norm statistics ({key!r}): load_torch_weights converts "
-                             "convolution and linear layers only.")
-        if name not in ("weight", "bias"):
-            raise ValueError(f"`state_dict` entry {key!r} is neither a weight nor a bias.")
-        value = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
-        groups.setdefault(prefix, {})[name] = value
-    shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
-    if shape is None:
-        raise ValueError("`input_shape` is needed: the model does not record one.")
-    _, calls = capture(model, jax.ShapeDtypeStruct((1, *_input_shape(shape, images=False)), jnp.float32))
-    layers, flattened = [], None  # (call, the map a Flatten turned into this dense layer's inputs)
-    for call in calls:
-        if isinstance(call.layer, Flatten):
-            flattened = tuple(call.input.shape[1:])
-        elif isinstance(call.layer, (Conv, Dense)):
-            layers.append((call, flattened if isinstance(call.layer, Dense) else None))
-            flattened = None
-    if len(groups) != len(layers):
-        raise ValueError(f"`state_dict` holds {len(groups)} modules with weights ({', '.join(groups)}) but the model "
-                         f"has {len(layers)} layers with weights ({', '.join(c.name for c, _ in layers)}).")
-    updates = []
-    for (prefix, tensors), (call, flat_map) in zip(groups.items(), layers, strict=True):
-        layer, w = call.layer, tensors.get("weight")
-        if w is None:
-            raise ValueError(f"`state_dict` has no {prefix}.weight for the {call.name} layer.")
-        if isinstance(layer, Conv):
-            kernel = np.transpose(w, (*range(2, w.ndim), 1, 0)) if w.ndim >= 3 else w
-        else:
-            kernel = w.T
-            if flat_map is not None and w.ndim == 2 and w.shape[1] == _checks.prod(flat_map):
-                *spatial, channels = flat_map
-                kernel = np.moveaxis(w.reshape(w.shape[0], channels, *spatial), 1, -1).reshape(w.shape[0], -1).T
-        if kernel.shape != tuple(layer.kernel.shape):
-            raise ValueError(f"`state_dict`'s {prefix}.weight of shape {w.shape} does not fit the {call.name} layer's "
-                             f"kernel {tuple(layer.kernel.shape)} (as PyTorch's layout: "
-                             f"{_torch_layout(layer)}).")
-        updates.append((layer.kernel, kernel))
-        bias = tensors.get("bias")
-        if (bias is None) != (layer.bias is None):
-            raise ValueError(f"`state_dict`'s {prefix} {'has no' if bias is None else 'has a'} bias but the "
-                             f"{call.name} layer {'has one' if bias is None else 'has none'}.")
-        if bias is not None:
-            if bias.shape != tuple(layer.bias.shape):
-                raise ValueError(f"`state_dict`'s {prefix}.bias of shape {bias.shape} does not fit the {call.name} "
-                                 f"layer's bias {tuple(layer.bias.shape)}.")
-            updates.append((layer.bias, bias))
-    for variable, value in updates:
-        variable[...] = jnp.asarray(value, variable.dtype)
-    return model
-
-
-def load_equinox_weights(model, eqx_model: Any, input_shape: Sequence[int] | None = None):
-    """Fills ``model`` in place from an Equinox model of the same network, so that
-    channels-last inputs give the outputs ``jax.vmap(eqx_model)`` gives for the same
-    images channels-first.
-
-    Equinox keeps PyTorch's layouts (``Conv.weight`` ``(out, in, *kernel)``, ``Linear.weight``
-    ``(out, in)``, a convolution's bias ``(out, 1, ...)``, and ``jnp.ravel`` of a
-    channels-first map), so its convolutions and linear layers, in the order of its
-    pytree (a list of layers, or fields in the order they are declared), go through
-    :func:`load_torch_weights`.
-
-    Raises:
-      ValueError: as :func:`load_torch_weights`; TypeError if Equinox is not installed
-        or ``eqx_model`` holds no convolution or linear layer.
-    """
-    try:
-        import equinox as eqx
-    except ImportError as e:
-        raise TypeError("`eqx_model` needs Equinox installed (pip install equinox).") from e
-    layers = [leaf for leaf in jax.tree.leaves(eqx_model, is_leaf=lambda m: isinstance(m, (eqx.nn.Conv, eqx.nn.Linear)))
-              if isinstance(leaf, (eqx.nn.Conv, eqx.nn.Linear))]
-    if not layers:
-        raise TypeError(f"`eqx_model` holds no equinox.nn.Conv or Linear layer, got {type(eqx_model).__name__}.")
-    state = {}
-    for i, layer in enumerate(layers):
-        state[f"{i}.weight"] = np.asarray(layer.weight)
-        if layer.bias is not None:
-            state[f"{i}.bias"] = np.asarray(layer.bias).reshape(-1)
-    return load_torch_weights(model, state, input_shape)
-
-
-def _torch_layout(layer) -> tuple[int, ...]:
-    kernel = tuple(layer.kernel.shape)
-    return (kernel[-1], kernel[-2], *kernel[:-2]) if isinstance(layer, Conv) else (kernel[1], kernel[0])
 
 
 __all__ = [

@@ -44,7 +44,8 @@ default_bias_init: Initializer = jax.nn.initializers.zeros
 
 _ACTIVATIONS: dict[str, Callable | None] = {"relu": relu, "softmax": softmax, "linear": None}
 
-_recorder: contextvars.ContextVar[list | None] = contextvars.ContextVar("cnnjax_nn_recorder", default=None)
+# While a capture runs: ``hook(layer, x, y) -> y`` sees every layer call (and may stand in for its output)
+_recorder: contextvars.ContextVar[Callable | None] = contextvars.ContextVar("cnnjax_nn_recorder", default=None)
 
 
 def _draw(init: Initializer, key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
@@ -81,11 +82,10 @@ def _activation(activation: str | Callable | None) -> Callable | None:
 
 
 def _report(layer, x, y):
-    """Hands a layer's call to :func:`capture`, if one is recording; returns ``y``."""
-    record = _recorder.get()
-    if record is not None:
-        record.append((layer, x, y))
-    return y
+    """Hands a layer's call to :func:`capture` (or another hook), if one is recording; returns
+    ``y``, or what the hook puts in its place."""
+    hook = _recorder.get()
+    return y if hook is None else hook(layer, x, y)
 
 
 _WHERE = "_cnnjax_where"  # set on an error once it says where in a model it arose
@@ -558,9 +558,18 @@ class Call(NamedTuple):
 
 
 @contextlib.contextmanager
-def _recording() -> Iterator[list]:
+def _recording(hook: Callable | None = None) -> Iterator[list]:
+    """Records ``(layer, input, output)`` of every layer call made inside the block; with
+    ``hook(layer, x, y) -> y``, each call's output is what the hook returns (the record
+    holds it)."""
     record: list = []
-    token = _recorder.set(record)
+
+    def report(layer, x, y):
+        y = y if hook is None else hook(layer, x, y)
+        record.append((layer, x, y))
+        return y
+
+    token = _recorder.set(report)
     try:
         yield record
     finally:
@@ -585,7 +594,7 @@ def _named(record: Sequence[tuple[Any, Any, Any]]) -> list[Call]:
     return [Call(name, layer, inp, out) for name, (layer, inp, out) in zip(names, record, strict=True)]
 
 
-def capture(model: Callable, x) -> tuple[Any, list[Call]]:
+def capture(model: Callable, x, *, substitute: Callable | None = None) -> tuple[Any, list[Call]]:
     """Runs ``model(x)`` and returns its output and every cnnjax layer call, in order.
 
     The one way cnnjax reads layer outputs: :func:`cnnjax.summary`,
@@ -598,6 +607,9 @@ def capture(model: Callable, x) -> tuple[Any, list[Call]]:
         module written in the functional style, a plain function).
       x: the input batch, or a ``jax.ShapeDtypeStruct`` to get shapes only (then
         nothing is computed: ``jax.eval_shape``).
+      substitute: optional ``fn(layer, input, output) -> output``, called on every layer
+        call: what it returns goes on in the output's place (and is what the call records).
+        :func:`cnnjax.weights.load_torch_weights` follows a map through a model this way.
 
     Returns:
       ``(y, calls)``: the output and a list of :class:`Call` ``(name, layer, input,
@@ -613,7 +625,7 @@ def capture(model: Callable, x) -> tuple[Any, list[Call]]:
     shapes_only = isinstance(x, jax.ShapeDtypeStruct)
     if not isinstance(model, nnx.Module):
         def run(x):
-            with _recording() as record:
+            with _recording(substitute) as record:
                 return model(x), record
 
         if not shapes_only:
@@ -635,7 +647,7 @@ def capture(model: Callable, x) -> tuple[Any, list[Call]]:
     def functional(state, x):
         copy = nnx.merge(graphdef, state)
         paths = {id(node): path for path, node in nnx.iter_graph(copy)}
-        with _recording() as record:
+        with _recording(substitute) as record:
             y = copy(x)
         where[:] = [(paths.get(id(layer)), layer) for layer, _, _ in record]
         return y, [(i, o) for _, i, o in record]

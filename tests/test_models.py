@@ -7,10 +7,8 @@ import jax
 import jax.numpy as jnp
 import lecture_tables as T
 import numpy as np
-import numpy_reference as ref
 import pytest
 from flax import nnx
-from scripts import load
 
 import cnnjax
 from cnnjax import models, nn
@@ -111,43 +109,29 @@ def test_model_errors(call, error, message):
         call()
 
 
-def numpy_functional(weights, x):
-    """The functional CNN in NumPy, from Keras-ordered weights (independent of cnnjax)."""
-    k1, b1, k2, b2, k3, b3, kd, bd = weights
-    valid = ((0, 0), (0, 0))
-    relu = lambda v: np.maximum(v, 0)
-    x = relu(ref.conv(x, k1, (1, 1), valid, (1, 1)) + b1)
-    x = ref.maxpool(x, (2, 2), (2, 2), valid, False)
-    x = relu(ref.conv(x, k2, (1, 1), valid, (1, 1)) + b2)
-    x = ref.maxpool(x, (2, 2), (2, 2), valid, False)
-    x = relu(ref.conv(x, k3, (1, 1), valid, (1, 1)) + b3)
-    return x.reshape(x.shape[0], -1) @ kd + bd
-
-
-def keras_weights(rng):
-    shapes = [(3, 3, 1, 32), (32,), (3, 3, 32, 64), (64,), (3, 3, 64, 128), (128,), (1152, 10), (10,)]
-    return [(rng.standard_normal(s) * 0.1).astype(np.float32) for s in shapes]
-
-
-def test_keras_weights_give_the_same_logits():
-    rng = np.random.default_rng(0)
-    weights = keras_weights(rng)
-    m = models.load_keras_weights(models.mnist_functional(rngs=nnx.Rngs(0)), weights)
-    x = rng.uniform(size=(2, 28, 28, 1)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(m(x)), numpy_functional(weights, x), rtol=1e-4, atol=1e-4)
-
-
-def test_keras_weights_errors():
-    rng = np.random.default_rng(0)
-    m = models.mnist_functional(rngs=nnx.Rngs(0))
-    weights = keras_weights(rng)
-    before = np.asarray(m.conv1.kernel[...]).copy()
-    with pytest.raises(ValueError, match=re.escape("`weights` must hold 8 arrays")):
-        models.load_keras_weights(m, weights[:-1])
-    weights[2] = weights[2][:, :, :16]
-    with pytest.raises(ValueError, match=re.escape("`weights[2]` has shape (3, 3, 16, 64) but the Conv layer's kernel has shape (3, 3, 32, 64)")):
-        models.load_keras_weights(m, weights)
-    np.testing.assert_array_equal(before, m.conv1.kernel[...])  # nothing half-loaded: conv1 came first
+def test_alexnet_is_torchvisions_layout_or_the_papers():
+    model = nnx.eval_shape(lambda: models.alexnet(rngs=nnx.Rngs(0)))  # shapes only: 61M parameters
+    assert n_params(model) == 61_100_840  # torchvision.models.alexnet()
+    kernels = [tuple(layer.kernel.shape) for layer in model.layers if isinstance(layer, (nn.Conv, nn.Dense))]
+    assert kernels == [(11, 11, 3, 64), (5, 5, 64, 192), (3, 3, 192, 384), (3, 3, 384, 256), (3, 3, 256, 256),
+                       (9216, 4096), (4096, 4096), (4096, 1000)]
+    paper = nnx.eval_shape(lambda: models.alexnet(variant="paper", rngs=nnx.Rngs(0)))
+    assert n_params(paper) == 60_965_224  # Caffe's bvlc_alexnet, the paper's two GPUs as two groups
+    assert paper.input_shape == (227, 227, 3)
+    kernels = [tuple(layer.kernel.shape) for layer in paper.layers if isinstance(layer, (nn.Conv, nn.Dense))]
+    assert kernels == [(11, 11, 3, 96), (5, 5, 48, 256), (3, 3, 256, 384), (3, 3, 192, 384), (3, 3, 192, 256),
+                       (9216, 4096), (4096, 4096), (4096, 1000)]
+    norms = [(layer.size, layer.alpha, layer.beta, layer.k) for layer in paper.layers
+             if isinstance(layer, nn.LocalResponseNorm)]
+    assert norms == [(5, 5e-4, 0.75, 2.0)] * 2  # section 3.3: k=2, n=5, alpha=1e-4 per square, beta=0.75
+    with pytest.raises(ValueError, match=re.escape("must be at least 63x63 for AlexNet")):
+        models.alexnet(input_shape=(32, 32, 3), rngs=nnx.Rngs(0))
+    for side in (224, 259):  # the last map 5x5 and 7x7
+        with pytest.raises(ValueError, match=re.escape("must give AlexNet's 6x6 last map (227x227 to 258x258")):
+            models.alexnet(input_shape=(side, 227, 3), variant="paper", rngs=nnx.Rngs(0))
+    nnx.eval_shape(lambda: models.alexnet(input_shape=(258, 258, 3), variant="paper", rngs=nnx.Rngs(0)))
+    with pytest.raises(ValueError, match=re.escape("`variant` must be 'torchvision' or 'paper', got '2012'")):
+        models.alexnet(variant="2012", rngs=nnx.Rngs(0))
 
 
 @pytest.mark.parametrize("lowering_name", ["reference", "patches", "auto"])
@@ -213,146 +197,3 @@ def test_alexnet_gives_per_example_outputs_and_gradients_under_vmap(variant, sha
         want = np.reshape(want, np.shape(got))  # the input's gradient alone keeps its batch axis of one
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6 * np.abs(want).max())
         assert np.abs(want).max() > 0
-
-
-def test_alexnet_is_torchvisions_layout_or_the_papers():
-    model = nnx.eval_shape(lambda: models.alexnet(rngs=nnx.Rngs(0)))  # shapes only: 61M parameters
-    assert n_params(model) == 61_100_840  # torchvision.models.alexnet()
-    kernels = [tuple(layer.kernel.shape) for layer in model.layers if isinstance(layer, (nn.Conv, nn.Dense))]
-    assert kernels == [(11, 11, 3, 64), (5, 5, 64, 192), (3, 3, 192, 384), (3, 3, 384, 256), (3, 3, 256, 256),
-                       (9216, 4096), (4096, 4096), (4096, 1000)]
-    paper = nnx.eval_shape(lambda: models.alexnet(variant="paper", rngs=nnx.Rngs(0)))
-    assert n_params(paper) == 60_965_224  # Caffe's bvlc_alexnet, the paper's two GPUs as two groups
-    assert paper.input_shape == (227, 227, 3)
-    kernels = [tuple(layer.kernel.shape) for layer in paper.layers if isinstance(layer, (nn.Conv, nn.Dense))]
-    assert kernels == [(11, 11, 3, 96), (5, 5, 48, 256), (3, 3, 256, 384), (3, 3, 192, 384), (3, 3, 192, 256),
-                       (9216, 4096), (4096, 4096), (4096, 1000)]
-    norms = [(layer.size, layer.alpha, layer.beta, layer.k) for layer in paper.layers
-             if isinstance(layer, nn.LocalResponseNorm)]
-    assert norms == [(5, 5e-4, 0.75, 2.0)] * 2  # section 3.3: k=2, n=5, alpha=1e-4 per square, beta=0.75
-    with pytest.raises(ValueError, match=re.escape("must be at least 63x63 for AlexNet")):
-        models.alexnet(input_shape=(32, 32, 3), rngs=nnx.Rngs(0))
-    for side in (224, 259):  # the last map 5x5 and 7x7
-        with pytest.raises(ValueError, match=re.escape("must give AlexNet's 6x6 last map (227x227 to 258x258")):
-            models.alexnet(input_shape=(side, 227, 3), variant="paper", rngs=nnx.Rngs(0))
-    nnx.eval_shape(lambda: models.alexnet(input_shape=(258, 258, 3), variant="paper", rngs=nnx.Rngs(0)))
-    with pytest.raises(ValueError, match=re.escape("`variant` must be 'torchvision' or 'paper', got '2012'")):
-        models.alexnet(variant="2012", rngs=nnx.Rngs(0))
-
-
-def _torch_forward(layout, state, x_nchw):
-    """What PyTorch computes, written with jax.lax in its own layouts: NCHW maps, OIHW
-    weights (grouped: ``feature_group_count``), ``x @ W.T + b``, channels-first flattening,
-    its adaptive average pool and local response normalisation (NumPy loops)."""
-    x = jnp.asarray(x_nchw, jnp.float32)
-    for op, *args in layout:
-        if op == "conv":
-            name, stride, pad, *groups = args
-            x = jax.lax.conv_general_dilated(x, jnp.asarray(state[f"{name}.weight"], jnp.float32), (stride,) * 2,
-                                             [(pad, pad)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW"),
-                                             feature_group_count=groups[0] if groups else 1)
-            x = x + jnp.asarray(state[f"{name}.bias"], jnp.float32)[None, :, None, None]
-        elif op == "relu":
-            x = jnp.maximum(x, 0)
-        elif op == "maxpool":
-            k, s = args
-            x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, k, k), (1, 1, s, s), "VALID")
-        elif op == "lrn":  # the NumPy loop, on the channel axis moved last
-            x = jnp.moveaxis(jnp.asarray(ref.local_response_norm(np.moveaxis(np.asarray(x), 1, -1), *args),
-                                         jnp.float32), -1, 1)
-        elif op == "adaptive":
-            x = jnp.moveaxis(jnp.asarray(ref.adaptive_pool(jnp.moveaxis(x, 1, -1), (args[0],) * 2, np.mean)), -1, 1)
-        elif op == "flatten":
-            x = x.reshape(x.shape[0], -1)  # (C, H, W) order
-        else:
-            x = x @ jnp.asarray(state[f"{args[0]}.weight"], jnp.float32).T + jnp.asarray(state[f"{args[0]}.bias"])
-    return np.asarray(x)
-
-
-def _random_state(layout, shapes, rng):
-    state = {}
-    for (_op, *args), shape in zip([o for o in layout if o[0] in ("conv", "linear")], shapes, strict=True):
-        fan_in = int(np.prod(shape[1:]))
-        state[f"{args[0]}.weight"] = (rng.normal(size=shape) / np.sqrt(fan_in)).astype(np.float32)
-        state[f"{args[0]}.bias"] = rng.normal(size=shape[0]).astype(np.float32) * 0.1
-    return state
-
-
-def test_pytorch_weights_give_pytorchs_logits():
-    """A PyTorch-style network (conv, pool, conv, flatten, two linear layers; weights OIHW and
-    (out, in), flattening channels first) against the same network in cnnjax, channels last."""
-    layout = [("conv", "features.0", 1, 1), ("relu",), ("maxpool", 2, 2), ("conv", "features.3", 2, 0), ("relu",),
-              ("flatten",), ("linear", "classifier.0"), ("relu",), ("linear", "classifier.2")]
-    state = _random_state(layout, [(6, 3, 3, 3), (5, 6, 3, 3), (7, 5 * 3 * 3), (4, 7)], np.random.default_rng(0))
-    rngs = nnx.Rngs(0)
-    model = nn.Sequential(nn.Conv(3, 6, 3, padding=1, activation="relu", rngs=rngs), nn.MaxPool(2),
-                          nn.Conv(6, 5, 3, stride=2, activation="relu", rngs=rngs), nn.Flatten(),
-                          nn.Dense(45, 7, activation="relu", rngs=rngs), nn.Dense(7, 4, rngs=rngs))
-    x = np.random.default_rng(1).normal(size=(2, 3, 14, 14)).astype(np.float32)  # NCHW, as PyTorch takes it
-    assert models.load_torch_weights(model, state, input_shape=(14, 14, 3)) is model
-    np.testing.assert_allclose(model(jnp.moveaxis(x, 1, -1)), _torch_forward(layout, state, x), rtol=1e-5, atol=1e-5)
-
-
-def test_torchvision_alexnet_weights_give_its_logits():
-    layout = [("conv", "features.0", 4, 2), ("relu",), ("maxpool", 3, 2), ("conv", "features.3", 1, 2), ("relu",),
-              ("maxpool", 3, 2), ("conv", "features.6", 1, 1), ("relu",), ("conv", "features.8", 1, 1), ("relu",),
-              ("conv", "features.10", 1, 1), ("relu",), ("maxpool", 3, 2), ("adaptive", 6), ("flatten",),
-              ("linear", "classifier.1"), ("relu",), ("linear", "classifier.4"), ("relu",), ("linear", "classifier.6")]
-    shapes = [(64, 3, 11, 11), (192, 64, 5, 5), (384, 192, 3, 3), (256, 384, 3, 3), (256, 256, 3, 3),
-              (4096, 9216), (4096, 4096), (10, 4096)]
-    state = _random_state(layout, shapes, np.random.default_rng(0))  # torchvision's names and shapes, 10 classes
-    model = models.alexnet(input_shape=(127, 127, 3), num_classes=10, rngs=nnx.Rngs(0))  # 3x3 -> 6x6 adaptively
-    models.load_torch_weights(model, state)
-    model.eval()  # Dropout off, as torch's model.eval()
-    x = np.random.default_rng(1).uniform(size=(2, 3, 127, 127)).astype(np.float32)
-    np.testing.assert_allclose(model(jnp.moveaxis(x, 1, -1)), _torch_forward(layout, state, x), rtol=1e-4, atol=1e-5)
-
-
-def test_the_papers_alexnet_loads_pytorch_weights_with_groups_and_normalisation():
-    """The paper's AlexNet written in PyTorch (Conv2d groups=2, LocalResponseNorm(5, 5e-4, 0.75, 2)):
-    its grouped kernels (out, in / groups, kh, kw) load and give its logits."""
-    layout = [("conv", "features.0", 4, 0), ("relu",), ("lrn", 5, 5e-4, 0.75, 2.0), ("maxpool", 3, 2),
-              ("conv", "features.4", 1, 2, 2), ("relu",), ("lrn", 5, 5e-4, 0.75, 2.0), ("maxpool", 3, 2),
-              ("conv", "features.8", 1, 1), ("relu",), ("conv", "features.10", 1, 1, 2), ("relu",),
-              ("conv", "features.12", 1, 1, 2), ("relu",), ("maxpool", 3, 2), ("flatten",),
-              ("linear", "classifier.1"), ("relu",), ("linear", "classifier.4"), ("relu",), ("linear", "classifier.6")]
-    shapes = [(96, 3, 11, 11), (256, 48, 5, 5), (384, 256, 3, 3), (384, 192, 3, 3), (256, 192, 3, 3),
-              (4096, 9216), (4096, 4096), (10, 4096)]
-    state = _random_state(layout, shapes, np.random.default_rng(2))
-    model = models.alexnet(variant="paper", num_classes=10, rngs=nnx.Rngs(0))
-    models.load_torch_weights(model, state)
-    model.eval()
-    x = np.random.default_rng(3).uniform(size=(2, 3, 227, 227)).astype(np.float32) * 4  # LRN's sums matter
-    np.testing.assert_allclose(model(jnp.moveaxis(x, 1, -1)), _torch_forward(layout, state, x), rtol=1e-4, atol=1e-5)
-
-
-def test_pytorch_weights_errors():
-    rngs = nnx.Rngs(0)
-    model = nn.Sequential(nn.Conv(3, 6, 3, rngs=rngs), nn.Flatten(), nn.Dense(6 * 4 * 4, 2, rngs=rngs))
-    state = {"0.weight": np.ones((6, 3, 3, 3)), "0.bias": np.ones(6), "2.weight": np.ones((2, 96)),
-             "2.bias": np.ones(2)}
-    before = np.asarray(model.layers[0].kernel[...]).copy()
-    with pytest.raises(ValueError, match=re.escape("`state_dict` holds 1 modules with weights (0) but the model has 2 "
-                                                   "layers with weights (conv, dense)")):
-        models.load_torch_weights(model, {k: v for k, v in state.items() if k.startswith("0.")}, input_shape=(6, 6, 3))
-    with pytest.raises(ValueError, match=re.escape("`state_dict`'s 2.weight of shape (2, 95) does not fit the dense "
-                                                   "layer's kernel (96, 2) (as PyTorch's layout: (2, 96))")):
-        models.load_torch_weights(model, {**state, "2.weight": np.ones((2, 95))}, input_shape=(6, 6, 3))
-    with pytest.raises(ValueError, match=re.escape("holds batch-norm statistics ('1.running_mean')")):
-        models.load_torch_weights(model, {**state, "1.running_mean": np.zeros(6)}, input_shape=(6, 6, 3))
-    np.testing.assert_array_equal(model.layers[0].kernel[...], before)  # nothing half-loaded
-
-
-def test_equinox_weights_give_equinoxs_outputs():
-    """Equinox's "CNN on MNIST" tutorial network (channels first, MaxPool2d of stride 1, jnp.ravel),
-    and the same network in cnnjax (both as experiments/ports.py builds them): its weights loaded
-    with load_equinox_weights, the same log-probabilities."""
-    ports = load("experiments", "ports")
-    original = ports.equinox_cnn(jax.random.key(0))
-    ported = ports.equinox_port(original)  # nn.Sequential, filled by models.load_equinox_weights
-    x = np.random.default_rng(0).uniform(size=(4, 1, 28, 28)).astype(np.float32)  # Equinox's (C, H, W) examples
-    want = jax.vmap(original)(jnp.asarray(x))
-    got = jax.nn.log_softmax(ported(jnp.moveaxis(x, 1, -1)))
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    with pytest.raises(TypeError, match=re.escape("`eqx_model` holds no equinox.nn.Conv or Linear layer")):
-        models.load_equinox_weights(ported, [jax.nn.relu], input_shape=(28, 28, 1))

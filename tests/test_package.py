@@ -14,7 +14,7 @@ import cnnjax
 def test_public_names():
     functions = ["conv", "maxpool", "relu", "dense", "flatten", "softmax", "sparse_categorical_crossentropy",
                  "categorical_crossentropy", "accuracy", "summary", "print_summary", "local_response_norm"]
-    modules = ["nn", "models", "data", "train", "lowering", "lecture", "transforms", "losses", "viz"]
+    modules = ["nn", "models", "weights", "data", "train", "lowering", "lecture", "transforms", "losses", "viz"]
     for name in functions + modules:
         assert name in cnnjax.__all__, name
     for name in functions:
@@ -79,7 +79,7 @@ LAYERS = [  # docs/architecture.md: a module imports only from its own layer or 
                     "cnnjax.losses", "cnnjax.lecture", "cnnjax.synthetic", "cnnjax.transforms", "cnnjax.audio",
                     "cnnjax.text", "cnnjax.data"]),
     ("nn", ["cnnjax.nn"]),
-    ("models", ["cnnjax.models", "cnnjax._summary", "cnnjax.viz"]),
+    ("models", ["cnnjax.models", "cnnjax.weights", "cnnjax._summary", "cnnjax.viz"]),
     ("train", ["cnnjax.train"]),
     ("package", ["cnnjax"]),
 ]
