@@ -771,3 +771,109 @@ def test_evaluate_and_validation_take_a_stream_of_batches_as_they_take_arrays():
         train.evaluate(model, [(X[:8], Y[:8] + 10)])
     with pytest.raises(ValueError, match=re.escape("`batch_size` is for arrays")):
         train.evaluate(model, batches, batch_size=8)
+
+
+class _CountedStream:
+    """A re-iterable stream of batches that counts its iter() calls."""
+
+    def __init__(self, batches):
+        self.batches, self.iters = batches, 0
+
+    def __iter__(self):
+        self.iters += 1
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+
+def test_a_stream_is_iterated_once_per_epoch_as_a_pytorch_loop_does():
+    """fit called iter() on the training stream twice before the first epoch (and on the
+    validation stream twice), so a shuffled DataLoader drew other orders than a torch loop."""
+    x, y = small_data(24)
+    stream, validation = _CountedStream(_batches(x, y, 8)), _CountedStream(_batches(x, y, 12))
+    train.fit(small_model(), stream, epochs=3, validation=validation, verbose=0)
+    assert (stream.iters, validation.iters) == (3, 3)
+
+
+def test_fit_on_a_shuffled_dataloader_sees_a_torch_loops_batches():
+    torch = pytest.importorskip("torch", reason="a DataLoader needs torch (CI installs it)")
+
+    class Recorded(torch.utils.data.Dataset):
+        def __init__(self, x, y):
+            self.x, self.y, self.seen = x, y, []
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            self.seen.append(int(i))
+            return self.x[i], self.y[i]
+
+    x, y = small_data(40)
+    orders = []
+    for use_fit in (False, True):
+        data_set, val_set = Recorded(x, y), Recorded(x[:16], y[:16])
+        loader = torch.utils.data.DataLoader(data_set, batch_size=8, shuffle=True)
+        val_loader = torch.utils.data.DataLoader(val_set, batch_size=8)
+        torch.manual_seed(1)
+        if use_fit:
+            train.fit(small_model(), loader, epochs=3, validation=val_loader, verbose=0)
+        else:  # the loop of pytorch/examples' mnist: train an epoch, then test
+            for _ in range(3):
+                for _batch in loader:
+                    pass
+                for _batch in val_loader:
+                    pass
+        orders.append(data_set.seen)
+    assert orders[0] == orders[1] and len(orders[0]) == 120
+
+
+def test_record_steps_keeps_each_steps_loss_as_a_plain_optax_loop_computes_it(tmp_path):
+    """Per-step losses needed steps_per_segment=1 and a callback. record_steps=True keeps them
+    (segments unchanged); a hand-written loop of optax SGD on the same batches is the reference.
+    They survive a resume."""
+    x, y = small_data(48)
+    model = small_model()
+    params = nnx.state(model, nnx.Param)
+    graphdef = nnx.graphdef(model)
+    sgd = optax.sgd(0.1)
+    opt, want = sgd.init(params), []
+
+    def loss_fn(p, xb, yb):
+        logits = nnx.merge(graphdef, p)(xb)
+        return cnnjax.losses.sparse_categorical_crossentropy(logits, yb)
+
+    for _ in range(2):
+        for i in range(0, 48, 16):
+            loss, grads = jax.value_and_grad(loss_fn)(params, x[i:i + 16], y[i:i + 16])
+            updates, opt = sgd.update(grads, opt, params)
+            params = optax.apply_updates(params, updates)
+            want.append(float(loss))
+    h = train.fit(small_model(), (x, y), epochs=2, batch_size=16, shuffle=False, optimizer=optax.sgd(0.1),
+                  record_steps=True, verbose=0)
+    assert [s["step"] for s in h.steps] == [1, 2, 3, 4, 5, 6] and [s["epoch"] for s in h.steps] == [1, 1, 1, 2, 2, 2]
+    np.testing.assert_allclose(h.step_history["loss"], want, rtol=1e-5)
+    assert set(h.step_history) == {"loss", "accuracy"}
+    assert train.fit(small_model(), (x, y), epochs=1, batch_size=16, verbose=0).steps == []  # only on request
+    first = train.fit(small_model(), (x, y), epochs=1, batch_size=16, shuffle=False, optimizer=optax.sgd(0.1),
+                      record_steps=True, verbose=0, checkpoint_dir=tmp_path / "ckpt")
+    resumed = train.fit(small_model(), (x, y), epochs=2, batch_size=16, shuffle=False, optimizer=optax.sgd(0.1),
+                        record_steps=True, verbose=0, checkpoint_dir=tmp_path / "ckpt", resume=True)
+    assert len(first.steps) == 3
+    np.testing.assert_allclose(resumed.step_history["loss"], want, rtol=1e-5)
+    with pytest.raises(TypeError, match=re.escape("`record_steps` must be a bool, got 1")):
+        train.fit(small_model(), (x, y), epochs=1, record_steps=1)
+
+
+def test_a_per_epoch_schedule_in_one_line_is_pytorchs_steplr():
+    """StepLR(step_size=1, gamma=0.7) steps once an epoch: epoch e trains at 0.7 ** e. The rate
+    History logs is the last step's of each epoch."""
+    x, y = small_data(40)
+    steps = train.epoch_steps(len(x), 16)  # 16, 16, 8
+    assert steps == 3
+    optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=train.per_epoch(lambda e: 1.0 * 0.7 ** e, steps))
+    h = train.fit(small_model(), (x, y), epochs=3, batch_size=16, optimizer=optimizer, verbose=0)
+    np.testing.assert_allclose(h.history["learning_rate"], [1.0, 0.7, 0.49], rtol=1e-6)
+    with pytest.raises(ValueError, match=re.escape("`steps_per_epoch` must be an int >= 1, got 0")):
+        train.per_epoch(lambda e: 1.0, 0)

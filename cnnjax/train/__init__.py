@@ -42,8 +42,8 @@ from .callbacks import Callback, EarlyStopping, History, LambdaCallback, Progres
 from .checkpoints import ModelCheckpoint, restore
 from .cpu import auto_microbatches, tune_cpu_memory
 from .evaluation import Predictor, evaluate, predict
-from .optimizers import DEFAULT_OPTIMIZER, learning_rate, max_norm, rmsprop
-from .runner import choose_loop
+from .optimizers import DEFAULT_OPTIMIZER, learning_rate, max_norm, per_epoch, rmsprop
+from .runner import choose_loop, epoch_steps
 from .state import TrainState, create_state
 from .steps import eval_step, predict_step, train_step
 
@@ -66,12 +66,14 @@ __all__ = [
     "choose_loop",
     "create_state",
     "distributed",
+    "epoch_steps",
     "eval_step",
     "evaluate",
     "fit",
     "learning_rate",
     "max_norm",
     "objective",
+    "per_epoch",
     "predict",
     "predict_step",
     "restore",

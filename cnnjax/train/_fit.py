@@ -7,7 +7,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -66,6 +66,7 @@ def fit(
     devices: Sequence[jax.Device] | None = None,
     callbacks: Sequence[Callback | Any] = (),
     microbatches: int | None = None,
+    record_steps: bool = False,
 ) -> History:
     """Trains ``model`` in place, like Keras' ``model.fit``, and returns its :class:`History`.
 
@@ -132,6 +133,9 @@ def fit(
       microbatches: split each batch into this many parts (see :func:`create_state`);
         default :func:`auto_microbatches` (4 on one CPU device), or 1 for models with
         variables other than parameters.
+      record_steps: also keep every optimizer step's loss and metrics (on its batch) in
+        ``History.steps`` / ``History.step_history``, as a PyTorch loop logs each batch's
+        loss; the steps still run in segments, so this costs nothing on the device.
 
     Returns:
       The :class:`History`; the model holds the trained parameters.
@@ -151,6 +155,8 @@ def fit(
         raise ValueError(f"`loop` must be 'auto', 'scan' or 'python', got {loop!r}.")
     if resume and checkpoint_dir is None:
         raise ValueError("`resume=True` needs `checkpoint_dir`.")
+    if not isinstance(record_steps, bool):
+        raise TypeError(f"`record_steps` must be a bool, got {record_steps!r}.")
     source = _Stream.of(train, batch_size, steps_per_epoch, loop, validation_split)  # reads a stream's first batch
     batch_size = _checks.positive_int(64 if batch_size is None else batch_size, "batch_size") if source is None \
         else source.batch_size
@@ -168,13 +174,15 @@ def fit(
     warn_if_unscaled("train", inputs)
     check_fit(obj, outputs, "train", targets)
     if validation is not None and is_stream(validation):
-        if iter(validation) is validation:
+        if isinstance(validation, Iterator):
             raise TypeError("A `validation` stream is evaluated after every epoch, so it must iterate anew each "
                             "time (a list, a DataLoader), not be an iterator or generator.")
-        first = next(iter(validation), None)
+        val_iterator = iter(validation)  # the first validation's: one iter() per epoch, after train's
+        first = next(val_iterator, None)
         if first is None:
             raise ValueError("`validation` is an empty stream: it gave no batch.")
         val_x, val_y = stream_batch(first, "The first batch of the `validation` stream", "validation")
+        val_iterator = itertools.chain([first], val_iterator)
     elif validation is not None:
         val_inputs, val_targets = val_x, val_y = check_data("validation", validation)
     if validation is not None:  # the first batch of a stream, or the arrays
@@ -226,13 +234,14 @@ def fit(
     if checkpoint_dir is not None:  # what resume checks besides the settings (see cnnjax.train.fingerprint)
         fingerprint.update(data=data_digest(inputs, targets), loss=identity(obj.loss),
                            optimizer=identity(DEFAULT_OPTIMIZER if optimizer is None else optimizer))
-    run = Run(model, state, epochs, steps_per_epoch, History(), fingerprint)
+    run = Run(model, state, epochs, steps_per_epoch, History(record_steps=record_steps), fingerprint)
     checkpoint = (ModelCheckpoint(checkpoint_dir, keep=keep_checkpoints, resume=resume,
                                   every_segment=steps_per_segment is not None and source is None)
                   if checkpoint_dir is not None else None)
     hooks = CallbackList([TerminateOnNaN(), ProgressBar(verbose), run.history, *user_callbacks,
                           *([checkpoint] if checkpoint else [])], run)
-    validate = (None if validation is None else StreamEvaluator(placement, validation, "validation")
+    validate = (None if validation is None else
+                StreamEvaluator(placement, validation, "validation", first_iterator=val_iterator)
                 if is_stream(validation) else Evaluator(placement, val_inputs, val_targets, batch_size))
     if source is None:
         runner = ArrayRunner(loop, placement, inputs, targets)
@@ -266,22 +275,25 @@ class _Stream:
 
     def __init__(self, train, steps_per_epoch):
         self.train = train
-        self.one_shot = iter(train) is train  # an iterator (a generator) is read on, epoch after epoch
-        iterator = iter(train)
+        self.one_shot = isinstance(train, Iterator)  # an iterator (a generator) is read on, epoch after epoch
+        iterator = iter(train)  # the first epoch's: one iter() per epoch, as a PyTorch loop makes
         first = next(iterator, None)
         if first is None:
             raise ValueError("`train` is an empty stream: it gave no batch.")
         x, y = stream_batch(first, "The first batch of the `train` stream")
         self.first, self.batch_size = (x, y), len(x)
-        self._rest = itertools.chain([first], iterator) if self.one_shot else None
+        self._first_epoch = itertools.chain([first], iterator)
         length = len(train) if hasattr(train, "__len__") else None
         self.steps = (_checks.positive_int(steps_per_epoch, "steps_per_epoch") if steps_per_epoch is not None
                       else length)
 
     def batches(self, epoch: int):
-        if self.one_shot:
-            return self._rest
-        return iter(self.train)
+        """The epoch's batches: first the iterator the first batch came from; then a new
+        ``iter()`` each epoch, or, for an iterator, the rest of it."""
+        if self._first_epoch is not None:
+            batches, self._first_epoch = self._first_epoch, None
+            return batches
+        return self.train if self.one_shot else iter(self.train)
 
     @staticmethod
     def of(train, batch_size, steps_per_epoch, loop, validation_split) -> _Stream | None:

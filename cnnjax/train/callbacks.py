@@ -98,12 +98,14 @@ class Run:
         """Where the run stands, as a checkpoint records it (JSON): the epochs' History, the
         epoch, segment and steps done, the running sums."""
         return {"history": self.history.epochs, "epoch": self.epoch, "segment": self.segment,
-                "steps_done": self.steps_done, "totals": self.totals}
+                "steps_done": self.steps_done, "totals": self.totals,
+                **({"steps": self.history.steps} if self.history.record_steps else {})}
 
     def resume(self, state: TrainState, position: dict[str, Any]) -> None:
         """Continues from a checkpoint: its ``state`` and its record's :meth:`position`."""
         self.set_state(state)
         self.history.epochs[:] = position["history"]
+        self.history.steps[:] = position.get("steps", []) if self.history.record_steps else []
         self.epoch, self.segment, self.steps_done = position["epoch"], position["segment"], position["steps_done"]
         self.totals = dict(position["totals"])
 
@@ -211,12 +213,31 @@ class History(Callback):
     epochs: list[dict[str, float]] = dataclasses.field(default_factory=list)
     compile_seconds: float = 0.0
     """Seconds spent compiling the training program (0 when it was already compiled)."""
+    record_steps: bool = False
+    """Whether :attr:`steps` is kept (``fit(record_steps=True)``)."""
+    steps: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    """With ``record_steps``: one record per optimizer step, ``step`` (1-based, over the
+    run), ``epoch`` (1-based), ``loss`` and each metric on that step's batch; kept in
+    checkpoints, so a resumed run has them all."""
 
     @property
     def history(self) -> dict[str, list[float]]:
         """Keras' ``History.history``: metric name -> list over epochs."""
         keys = [k for k in (self.epochs[0] if self.epochs else {}) if k != "epoch"]
         return {k: [e[k] for e in self.epochs] for k in keys}
+
+    @property
+    def step_history(self) -> dict[str, list[float]]:
+        """:attr:`steps` as :attr:`history` gives epochs: metric name -> list over steps."""
+        keys = [k for k in (self.steps[0] if self.steps else {}) if k not in ("step", "epoch")]
+        return {k: [s[k] for s in self.steps] for k in keys}
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.record_steps:
+            names, segment = self.run.state.metric_names, self.run.last_segment
+            for row in np.asarray(segment.values):
+                self.steps.append({"step": len(self.steps) + 1, "epoch": self.run.epoch + 1,
+                                   **{name: float(v) for name, v in zip(names, row, strict=True)}})
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs.append(dict(logs))

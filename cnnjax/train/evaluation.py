@@ -90,14 +90,18 @@ class StreamEvaluator:
       stream: a re-iterable stream (a list, a ``DataLoader``); an iterator is read once.
       name: what errors call it (``"test"``, ``"validation"``).
       check: called with the first batch's ``(inputs, targets)`` before anything runs.
+      first_iterator: the iterator the first call reads (one already begun to check the
+        stream's first batch), so that each call makes one ``iter()`` at most.
     """
 
-    def __init__(self, placement: Placement, stream, name: str, check=None):
+    def __init__(self, placement: Placement, stream, name: str, check=None, first_iterator=None):
         self.placement, self.stream, self.name, self.check = placement, stream, name, check
+        self._next = first_iterator
 
     def __call__(self, state: TrainState) -> dict[str, float]:
         totals, count, size = np.zeros(len(state.metric_names)), 0, None
-        for k, batch in enumerate(self.stream):
+        batches, self._next = (self._next if self._next is not None else self.stream), None
+        for k, batch in enumerate(batches):
             where = f"Batch {k} of the `{self.name}` stream"
             x, y = stream_batch(batch, where, self.name)
             if size is None:

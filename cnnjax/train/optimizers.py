@@ -46,6 +46,27 @@ def learning_rate(opt_state: Any) -> float | None:
     return None
 
 
+def per_epoch(schedule: Callable[[Any], Any], steps_per_epoch: int) -> optax.Schedule:
+    """An optax schedule (a function of the step) from one of the epoch: the rate of epoch
+    ``step // steps_per_epoch`` (0-based), as a PyTorch scheduler stepped once an epoch
+    gives it. PyTorch's ``StepLR(optimizer, step_size=1, gamma=0.7)`` over Adadelta at 1.0::
+
+        steps = cnnjax.train.epoch_steps(len(x), batch_size=64)
+        optimizer = optax.adadelta(train.per_epoch(lambda epoch: 1.0 * 0.7 ** epoch, steps))
+
+    Args:
+      schedule: ``fn(epoch) -> rate``, with ``epoch`` an integer array (jnp operations).
+      steps_per_epoch: optimizer steps in an epoch (:func:`~cnnjax.train.epoch_steps`
+        for arrays; ``len(loader)`` for a DataLoader).
+    """
+    if not callable(schedule):
+        raise TypeError(f"`schedule` must be a function of the epoch, got {schedule!r}.")
+    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1:
+        raise ValueError(f"`steps_per_epoch` must be an int >= 1, got {steps_per_epoch!r}.")
+    steps = int(steps_per_epoch)
+    return lambda step: schedule(step // steps)
+
+
 def max_norm(limit: float, where: Callable[[str], bool], *, axis: int = 0) -> optax.GradientTransformation:
     """Keeps weight vectors within an l2 norm, as Keras' ``MaxNorm`` constraint and Kim
     (2014)'s "rescale w to have ||w|| = s whenever ||w|| > s after a gradient descent step".
@@ -96,4 +117,4 @@ def _path_name(path) -> str:
     return "/".join(n for n in names if n != "value")
 
 
-__all__ = ["DEFAULT_OPTIMIZER", "learning_rate", "max_norm", "rmsprop"]
+__all__ = ["DEFAULT_OPTIMIZER", "learning_rate", "max_norm", "per_epoch", "rmsprop"]
