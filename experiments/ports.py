@@ -44,6 +44,7 @@ import optax
 from common import TrainingConfig, expect_int, flag, load_train_test, parse, run_directory, write_json
 from flax import nnx
 
+import cnnjax
 from cnnjax import models, nn, train
 
 
@@ -103,6 +104,32 @@ def train_flax(model: FlaxCNN, x, y, steps: int, seed: int) -> None:
 
     for images, labels in _batches(x, y, 32, steps, seed):
         step(model, optimizer, images, labels)
+
+
+class PytorchMnist(nnx.Module):
+    """pytorch/examples' ``mnist/main.py`` ``Net``, ported line for line (channels last): the
+    functional max pool and flatten of its ``forward`` stay functions. It returns logits:
+    ``F.log_softmax`` then ``F.nll_loss`` is the cross-entropy ``fit`` takes by default."""
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.input_shape = (28, 28, 1)
+        self.conv1 = nn.Conv(1, 32, 3, rngs=rngs)
+        self.conv2 = nn.Conv(32, 64, 3, rngs=rngs)
+        self.dropout1 = nn.Dropout(0.25, rngs=rngs)
+        self.dropout2 = nn.Dropout(0.5, rngs=rngs)
+        self.fc1 = nn.Dense(9216, 128, rngs=rngs)
+        self.fc2 = nn.Dense(128, 10, rngs=rngs)
+
+    def __call__(self, x):
+        x = cnnjax.relu(self.conv1(x))
+        x = cnnjax.maxpool(cnnjax.relu(self.conv2(x)), 2)
+        x = cnnjax.flatten(self.dropout1(x))
+        x = self.dropout2(cnnjax.relu(self.fc1(x)))
+        return self.fc2(x)
+
+
+def pytorch_mnist(rngs: nnx.Rngs) -> PytorchMnist:
+    return PytorchMnist(rngs=rngs)
 
 
 def equinox_cnn(key):

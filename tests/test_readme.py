@@ -28,11 +28,14 @@ def test_example_prints_what_the_readme_shows(code, shown):
 
 
 def test_ci_runs_the_readme_test_command():
-    """.ci/run runs README's command 2 as it is written, and nothing else."""
+    """.ci/run runs README's command 2 as it is written, after installing torch (the README
+    says so), and nothing else."""
     command = re.search(r"# 2\. [^\n]*\n([^\n]+)\n", README).group(1).strip()
     assert command.endswith("ruff check . && python -m pytest -q")
+    torch = "python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0"
+    assert "torch==2.13.0" in README
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
-    assert ci == ["set -euo pipefail", 'cd "$(dirname "$0")/.."', command]
+    assert ci == ["set -euo pipefail", 'cd "$(dirname "$0")/.."', torch, command]
 
 
 def test_every_picture_a_page_shows_is_there():
