@@ -85,3 +85,14 @@ def test_the_layer_lists_no_parameters_and_reads_one_example_as_the_batch_does()
 def test_bad_arguments_are_named(call, error, message):
     with pytest.raises(error, match=re.escape(message)):
         call()
+
+
+def test_lrn_of_float16_sums_its_squares_in_float32():
+    """Squares of 300 overflow float16 (65,504): the sum over 64 channels read inf and every
+    output 0. The squares now add up in float32; the output is float16, as the input."""
+    x = np.full((1, 2, 2, 64), 300.0, np.float16)
+    got = cnnjax.local_response_norm(x, 64, alpha=1.0, beta=0.75, k=1.0)
+    assert got.dtype == jnp.float16
+    xs = np.asarray(x, np.float64)[0, 0, 0]
+    want = [300.0 / (1.0 + 1.0 / 64 * (xs[max(c - 32, 0):c + 32] ** 2).sum()) ** 0.75 for c in range(64)]
+    np.testing.assert_allclose(np.asarray(got, np.float64)[0, 0, 0], want, rtol=2e-3)

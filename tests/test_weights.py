@@ -218,12 +218,13 @@ class _FlattenedHowever(nnx.Module):
     def __init__(self, how, rngs):
         self.how = how
         self.conv1 = nn.Conv(3, 4, 3, rngs=rngs)
-        self.fc1 = nn.Dense(4 * 3 * 3, 5, rngs=rngs)
+        self.fc1 = nn.Dense(4 * 4 * 4 if how == "average" else 4 * 3 * 3, 5, rngs=rngs)
         self.fc2 = nn.Dense(5, 2, rngs=rngs)
 
     def __call__(self, x):
-        y = cnnjax.maxpool(cnnjax.relu(self.conv1(x)), 2)  # (N, 3, 3, 4)
-        if self.how == "function":
+        y = cnnjax.relu(self.conv1(x))
+        y = cnnjax.adaptive_avgpool(y, 4) if self.how == "average" else cnnjax.maxpool(y, 2)  # 6x6 -> 4x4 or 3x3
+        if self.how in ("function", "average"):
             y = cnnjax.flatten(y)
         elif self.how == "reshape":
             y = y.reshape(y.shape[0], -1)
@@ -232,14 +233,15 @@ class _FlattenedHowever(nnx.Module):
         return self.fc2(cnnjax.relu(self.fc1(y)))
 
 
-@pytest.mark.parametrize("how", ["function", "reshape", "channels_first"])
+@pytest.mark.parametrize("how", ["function", "reshape", "channels_first", "average"])
 def test_a_flatten_however_written_loads_pytorchs_order(how):
     """The reorder follows the data, not an nn.Flatten layer: with cnnjax.flatten or a reshape the
     dense rows were not reordered (logits off by 0.4-0.7); a model that flattens channels first
-    itself needs none."""
-    layout = [("conv", "conv1", 1, 0), ("relu",), ("maxpool", 2, 2), ("flatten",), ("linear", "fc1"), ("relu",),
+    itself needs none; an average pool on the way rounds the probe's codes, which still read."""
+    pool = ("adaptive", 4) if how == "average" else ("maxpool", 2, 2)  # windows of 2 and 3 cells: means round
+    layout = [("conv", "conv1", 1, 0), ("relu",), pool, ("flatten",), ("linear", "fc1"), ("relu",),
               ("linear", "fc2")]
-    state = _random_state(layout, [(4, 3, 3, 3), (5, 36), (2, 5)], np.random.default_rng(0))
+    state = _random_state(layout, [(4, 3, 3, 3), (5, 64 if how == "average" else 36), (2, 5)], np.random.default_rng(0))
     model = models.load_torch_weights(_FlattenedHowever(how, nnx.Rngs(0)), state, input_shape=(8, 8, 3))
     x = np.random.default_rng(1).normal(size=(3, 3, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(model(jnp.moveaxis(x, 1, -1)), _torch_forward(layout, state, x), rtol=1e-5, atol=1e-5)
@@ -276,6 +278,16 @@ def _head_first_state():
     return {"head.weight": rng.normal(size=(4, 4)).astype(np.float32), "head.bias": rng.normal(size=4).astype(
         np.float32), "body.weight": rng.normal(size=(4, 4)).astype(np.float32),
         "body.bias": rng.normal(size=4).astype(np.float32)}
+
+
+def test_a_sequentials_modules_of_one_shape_pair_in_index_order():
+    """nn.Sequential calls its modules in index order, so two linear layers of one shape in one
+    Sequential are not ambiguous (and neither is torchvision's AlexNet, tested above)."""
+    state = {k.replace("body", "0").replace("head", "2"): v for k, v in _head_first_state().items()}
+    x = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+    want = np.maximum(x @ state["0.weight"].T + state["0.bias"], 0) @ state["2.weight"].T + state["2.bias"]
+    np.testing.assert_allclose(models.load_torch_weights(_body_then_head(), state, input_shape=(4,))(x), want,
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_layers_declared_in_another_order_than_called_are_refused_or_paired_as_told():
