@@ -872,7 +872,10 @@ def test_a_per_epoch_schedule_in_one_line_is_pytorchs_steplr():
     x, y = small_data(40)
     steps = train.epoch_steps(len(x), 16)  # 16, 16, 8
     assert steps == 3
-    optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=train.per_epoch(lambda e: 1.0 * 0.7 ** e, steps))
+    schedule = train.per_epoch(lambda e: 1.0 * 0.7 ** e, steps)
+    np.testing.assert_allclose([schedule(jnp.int32(k)) for k in range(9)], [1.0] * 3 + [0.7] * 3 + [0.49] * 3,
+                               rtol=1e-6)  # step k trains in epoch k // 3
+    optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
     h = train.fit(small_model(), (x, y), epochs=3, batch_size=16, optimizer=optimizer, verbose=0)
     np.testing.assert_allclose(h.history["learning_rate"], [1.0, 0.7, 0.49], rtol=1e-6)
     with pytest.raises(ValueError, match=re.escape("`steps_per_epoch` must be an int >= 1, got 0")):
