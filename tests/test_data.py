@@ -47,7 +47,7 @@ def test_prefixed_and_dotted_names(tmp_path, small):
 def test_only_the_test_pair_serves_test_and_explains_train(small):
     directory, images, labels = small
     write_pair(directory, "t10k", images, labels)
-    assert len(data.load("mnist", "test", data_dir=directory)[0]) == 12
+    assert len(data.load("anything", "test", data_dir=directory)[0]) == 12  # 5x4 images: not MNIST's shape
     with pytest.raises(data.DatasetNotFoundError, match=re.escape("has no train-images or labels IDX file for split 'train' (it holds IDX files for: test (t10k))")):
         data.load("mnist", "train", data_dir=directory)
 
@@ -128,7 +128,8 @@ def test_float_images_in_the_unit_range_load_as_they_are(small):
 def test_another_datasets_upstream_files_are_refused_by_name(small, monkeypatch):
     from cnnjax.data import _idx, fetch
 
-    directory, images, labels = small
+    directory, _, labels = small
+    images = np.random.default_rng(1).integers(0, 256, (12, 28, 28), dtype=np.uint8)  # MNIST's shape
     write_pair(directory, "t10k", images, labels)
     digest = lambda name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
     registered = {"t10k-images-idx3-ubyte.gz": ("url", 0, digest("t10k-images-idx3-ubyte.gz")),
@@ -305,3 +306,17 @@ def test_read_cifar10_decodes_label_bytes_and_colour_planes(tmp_path):
         data.read_cifar10(tmp_path / "bad.tar.gz", "test")
     with pytest.raises(ValueError, match="holds no data_batch_1.bin"):
         data.read_cifar10(tmp_path / "bad.tar.gz", "train")
+
+
+def test_an_idx_header_that_disagrees_with_the_datasets_shape_is_refused(tmp_path):
+    """10000x14x56 holds as many bytes as 10000x28x28: it loaded as MNIST without a word."""
+    images = np.random.default_rng(0).integers(0, 256, (6, 14, 56), dtype=np.uint8)
+    write_pair(tmp_path, "t10k", images, np.zeros(6, np.uint8))
+    with pytest.raises(ValueError, match=re.escape("t10k-images-idx3-ubyte.gz: its IDX header says images of 14x56, "
+                                                   "but mnist's are 28x28: the file is damaged or another dataset's")):
+        data.load("mnist", "test", data_dir=tmp_path)
+    with pytest.raises(ValueError, match=re.escape("but emnist's are 28x28")):
+        data.load("emnist/digits", "test", data_dir=tmp_path)
+    assert data.load("my_own", "test", data_dir=tmp_path)[0].shape == (6, 14, 56, 1)  # a dataset of its own: as read
+    write_pair(tmp_path, "t10k", images.reshape(6, 28, 28), np.zeros(6, np.uint8))
+    assert data.load("mnist", "test", data_dir=tmp_path)[0].shape == (6, 28, 28, 1)

@@ -19,8 +19,10 @@ from ._common import DatasetNotFoundError
 IDX_SPLITS = {"train": "train", "test": "t10k", "t10k": "t10k"}
 _IDX_NAME = re.compile(r"^(?:.*-)?(train|t10k)-(images|labels)[-.]idx([13])-ubyte(\.gz)?$")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-IDX_DATASETS = ("mnist", "fashion_mnist", "kmnist", "emnist")
-"""The datasets published as IDX files (EMNIST's variants as ``emnist/<variant>``)."""
+IDX_DATASETS = {"mnist": (28, 28), "fashion_mnist": (28, 28), "kmnist": (28, 28), "emnist": (28, 28)}
+"""The datasets published as IDX files (EMNIST's variants as ``emnist/<variant>``), each with
+its images' ``(rows, cols)``: a file whose header says another shape of the same byte count
+(10000x14x56 for 28x28) is refused by :func:`cnnjax.data.load`, not read as the dataset."""
 
 
 def idx_files(directory: str | os.PathLike) -> dict[tuple[str, str], Path]:
@@ -132,6 +134,17 @@ def load_idx(directory: str | os.PathLike, split: str = "train") -> tuple[np.nda
             f"{files[prefix, 'labels']} holds {len(labels)} labels."
         )
     return images, labels
+
+
+def check_idx_shape(images: np.ndarray, name: str, directory: str | os.PathLike, split: str) -> None:
+    """Refuses images whose IDX header gives another shape than dataset ``name``'s (for the
+    datasets of :data:`IDX_DATASETS`), naming both shapes."""
+    base = name.split("/")[0]
+    expected = IDX_DATASETS.get(base)
+    if expected is not None and tuple(images.shape[1:]) != expected:
+        path = idx_files(directory)[IDX_SPLITS[split], "images"]
+        raise ValueError(f"{path}: its IDX header says images of {images.shape[1]}x{images.shape[2]}, but {base}'s "
+                         f"are {expected[0]}x{expected[1]}: the file is damaged or another dataset's.")
 
 
 def check_idx_dataset(directory: str | os.PathLike, name: str) -> None:

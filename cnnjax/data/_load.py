@@ -11,7 +11,7 @@ from .. import _checks
 from . import fetch
 from ._cifar import read_cifar10
 from ._common import DatasetNotFoundError, to_float_images
-from ._idx import IDX_SPLITS, check_idx_dataset, idx_files, load_idx
+from ._idx import IDX_SPLITS, check_idx_dataset, check_idx_shape, idx_files, load_idx
 from ._tfds import _how_to_get, load_tfds, tfds_data_dir
 
 
@@ -64,6 +64,7 @@ def load(
     elif data_dir is not None and os.path.isdir(data_dir) and idx_files(data_dir):
         check_idx_dataset(data_dir, str(name))
         images, labels = load_idx(data_dir, split)
+        check_idx_shape(images, str(name), data_dir, split)
         where = f"the IDX files of split {split!r} in {data_dir}"
     elif data_dir is not None and not os.path.isdir(data_dir):
         raise DatasetNotFoundError(f"`data_dir` {str(data_dir)!r} is not a directory. {_how_to_get(str(name))}")
