@@ -880,3 +880,22 @@ def test_a_per_epoch_schedule_in_one_line_is_pytorchs_steplr():
     np.testing.assert_allclose(h.history["learning_rate"], [1.0, 0.7, 0.49], rtol=1e-6)
     with pytest.raises(ValueError, match=re.escape("`steps_per_epoch` must be an int >= 1, got 0")):
         train.per_epoch(lambda e: 1.0, 0)
+
+
+def test_a_nan_in_the_validation_inputs_is_named_once():
+    """val_loss came out NaN without a word, where training's guard names its step. A warning now
+    names the first example and batch (arrays) or batch (a stream), once a fit."""
+    x, y = small_data(40)
+    bad = x[:24].copy()
+    bad[13, 2, 3, 0] = np.nan
+    with pytest.warns(UserWarning, match=re.escape("`validation` inputs hold NaN or infinity, first in example 13, "
+                                                   "in batch 1 of 8")) as caught:
+        h = train.fit(small_model(), (x, y), epochs=2, batch_size=8, validation=(bad, y[:24]), verbose=0)
+    assert np.isnan(h.history["val_loss"]).all()
+    assert sum("hold NaN" in str(w.message) for w in caught) == 1
+    with pytest.warns(UserWarning, match=re.escape("`validation` inputs hold NaN or infinity, first in batch 1 of "
+                                                   "the stream")) as caught:
+        train.fit(small_model(), (x, y), epochs=2, batch_size=8, validation=_batches(bad, y[:24], 12), verbose=0)
+    assert sum("hold NaN" in str(w.message) for w in caught) == 1
+    with pytest.warns(UserWarning, match=re.escape("`test` inputs hold NaN or infinity, first in example 13")):
+        train.evaluate(small_model(), (bad, y[:24]))

@@ -7,6 +7,7 @@ statistics) whatever mode the model is in, and leave the model as it was.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,7 +68,13 @@ class Evaluator:
     as batches split across the devices: each device holds its slices only, and each
     process reads only its devices' examples."""
 
-    def __init__(self, placement: Placement, inputs: np.ndarray, targets: np.ndarray, batch_size: int):
+    def __init__(self, placement: Placement, inputs: np.ndarray, targets: np.ndarray, batch_size: int,
+                 name: str = "validation"):
+        if isinstance(inputs, np.ndarray) and np.issubdtype(inputs.dtype, np.floating) and inputs.size:
+            bad = np.flatnonzero(~np.isfinite(inputs.reshape(len(inputs), -1)).all(axis=1))
+            if len(bad):
+                warn_not_finite(name, f"example {int(bad[0])}, in batch {int(bad[0]) // batch_size} of "
+                                      f"{batch_size}")
         idx, w = data.batch_plan(inputs.shape[0], batch_size, shuffle=False)
         self._args = tuple(placement.batched(a, 1) for a in (Rows(inputs, idx), Rows(targets, idx), w))
 
@@ -75,6 +82,14 @@ class Evaluator:
         """The means for ``state``, which must be on the same placement."""
         values = np.asarray(evaluate_batches(state, *self._args))
         return dict(zip(state.metric_names, map(float, values), strict=True))
+
+
+def warn_not_finite(name: str, where: str) -> None:
+    """Warns that ``name``'s inputs hold NaN or infinity, first at ``where``: their loss and
+    metrics come out NaN (NaN in is NaN out), and training's guard does not watch them."""
+    warnings.warn(f"`{name}` inputs hold NaN or infinity, first in {where}: its loss and metrics will be NaN. "
+                  "Clean or drop those examples (np.isfinite(x).all(axis=(1, 2, 3)) marks the good ones).",
+                  UserWarning, stacklevel=4)
 
 
 _eval_step = jax.jit(eval_step)
@@ -96,10 +111,10 @@ class StreamEvaluator:
 
     def __init__(self, placement: Placement, stream, name: str, check=None, first_iterator=None):
         self.placement, self.stream, self.name, self.check = placement, stream, name, check
-        self._next = first_iterator
+        self._next, self._warned = first_iterator, False
 
     def __call__(self, state: TrainState) -> dict[str, float]:
-        totals, count, size = np.zeros(len(state.metric_names)), 0, None
+        totals, count, size, warned = np.zeros(len(state.metric_names)), 0, None, self._warned
         batches, self._next = (self._next if self._next is not None else self.stream), None
         for k, batch in enumerate(batches):
             where = f"Batch {k} of the `{self.name}` stream"
@@ -111,11 +126,15 @@ class StreamEvaluator:
             if len(x) > size or x.shape[1:] != shape:
                 raise ValueError(f"{where} holds inputs of shape {x.shape}; every batch must hold at most {size} "
                                  f"examples of shape {shape} (those of the first batch).")
+            if not warned and np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+                warned = True
+                warn_not_finite(self.name, f"batch {k} of the stream")
             n = len(x)
             x, y, w = pad_batch(x, y, size)
             means = _eval_step(state, tuple(self.placement.batched(a, 0) for a in (x, y, w)))
             totals += np.array([float(means[m]) for m in state.metric_names]) * n
             count += n
+        self._warned = warned  # once a fit, not after every epoch
         if count == 0:
             raise ValueError(f"`{self.name}` is an empty stream: it gave no batch.")
         return dict(zip(state.metric_names, (totals / count).tolist(), strict=True))
@@ -155,7 +174,7 @@ def evaluate(model: nnx.Module, test: tuple[np.ndarray, np.ndarray], *, batch_si
     placement = Placement.over(devices)
     batch_size = placement.default_batch_size(batch_size)
     state = placement.replicated(create_state(model, _NO_OPTIMIZER, loss=obj, compute_dtype=compute_dtype))
-    return Evaluator(placement, inputs, targets, batch_size)(state)
+    return Evaluator(placement, inputs, targets, batch_size, "test")(state)
 
 
 def bucket(n: int, batch_size: int) -> int:
