@@ -116,6 +116,8 @@ def run_directory(workdir: str | os.PathLike, *, main: bool = True) -> Iterator[
             except checkpoints.DirectoryInUse as e:
                 fail(str(e))
         yield workdir
+    except checkpoints.CheckpointError as e:  # every checkpoint of the run damaged: say how to start afresh
+        fail(str(e).replace("(or train without resume)", f"(or give another --workdir than {workdir})"))
     except OSError as e:
         fail(f"{e} (in {workdir})" if str(workdir) not in str(e) else str(e))
     finally:

@@ -125,8 +125,9 @@ def test_no_readable_checkpoint_is_one_clear_error(tmp_path):
     with open(victim, "r+b") as f:
         f.truncate(1)
     with pytest.warns(UserWarning), pytest.raises(train.checkpoints.CheckpointError,
-                                                  match=f"No checkpoint in {tmp_path} could be read: {tmp_path / '2'}"):
+                                                  match=f"No checkpoint in {tmp_path} could be read: {tmp_path / '2'}") as caught:
         train.fit(small_model(), (x, y), epochs=2, batch_size=16, checkpoint_dir=tmp_path, resume=True, verbose=0)
+    assert str(caught.value).endswith(f". To start afresh, move or delete {tmp_path} (or train without resume).")
     gc.collect()
 
 

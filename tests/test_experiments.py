@@ -218,6 +218,31 @@ def test_every_flag_has_help_and_help_prints(name):
     assert all(f"--{a.dest.replace('_', '-')}" in text for a in p._actions[1:]), name
 
 
+def test_a_run_whose_every_checkpoint_is_damaged_stops_with_one_line_saying_how_to_start_afresh(tmp_path, capsys):
+    """Each step's state/ deleted: a script warned, then ended in a traceback of CheckpointError.
+    Inside a script's run directory (what every script's main runs in) it is one error line."""
+    import shutil
+
+    from training import small_data, small_model
+
+    from cnnjax import train
+
+    workdir, (x, y) = tmp_path / "run", small_data(32)
+    fit = lambda: train.fit(small_model(), (x, y), epochs=2, batch_size=16, checkpoint_dir=workdir / "checkpoints",
+                            resume=True, verbose=0)
+    with load("common").run_directory(workdir):
+        fit()
+    for step in [p for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]:
+        shutil.rmtree(step / "state")
+    with pytest.warns(UserWarning), pytest.raises(SystemExit) as info, load("common").run_directory(workdir):
+        fit()
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: No checkpoint in {workdir / 'checkpoints'} could be read")
+    assert err[0].endswith(f"To start afresh, move or delete {workdir / 'checkpoints'} (or give another --workdir "
+                           f"than {workdir}).")
+
+
 def test_a_run_that_stopped_before_its_first_checkpoint_does_not_block_its_folder(tiny_idx, tmp_path, capsys):
     workdir = tmp_path / "run"
     (workdir / "checkpoints").mkdir(parents=True)  # what a run killed during its first epoch leaves

@@ -339,7 +339,8 @@ class Checkpointer:
                 continue
             return step, tree, record
         if failures:
-            raise CheckpointError(f"No checkpoint in {self.directory} could be read: " + "; ".join(failures))
+            raise CheckpointError(f"No checkpoint in {self.directory} could be read: " + "; ".join(failures)
+                                  + f". To start afresh, move or delete {self.directory} (or train without resume).")
         return None
 
     def set_aside(self, step: int) -> str:
