@@ -511,7 +511,9 @@ def test_spoken_digits_mixed_members_read_their_own_normalisation(monkeypatch):
     assert module.views("spectrogram", config) == ["band", "own"]
     assert module.views("waveform", config) == ["recording"]
     monkeypatch.setattr(module, "inputs", lambda recordings, kind, view: np.full((2, 1), {"band": 0.0, "own": 1.0}[view]))
-    monkeypatch.setattr(module, "train", types.SimpleNamespace(predict=lambda model, x: model(x)))
+    softmax = lambda z: np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+    predict = lambda model, x, probabilities=False: softmax(model(x)) if probabilities else model(x)  # as train's
+    monkeypatch.setattr(module, "train", types.SimpleNamespace(predict=predict))
     models = [lambda x, k=k: np.concatenate([x * k, 0 * x], axis=1) for k in (1.0, 2.0, 3.0)]
     # member 0 on band (0): logits (0, 0); member 1 on own (1): (2, 0); member 2 on band: (0, 0)
     p = module.probabilities(models, None, "spectrogram", config)
