@@ -29,6 +29,7 @@ Arrays are channels-last: images ``(N, H, W, C)``, kernels ``(H, W, C_in, C_out)
 
 from . import audio, data, lecture, losses, lowering, models, nn, synthetic, text, train, transforms, weights
 from ._activations import relu, softmax
+from ._compile_cache import use_compile_cache
 from ._conv import conv, conv_transpose
 from ._dense import dense, flatten
 from ._normalization import local_response_norm
@@ -83,6 +84,7 @@ __all__ = [
     "text",
     "train",
     "transforms",
+    "use_compile_cache",
     "viz",
     "weights",
 ]

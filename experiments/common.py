@@ -160,13 +160,21 @@ def parse(cls: type, argv: list[str] | None, description: str):
     argparse's usage line and one ``error:`` line naming the flag, its value and what is
     expected."""
     p = parser(cls, description)
+    p.add_argument("--no-compile-cache", action="store_true",
+                   help="compile every program again instead of reading it from the per-user cache "
+                        "(~/.cache/cnnjax/jax; CNNJAX_COMPILE_CACHE=0 turns it off too, a path moves it)")
     values = vars(p.parse_args(argv))
+    no_cache = values.pop("no_compile_cache")
     try:
         config = cls(**values)
         if hasattr(config, "check_paths"):
             config.check_paths()
     except ConfigError as e:
         p.error(f"argument --{e.field.replace('_', '-')}: {e.message}")
+    if not no_cache:  # the flags are good: now JAX may load
+        folder = importlib.import_module("cnnjax").use_compile_cache()
+        if getattr(config, "verbose", 0) == 2:
+            print(f"compiled programs are read from and kept in {folder or 'no cache (CNNJAX_COMPILE_CACHE=0)'}")
     return config
 
 
