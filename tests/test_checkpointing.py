@@ -1,7 +1,9 @@
 """Checkpoints of training runs: bit-identical resume, named trees, damaged checkpoints skipped."""
 
+import contextlib
 import errno
 import gc
+import logging
 import os
 import re
 
@@ -253,6 +255,19 @@ def test_fit_refuses_a_directory_of_another_run_without_resume_before_training(t
     train.checkpoints.DirectoryLock(tmp_path).acquire().release()  # the refusal released the lock
 
 
+@contextlib.contextmanager
+def _absl_records():
+    """The records absl's logger hands its handlers (after its filters) inside the block."""
+    records, logger = [], logging.getLogger("absl")
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
 def test_a_write_the_file_system_refuses_is_an_oserror_naming_the_directory(tmp_path, monkeypatch):
     """TensorStore reports a full disk as a ValueError carrying the OS error (its text, as
     a 600 KB file system filled by a run gave it); other ValueErrors pass through."""
@@ -262,18 +277,23 @@ def test_a_write_the_file_system_refuses_is_an_oserror_naming_the_directory(tmp_
     ckpt = train.checkpoints.Checkpointer(tmp_path)
 
     def failing(error):
-        def save(*args, **kwargs):
+        def save(*args, **kwargs):  # as orbax fails on a full disk: a half-written folder, a thread's log
+            os.makedirs(os.path.join(ckpt.directory, "4.orbax-checkpoint-tmp", "state.orbax-checkpoint-tmp"), exist_ok=True)
+            logging.getLogger("absl").error("[process=0][thread=array_type_handler][operation_id=1] "
+                                            "_SignalingThread.run() raised an exception: %s", error)
             raise error
         return save
 
     try:
         monkeypatch.setattr(ckpt._manager, "save", failing(failure))
-        with pytest.raises(OSError) as info:
+        with pytest.raises(OSError) as info, _absl_records() as logged:
             ckpt.save(4, {"a": np.zeros(3, np.float32)}, {})
         assert info.value.errno == errno.ENOSPC and info.value.filename == ckpt.directory
         assert "No space left on device: the checkpoint of step 4 could not be written" in str(info.value)
+        assert logged == []  # the writer thread's traceback is not printed: the OSError says it once
         monkeypatch.setattr(ckpt._manager, "save", failing(ValueError("another")))
         with pytest.raises(ValueError, match="^another$"):
             ckpt.save(4, {"a": np.zeros(3, np.float32)}, {})
     finally:
         ckpt.close()
+    assert not [n for n in os.listdir(ckpt.directory) if "orbax-checkpoint-tmp" in n]  # closed: nothing half-written

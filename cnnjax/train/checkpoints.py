@@ -37,8 +37,10 @@ import fcntl
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
+import shutil
 import socket
 import warnings
 from collections.abc import Callable
@@ -58,7 +60,15 @@ from .state import TrainState, check_model, create_state
 def _orbax():
     import orbax.checkpoint as ocp
 
+    logging.getLogger("absl").addFilter(_quiet_failed_writes)
     return ocp
+
+
+def _quiet_failed_writes(record: logging.LogRecord) -> bool:
+    """Drops the traceback that each of orbax's writer threads logs when a write fails (a full
+    disk: one per thread, over a hundred lines): the same error reaches :meth:`Checkpointer.save`,
+    which raises it as one ``OSError`` naming the folder."""
+    return "_SignalingThread.run() raised an exception" not in record.getMessage()
 
 
 class CheckpointError(ValueError):
@@ -201,6 +211,7 @@ class Checkpointer:
             ),
             item_names=("state", "record"),
         )
+        self._unfinished: set[int] = set()  # steps whose save failed, cleaned up on close()
 
     def steps(self) -> list[int]:
         """The steps that have a complete checkpoint, oldest first."""
@@ -228,9 +239,18 @@ class Checkpointer:
             code = re.search(r"os_error_code='?(\d+)", str(e))
             if code is None:
                 raise
+            self._unfinished.add(int(step))  # removed on close(), when orbax's writers have stopped
             errno_ = int(code.group(1))
             raise OSError(errno_, f"{os.strerror(errno_)}: the checkpoint of step {int(step)} could not be "
                                   f"written", self.directory) from e
+
+    def _remove_unfinished(self) -> None:
+        """Removes what a failed save left (orbax's ``<step>.orbax-checkpoint-tmp*`` folder):
+        nothing half-written stays beside the checkpoints that are whole."""
+        for name in os.listdir(self.directory):
+            if any(name.startswith(f"{step}.orbax-checkpoint-tmp") for step in self._unfinished):
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        self._unfinished.clear()
 
     def path(self, step: int) -> str:
         """The directory of the checkpoint at ``step``."""
@@ -362,6 +382,7 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+        self._remove_unfinished()
         if self._lock is not None:
             self._lock.release()
             self._lock = None
