@@ -282,6 +282,39 @@ def write_json(path: str | os.PathLike, value) -> None:
     os.replace(tmp, path)
 
 
+def provenance(script: str, argv: list[str] | None) -> dict[str, Any]:
+    """Where a result came from, for its run record: the command, the commit (``-dirty``
+    when the tree had changes), the versions that compute it, the machine and the date."""
+    import datetime
+    import importlib.metadata
+    import platform
+    import shlex
+    import subprocess
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+        else platform.processor()
+    import jax
+
+    versions = {name: importlib.metadata.version(name) for name in ("jax", "jaxlib", "flax", "optax", "numpy")}
+    return {"command": shlex.join(["python", f"experiments/{script}", *args]), "commit": commit or None,
+            "versions": {"python": platform.python_version(), **versions},
+            "machine": {"cpus": os.cpu_count(), "cpu": cpu, "devices": [d.device_kind for d in jax.devices()]},
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
 def as_records(epochs):
     return [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in e.items()} for e in epochs]
 

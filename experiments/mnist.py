@@ -47,6 +47,7 @@ from common import (
     load_train_test,
     num_classes,
     parse,
+    provenance,
     read_config,
     run_directory,
     write_json,
@@ -182,8 +183,10 @@ def figures(model, workdir: Path, test, names, history) -> None:
     viz.save(viz.saliency_maps(model, x[:8], y[:8], class_names=names), workdir / "saliency.png")
 
 
-def run(config: Config) -> dict:
-    """Trains and evaluates as ``config`` says, writing the run directory; returns the results."""
+def run(config: Config, argv: list[str] | None = None) -> dict:
+    """Trains and evaluates as ``config`` says, writing the run directory; returns the results
+    (``results.json``), with the run's record (:func:`common.provenance`: ``argv`` is the
+    command's flags, default ``sys.argv``)."""
     config.check_paths()
     config = config.resolved()
     if config.coordinator is not None:
@@ -196,10 +199,10 @@ def run(config: Config) -> dict:
         config = dataclasses.replace(config, num_processes=jax.process_count(), process_id=jax.process_index())
     main = jax.process_index() == 0  # the one that prints and writes the run directory's files
     with run_directory(config.workdir, main=main) as workdir:
-        return _run(config, workdir, main)
+        return _run(config, workdir, main, argv)
 
 
-def _run(config: Config, workdir: Path, main: bool) -> dict:
+def _run(config: Config, workdir: Path, main: bool, argv: list[str] | None = None) -> dict:
     say = print if main else (lambda *args, **kwargs: None)
     previous = saved_run(workdir)
     if previous is not None:
@@ -253,7 +256,8 @@ def _run(config: Config, workdir: Path, main: bool) -> dict:
     results = {"test_loss": result["loss"], "test_accuracy": result["accuracy"], "images_per_s": images_per_s,
                "seconds_per_epoch": float(np.mean([e["seconds"] for e in history.epochs])),
                "compile_seconds": history.compile_seconds, "train_seconds": time.perf_counter() - t0,
-               "train_images": len(x), "test_images": len(test[0]), "note": note}
+               "train_images": len(x), "test_images": len(test[0]), "note": note,
+               "run": provenance("mnist.py", argv)}
     write_json(workdir / "results.json", results)
     figures(model, workdir, test, class_names(config.dataset, k), history.epochs)
     say(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {len(test[0])} images; "
@@ -262,7 +266,7 @@ def _run(config: Config, workdir: Path, main: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run(parse_args(argv))
+    return run(parse_args(argv), argv)
 
 
 if __name__ == "__main__":
