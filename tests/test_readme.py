@@ -45,3 +45,23 @@ def test_every_picture_a_page_shows_is_there():
     assert len(links) > 10
     missing = [f"{page.name}: {link}" for page, link in links if not (page.parent / link).is_file()]
     assert not missing, missing
+
+
+def test_the_mnist_results_follow_their_run_records():
+    """The README's headline figure and docs/results.md's MNIST rows are the accuracies the script
+    wrote in its run records (docs/results/*.json), to the printed precision: the README said
+    98.20% in one row and 98.50% two rows lower for the same CNN."""
+    import json
+
+    record = lambda name: json.loads((ROOT / "docs" / "results" / f"mnist_t10k_8000_{name}.json").read_text())
+    functional, sequential = (f"{record(n)['test_accuracy'] * 100:.2f}%" for n in ("functional", "sequential"))
+    for name in ("functional", "sequential"):
+        assert record(name)["run"]["command"].startswith("python experiments/mnist.py --data-dir samples/mnist "
+                                                         "--limit-train 8000")
+    row = next(line for line in README.splitlines() if line.startswith("| The lecture's CNN on real MNIST"))
+    assert f"| {functional} (Sequential: {sequential}) |" in row, row
+    results = (ROOT / "docs" / "results.md").read_text()
+    assert f"| functional | 8,000 / 2,000 | 5 | {functional} |" in results
+    assert f"| sequential | 8,000 / 2,000 | 5 | {sequential} |" in results
+    customer = next(line for line in README.splitlines() if line.startswith('| "Customer data"'))
+    assert f"CNN {functional} ->" in customer  # the same CNN on the same split, quoted again
