@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from common import RunConfig, expect_int, flag, lazy, parse, run_directory
+from common import RunConfig, expect_int, flag, lazy, parse, provenance, run_directory
 
 # JAX, flax and cnnjax load when first used: --help and a bad flag answer at once
 jax = lazy("jax")
@@ -145,10 +145,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse(Config, argv, __doc__.splitlines()[0])
     workdir = Path(args.workdir or os.path.join("runs", f"xo-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
     with run_directory(workdir):  # locked; an OSError (a full disk) is one error line
-        return _run_in(args, workdir)
+        return _run_in(args, workdir, argv)
 
 
-def _run_in(args: Config, workdir: Path) -> dict:
+def _run_in(args: Config, workdir: Path, argv: list[str] | None = None) -> dict:
     """The run itself, in ``workdir`` (locked by the caller)."""
     # 1. The walk-through, with the lecture's hand-made features.
     image = lecture.X_IMAGE if args.image == "x" else lecture.O_IMAGE
@@ -191,7 +191,8 @@ def _run_in(args: Config, workdir: Path) -> dict:
                          title=f"Backpropagation: the error ({step['error'][0]:+.2f} for X) flowing into each feature"),
              workdir / "backpropagation.png", dpi=120)
     results = {"accuracy": accuracy, "train_size": args.train_size, "test_size_per_case": args.test_size,
-               "epochs": args.epochs, "seconds": sum(e["seconds"] for e in history.epochs)}
+               "epochs": args.epochs, "seconds": sum(e["seconds"] for e in history.epochs),
+               "run": provenance("xo.py", argv)}
     (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"figures in {workdir}")
     return {"stages": stages, **results, "backpropagation": step, "workdir": str(workdir)}
