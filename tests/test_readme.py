@@ -65,3 +65,16 @@ def test_the_mnist_results_follow_their_run_records():
     assert f"| sequential | 8,000 / 2,000 | 5 | {sequential} |" in results
     customer = next(line for line in README.splitlines() if line.startswith('| "Customer data"'))
     assert f"CNN {functional} ->" in customer  # the same CNN on the same split, quoted again
+
+
+def test_the_xo_results_follow_their_run_record():
+    """The README said "shifted, scaled, rotated, thicker" where the script and the lecture say
+    translation, scaling, rotation, weight; the row now quotes the record's cases and figures."""
+    import json
+
+    record = json.loads((ROOT / "docs" / "results" / "xo.json").read_text())
+    assert record["run"]["command"].startswith("python experiments/xo.py")
+    cell = ", ".join(f"{case} {acc * 100:.1f}%" for case, acc in record["accuracy"].items())
+    row = next(line for line in README.splitlines() if line.startswith("| X's and O's, the trickier cases"))
+    assert f"| {cell} |" in row, row
+    assert f"| {cell} |" in (ROOT / "docs" / "results.md").read_text()
