@@ -32,7 +32,8 @@ def use_compile_cache(directory: str | os.PathLike | None = None) -> str | None:
     reads it instead. Call it before the first ``jit`` runs.
 
     A cache the user configured for JAX (``JAX_COMPILATION_CACHE_DIR``, or
-    ``jax.config.update("jax_compilation_cache_dir", ...)``) is left as it is. Otherwise
+    ``jax.config.update("jax_compilation_cache_dir", ...)``) is left as it is (a
+    ``directory`` naming another folder is then refused, not ignored). Otherwise
     ``directory``, else the path in ``CNNJAX_COMPILE_CACHE``, else
     :func:`default_directory`; ``CNNJAX_COMPILE_CACHE=0`` turns it off (when no
     ``directory`` is given). Every program is kept, however fast it compiled (JAX's own
@@ -51,6 +52,10 @@ def use_compile_cache(directory: str | os.PathLike | None = None) -> str | None:
 
     configured = jax.config.jax_compilation_cache_dir
     if configured:
+        if directory is not None and Path(directory).expanduser().resolve() != Path(configured).resolve():
+            raise ValueError(f"`directory` {str(directory)!r} was given, but JAX already keeps its compiled programs "
+                             f"in {str(configured)!r} (JAX_COMPILATION_CACHE_DIR or jax.config): unset that, or "
+                             "call use_compile_cache() without a directory to use it.")
         return str(configured)
     setting = os.environ.get(ENV, "").strip()
     if directory is None and setting.lower() in _OFF:

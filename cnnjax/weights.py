@@ -426,7 +426,7 @@ def _columns(inputs: np.ndarray, sources: list[tuple[int, ...]], name: str) -> n
     known = (number == np.round(number)) & (number >= 0) & (number < len(sources))
     sizes = np.array([np.prod(s) for s in sources])
     src = np.where(known, number, 0).astype(int)
-    shift = np.array([_delta(int(sizes[s])) for s in src])
+    shift = sizes[src] + 1.0  # _delta of each input's source
     # exact for copies and maxima; an average pool's division rounds, by an ulp or two
     is_code = known & (np.abs(inputs[1] - inputs[0] - shift) <= 4e-6 * np.abs(inputs[1]) + 1e-6) & (inputs[0] >= 1)
     if not is_code.any():

@@ -64,3 +64,18 @@ def test_the_scripts_use_it_and_say_where_with_verbose_2(capsys):
         capsys.readouterr().out
     common.parse(xo.Config, ["--verbose", "2", "--no-compile-cache"], "")
     assert "compiled programs" not in capsys.readouterr().out
+
+
+def test_a_directory_other_than_the_one_jax_already_uses_is_refused_not_ignored(tmp_path):
+    import re
+
+    import jax
+    import pytest
+
+    import cnnjax
+
+    configured = jax.config.jax_compilation_cache_dir  # the suite's own (conftest)
+    assert cnnjax.use_compile_cache(configured) == str(configured)
+    with pytest.raises(ValueError, match=re.escape(f"`directory` {str(tmp_path)!r} was given, but JAX already keeps "
+                                                   f"its compiled programs in {str(configured)!r}")):
+        cnnjax.use_compile_cache(tmp_path)
