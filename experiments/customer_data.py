@@ -36,6 +36,7 @@ from common import (
     load_train_test,
     num_classes,
     parse,
+    provenance,
     run_directory,
     write_json,
 )
@@ -81,7 +82,9 @@ def follow_pixels(dense: nn.Sequential, permutation: np.ndarray, channels: int) 
     return dense
 
 
-def run(config: Config) -> dict:
+def run(config: Config, argv: list[str] | None = None) -> dict:
+    """Trains and tests the four models; returns the results (``results.json``) with the run's
+    record (:func:`common.provenance`: ``argv`` is the command's flags, default ``sys.argv``)."""
     config.check_paths()
     (x, y), (tx, ty), note = load_train_test(config.dataset, config.data_dir, config.limit_train)
     if note:
@@ -91,10 +94,10 @@ def run(config: Config) -> dict:
     k = num_classes(config.dataset, train=y, test=ty)
     workdir = Path(config.workdir or os.path.join("runs", f"customer_data-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
     with run_directory(workdir):  # locked; an OSError (a full disk) is one error line
-        return _run_in(config, k, x, y, tx, ty, note, workdir)
+        return _run_in(config, k, x, y, tx, ty, note, workdir, argv)
 
 
-def _run_in(config: Config, k, x, y, tx, ty, note, workdir: Path) -> dict:
+def _run_in(config: Config, k, x, y, tx, ty, note, workdir: Path, argv: list[str] | None = None) -> dict:
     """The run itself, in ``workdir`` (locked by the caller)."""
     permutation = np.random.default_rng(config.seed).permutation(x.shape[1] * x.shape[2])
     arrangements = {"as they are": (x, tx), "pixels permuted": (permute(x, permutation), permute(tx, permutation))}
@@ -124,13 +127,14 @@ def _run_in(config: Config, k, x, y, tx, ty, note, workdir: Path) -> dict:
     viz.save(viz.images(shown[..., 0], titles=titles, cmap="gray",
                         title="The same digits, before and after one fixed permutation of the pixels"),
              workdir / "permuted_digits.png")
-    write_json(workdir / "results.json", {"config": dataclasses.asdict(config), "note": note, "results": results})
+    write_json(workdir / "results.json", {"config": dataclasses.asdict(config), "note": note, "results": results,
+                                          "run": provenance("customer_data.py", argv)})
     print(f"\nresults and picture in {workdir}")
     return results
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run(parse(Config, argv, __doc__.splitlines()[0]))
+    return run(parse(Config, argv, __doc__.splitlines()[0]), argv)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from common import (
     flag,
     lazy,
     parse,
+    provenance,
     run_directory,
     write_json,
 )
@@ -347,16 +348,19 @@ def sentence_figure(model, vocab, ids_row: np.ndarray, chosen, class_names):
 # ------------------------------------------------------------------------------- runs
 
 
-def run(config: Config) -> dict:
+def run(config: Config, argv: list[str] | None = None) -> dict:
+    """Trains and tests as ``config`` says; returns the results (``results.json``) with the run's
+    record (:func:`common.provenance`: ``argv`` is the command's flags, default ``sys.argv``)."""
     config.check_paths()
     train_set, dev_set, test_set, k = read(config)
     workdir = Path(config.workdir or os.path.join("runs", f"sentences-{config.name}-"
                                                           f"{datetime.datetime.now():%Y%m%d-%H%M%S}"))
     with run_directory(workdir):  # locked; an OSError (a full disk) is one error line
-        return _run_in(config, workdir, train_set, dev_set, test_set, k)
+        return _run_in(config, workdir, train_set, dev_set, test_set, k, argv)
 
 
-def _run_in(config: Config, workdir: Path, train_set, dev_set, test_set, k: int) -> dict:
+def _run_in(config: Config, workdir: Path, train_set, dev_set, test_set, k: int,
+            argv: list[str] | None = None) -> dict:
     names = CLASS_NAMES.get(config.name, tuple(str(i) for i in range(k)))
     encodings = sorted({d.encoding for d in (train_set, dev_set, test_set) if d is not None})
     print(f"{len(train_set)} training sentences, {k} classes, read as {', '.join(encodings)} from "
@@ -388,6 +392,7 @@ def _run_in(config: Config, workdir: Path, train_set, dev_set, test_set, k: int)
         "runs": [{"name": name, **{key: v for key, v in r.items() if not key.startswith("_")}} for name, r in runs],
         "seconds": float(sum(r["seconds"] for _, r in runs)),
         "sentences_per_s": float(np.mean([r["sentences_per_s"] for _, r in runs])),
+        "run": provenance("sentences.py", argv),
     }
     if len(runs) > 1:
         results.update(test_accuracy_std=float(accuracies.std(ddof=1)), test_accuracy_min=float(accuracies.min()),
@@ -412,7 +417,7 @@ def _run_in(config: Config, workdir: Path, train_set, dev_set, test_set, k: int)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run(parse(Config, argv, __doc__.splitlines()[0]))
+    return run(parse(Config, argv, __doc__.splitlines()[0]), argv)
 
 
 if __name__ == "__main__":

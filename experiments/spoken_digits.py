@@ -39,7 +39,19 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from common import RunConfig, expect, expect_int, expect_rate, fail, flag, lazy, parse, run_directory, write_json
+from common import (
+    RunConfig,
+    expect,
+    expect_int,
+    expect_rate,
+    fail,
+    flag,
+    lazy,
+    parse,
+    provenance,
+    run_directory,
+    write_json,
+)
 
 # JAX, flax and cnnjax load when first used: --help and a bad flag answer at once
 jax = lazy("jax")
@@ -396,7 +408,9 @@ def slide_figure(recordings: audio.Recordings):
                                       f"recording {recordings.indices[i]})")
 
 
-def run(config: Config) -> dict:
+def run(config: Config, argv: list[str] | None = None) -> dict:
+    """Trains and scores as ``config`` says; returns the results (``results.json``) with the run's
+    record (:func:`common.provenance`: ``argv`` is the command's flags, default ``sys.argv``)."""
     config.check_paths()
     try:
         recordings = audio.load_recordings(config.data_dir, length=config.length, sample_rate=SAMPLE_RATE)
@@ -406,10 +420,10 @@ def run(config: Config) -> dict:
         fail(str(e))
     workdir = Path(config.workdir or os.path.join("runs", f"spoken_digits-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
     with run_directory(workdir):  # locked; an OSError (a full disk) is one error line
-        return _run_in(config, extra, recordings, workdir)
+        return _run_in(config, extra, recordings, workdir, argv)
 
 
-def _run_in(config: Config, extra, recordings, workdir: Path) -> dict:
+def _run_in(config: Config, extra, recordings, workdir: Path, argv: list[str] | None = None) -> dict:
     """The run itself, in ``workdir`` (locked by the caller)."""
     speakers = sorted(set(recordings.speakers.tolist()))
     kinds = list(MODELS) if config.inputs == "both" else [config.inputs]
@@ -454,6 +468,7 @@ def _run_in(config: Config, extra, recordings, workdir: Path) -> dict:
     if len(kinds) > 1:
         ensemble(results, kept, recordings, official_test, extra)
     write_json(workdir / "metrics.json", histories)
+    results["run"] = provenance("spoken_digits.py", argv)
     write_json(workdir / "results.json", results)
     print(f"\nresults and pictures in {workdir}")
     return results
@@ -480,7 +495,7 @@ def ensemble(results: dict, kept: dict, recordings, official_test, extra) -> Non
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run(parse(Config, argv, __doc__.splitlines()[0]))
+    return run(parse(Config, argv, __doc__.splitlines()[0]), argv)
 
 
 if __name__ == "__main__":
