@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -174,9 +175,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=100, help="random configurations per operation and lowering")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--record", metavar="FILE",
+                        help="write the table as a run record (JSON: each operation and lowering's worst relative "
+                             "difference, the command, commit, versions and machine), as docs/results/ keeps them")
     args = parser.parse_args(argv)
     torch = _torch()
-    worst_all = 0.0
+    worst_all, rows = 0.0, []
     print(f"{'operation':16s} {'lowering':10s} {'configs':>7s} {'worst relative difference':>26s}")
     for op in OPS:
         for name in lowering.available("conv"):
@@ -188,7 +192,15 @@ def main(argv=None) -> int:
                     worst = max(worst, run(op, cfg, torch, rng))
             worst_all = max(worst_all, worst)
             print(f"{op:16s} {name:10s} {args.configs:7d} {worst:26.2e}")
+            rows.append({"operation": op, "lowering": name, "configs": args.configs, "worst_relative": worst})
     print("agree" if worst_all <= TOLERANCE else f"DISAGREE: {worst_all:.2e} > {TOLERANCE}")
+    if args.record:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+        from common import provenance, write_json
+
+        write_json(args.record, {"worst_relative": worst_all, "tolerance": TOLERANCE, "rows": rows,
+                                 "torch": torch.__version__, "run": provenance("benchmarks/agreement.py", argv)})
+        print(f"run record in {args.record}")
     return 0 if worst_all <= TOLERANCE else 1
 
 

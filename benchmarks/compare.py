@@ -478,6 +478,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--shapes", action="store_true", help="also time one convolution per shape of a table")
     parser.add_argument("--text", action="store_true", help="also race the sentence CNN (Kim 2014)")
     parser.add_argument("--no-training", dest="training", action="store_false", help="skip the training race")
+    parser.add_argument("--record", metavar="FILE",
+                        help="write the training race's rows as a run record (JSON: the rows, the malloc setting, "
+                             "the command, commit, versions and machine), as docs/results/ keeps them")
     args = parser.parse_args(argv)
     print(f"malloc: {malloc_setting()}")
     if args.inference:
@@ -522,6 +525,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print()
     for row in rows:
         print(json.dumps({"batch_size": args.batch_size, **row}))
+    if args.record:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+        from common import provenance, write_json
+
+        write_json(args.record, {"batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
+                                 "rounds": args.rounds, "malloc": malloc_setting(), "training": rows,
+                                 "run": provenance("benchmarks/compare.py", argv)})
+        print(f"run record in {args.record}")
     return rows
 
 

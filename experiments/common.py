@@ -284,7 +284,8 @@ def write_json(path: str | os.PathLike, value) -> None:
 
 def provenance(script: str, argv: list[str] | None) -> dict[str, Any]:
     """Where a result came from, for its run record: the command, the commit (``-dirty``
-    when the tree had changes), the versions that compute it, the machine and the date."""
+    when the tree had changes), the versions that compute it, the machine and the date.
+    ``script``: a file name in ``experiments/``, or a path from the repository's root."""
     import datetime
     import importlib.metadata
     import platform
@@ -309,7 +310,8 @@ def provenance(script: str, argv: list[str] | None) -> dict[str, Any]:
     import jax
 
     versions = {name: importlib.metadata.version(name) for name in ("jax", "jaxlib", "flax", "optax", "numpy")}
-    return {"command": shlex.join(["python", f"experiments/{script}", *args]), "commit": commit or None,
+    script = script if "/" in script else f"experiments/{script}"
+    return {"command": shlex.join(["python", script, *args]), "commit": commit or None,
             "versions": {"python": platform.python_version(), **versions},
             "machine": {"cpus": os.cpu_count(), "cpu": cpu, "devices": [d.device_kind for d in jax.devices()]},
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

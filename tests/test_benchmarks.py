@@ -53,3 +53,67 @@ def test_gpu_benchmark_counts_kernels_and_tabulates_its_rows():
 def test_compare_times_the_predictor_with_dispatch_inline_in_a_process_of_its_own():
     rates = load("compare").inference_predictor_sync((1, 2))
     assert set(rates) == {1, 2} and all(r > 0 for r in rates.values())
+
+
+def _record_is_complete(record: dict, script: str) -> None:
+    run = record["run"]
+    assert run["command"].startswith(f"python benchmarks/{script} ")
+    assert {"jax", "flax", "optax"} <= set(run["versions"]) and run["machine"]["cpus"] >= 1 and run["date"]
+
+
+def test_compare_writes_its_training_race_as_a_run_record(tmp_path, monkeypatch, capsys):
+    import json
+
+    compare = load("compare")
+    monkeypatch.setattr(compare.importlib.util, "find_spec", lambda name: None)
+    path = tmp_path / "race.json"
+    rows = compare.main(["--steps", "2", "--repeats", "1", "--rounds", "1", "--record", str(path)])
+    record = json.loads(path.read_text())
+    assert record["training"] == rows and record["batch_size"] == 64 and "mmap_threshold" in record["malloc"]
+    _record_is_complete(record, "compare.py")
+    assert f"--record {path}" in record["run"]["command"]
+
+
+def test_agreement_writes_its_table_as_a_run_record(tmp_path, capsys):
+    import json
+
+    import pytest
+
+    pytest.importorskip("torch")
+    path = tmp_path / "agreement.json"
+    assert load("agreement").main(["--configs", "1", "--record", str(path)]) == 0
+    record = json.loads(path.read_text())
+    assert record["worst_relative"] == max(r["worst_relative"] for r in record["rows"]) <= record["tolerance"]
+    assert {r["operation"] for r in record["rows"]} == set(load("agreement").OPS)
+    _record_is_complete(record, "agreement.py")
+
+
+def test_compile_cache_times_a_fresh_cache_its_reruns_and_no_cache(tmp_path, monkeypatch, capsys):
+    """With a stand-in experiment that writes one file into the cache it is given (unless told
+    --no-compile-cache) and says what it was given: every run gets its own --workdir, the
+    first and the reruns share one new cache folder, and the record says so."""
+    import json
+
+    stub = tmp_path / "stub.py"
+    log = tmp_path / "log.jsonl"
+    stub.write_text(
+        "import json, os, sys\n"
+        "args = sys.argv[1:]\n"
+        "cache = os.environ['CNNJAX_COMPILE_CACHE']\n"
+        "if '--no-compile-cache' not in args:\n"
+        "    os.makedirs(cache, exist_ok=True); open(os.path.join(cache, 'program'), 'w').write('x' * 2048)\n"
+        f"open({str(log)!r}, 'a').write(json.dumps([args, cache]) + '\\n')\n")
+    cc = load("compile_cache")
+    monkeypatch.setattr(cc, "COMMANDS", {"stub": [str(stub)]})
+    path = tmp_path / "cc.json"
+    rows = cc.main(["--reruns", "2", "--record", str(path)])
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) == 4 and len({c[1] for c in calls}) == 1  # one cache folder for the four runs
+    workdirs = [c[0][c[0].index("--workdir") + 1] for c in calls]
+    assert len(set(workdirs)) == 4 and calls[-1][0][-1] == "--no-compile-cache"
+    row = rows["stub"]
+    assert row["cache"] == {"files": 1, "kb": 2} and len(row["reruns"]) == 2
+    assert all(t["wall_s"] >= 0 and t["cpu_s"] >= 0 for t in [row["first"], *row["reruns"], row["no_compile_cache"]])
+    record = json.loads(path.read_text())
+    assert record["runs"] == rows
+    _record_is_complete(record, "compile_cache.py")

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import lecture_tables as T
 import numpy as np
@@ -838,3 +839,52 @@ def test_the_colab_install_cell_keeps_the_runtimes_jax(monkeypatch, tmp_path, ca
     pins = open(command[command.index("-c") + 1]).read().split()
     assert f"jax=={metadata.version('jax')}" in pins and f"jaxlib=={metadata.version('jaxlib')}" in pins
     assert "no restart needed" in capsys.readouterr().out
+
+
+def test_reproduce_reruns_a_record_and_reports_each_figure_that_differs(tmp_path, monkeypatch, capsys):
+    """A record whose command is a stand-in experiment (it writes results.json into --workdir,
+    its accuracy read from a file): the same figures are exit 0, a changed accuracy exit 1
+    naming it with both values, a changed timing is shown apart and not counted."""
+    reproduce = load("reproduce")
+    records = tmp_path / "records"
+    records.mkdir()
+    stub, accuracy = tmp_path / "stub.py", tmp_path / "accuracy.txt"
+    stub.write_text("import json, os, sys\n"
+                    "workdir = sys.argv[sys.argv.index('--workdir') + 1]\n"
+                    "os.makedirs(workdir)\n"
+                    f"a = float(open({str(accuracy)!r}).read())\n"
+                    "json.dump({'test_accuracy': a, 'seconds': 3.5, 'cases': [a, 1.0], 'run': {'date': 'now'}},"
+                    " open(os.path.join(workdir, 'results.json'), 'w'))\n")
+    run = {"command": f"python {stub} --workdir /elsewhere --seed 0", "commit": "abc", "date": "then"}
+    (records / "stub.json").write_text(json.dumps({"test_accuracy": 0.985, "seconds": 2.0, "cases": [0.985, 1.0],
+                                                   "run": run}))
+    monkeypatch.setattr(reproduce, "RECORDS", records)
+
+    accuracy.write_text("0.985")
+    assert reproduce.main(["stub", "--workdir", str(tmp_path / "again")]) == 0
+    out = capsys.readouterr().out
+    assert "every figure is the same" in out and "--seed 0" in out and "/elsewhere" not in out
+    assert re.search(r"seconds\s+recorded\s+2\s+now\s+3\.5", out)  # a timing: shown, not a difference
+
+    accuracy.write_text("0.9849")
+    assert reproduce.main(["stub", "--workdir", str(tmp_path / "third")]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"test_accuracy\s+recorded\s+0\.985\s+now\s+0\.9849", out)
+    assert re.search(r"cases/0\s+recorded", out) and "2 figure(s) differ" in out
+
+    assert reproduce.main([]) == 0 and f"python {stub} --workdir /elsewhere --seed 0" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        reproduce.main(["nonesuch"])
+    assert e.value.code == 2 and "expected one of stub, got 'nonesuch'" in capsys.readouterr().err
+
+
+def test_every_committed_record_names_a_command_reproduce_can_run():
+    """Each record in docs/results/ (but the papers' figures) has a command of the form
+    reproduce.py reruns, with its output flag replaced."""
+    reproduce = load("reproduce")
+    found = reproduce.records()
+    assert len(found) >= 3
+    for name, record in found.items():
+        args, results = reproduce.rerun_command(record["run"]["command"], Path("/tmp/x"))
+        assert Path(args[1]).parts[0] in ("experiments", "benchmarks") and (ROOT / args[1]).is_file(), name
+        assert str(results).startswith("/tmp/x"), name
