@@ -175,6 +175,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=100, help="random configurations per operation and lowering")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ops", nargs="+", choices=OPS, default=OPS, help="which operations (default: every one)")
     parser.add_argument("--record", metavar="FILE",
                         help="write the table as a run record (JSON: each operation and lowering's worst relative "
                              "difference, the command, commit, versions and machine), as docs/results/ keeps them")
@@ -182,7 +183,7 @@ def main(argv=None) -> int:
     torch = _torch()
     worst_all, rows = 0.0, []
     print(f"{'operation':16s} {'lowering':10s} {'configs':>7s} {'worst relative difference':>26s}")
-    for op in OPS:
+    for op in args.ops:
         for name in lowering.available("conv"):
             rng = np.random.default_rng(args.seed)
             worst = 0.0

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
@@ -177,6 +178,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--accuracy-limit", type=int, help="train on the first N images only (quick runs)")
     parser.add_argument("--deadline", type=float, default=float("inf"),
                         help="seconds after which torch.compile runs not yet started are skipped")
+    parser.add_argument("--record", metavar="FILE",
+                        help="write every row as a run record (JSON: the rows, the command, commit, versions and "
+                             "machine), as docs/results/ keeps them")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     rows: list[dict] = []
@@ -204,6 +208,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     continue
                 emit(torch_row(batch, dtype, args.images, args.repeats, compiled=True))
     print(table(rows))
+    if args.record:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+        from common import provenance, write_json
+
+        write_json(args.record, {"rows": rows, "run": provenance("benchmarks/gpu.py", argv)})
+        print(f"run record in {args.record}")
     return rows
 
 

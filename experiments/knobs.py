@@ -23,7 +23,17 @@ import os
 from pathlib import Path
 
 import numpy as np
-from common import TrainingConfig, flag, lazy, load_train_test, num_classes, parse, run_directory, write_json
+from common import (
+    TrainingConfig,
+    flag,
+    lazy,
+    load_train_test,
+    num_classes,
+    parse,
+    provenance,
+    run_directory,
+    write_json,
+)
 
 # JAX, flax and cnnjax load when first used: --help and a bad flag answer at once
 jax = lazy("jax")
@@ -136,7 +146,9 @@ def plot(rows: list[dict]):
     return fig
 
 
-def run(config: Config) -> list[dict]:
+def run(config: Config, argv: list[str] | None = None) -> list[dict]:
+    """Trains and measures every setting; returns the rows (``results.json`` holds them with the
+    run's record, :func:`common.provenance`: ``argv`` is the command's flags, default ``sys.argv``)."""
     config.check_paths()
     (x, y), test, note = load_train_test(config.dataset, config.data_dir, config.limit_train)
     if note:
@@ -144,10 +156,10 @@ def run(config: Config) -> list[dict]:
     k = num_classes(config.dataset, train=y, test=test[1])
     workdir = Path(config.workdir or os.path.join("runs", f"knobs-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
     with run_directory(workdir):  # locked; an OSError (a full disk) is one error line
-        return _run_in(config, k, x, y, test, note, workdir)
+        return _run_in(config, k, x, y, test, note, workdir, argv)
 
 
-def _run_in(config: Config, k, x, y, test, note, workdir: Path) -> list[dict]:
+def _run_in(config: Config, k, x, y, test, note, workdir: Path, argv: list[str] | None = None) -> list[dict]:
     """The run itself, in ``workdir`` (locked by the caller)."""
     measured: dict[Design, dict] = {}
     rows = []
@@ -160,13 +172,14 @@ def _run_in(config: Config, k, x, y, test, note, workdir: Path) -> list[dict]:
         print(f"{knob:26s} {str(value):>8s} {r['accuracy']:.4f} ({r['correct']:>4d}/{r['total']}) {r['params']:>10,} "
               f"{r['flops'] / 1e6:8.2f} {r['images_per_s']:9,.0f}")
     viz.save(plot(rows), workdir / "knobs.png")
-    write_json(workdir / "results.json", {"config": dataclasses.asdict(config), "note": note, "rows": rows})
+    write_json(workdir / "results.json", {"config": dataclasses.asdict(config), "note": note, "rows": rows,
+                                          "run": provenance("knobs.py", argv)})
     print(f"\nresults and picture in {workdir}")
     return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    return run(parse(Config, argv, __doc__.splitlines()[0]))
+    return run(parse(Config, argv, __doc__.splitlines()[0]), argv)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,16 @@ def pytest_configure(config):
         os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    """With ``-q`` and two workers, pytest-xdist prints "bringing up nodes..." twice (its status
+    line, emptied by ``-q``, written when the workers start and again when they have collected)
+    where no terminal shows it in place; a reader took it for a fault. ``-q`` leaves it out."""
+    reporter = session.config.pluginmanager.getplugin("terminaldistreporter")
+    if reporter is not None and session.config.option.verbose < 0:
+        reporter.ensure_show_status = lambda: None
+
+
 def _share_compiled_programs(config):
     """JAX's persistent compilation cache, in a directory of this session's own (removed at
     its end) unless one is set: a program compiled once (the same HLO, flags and versions)

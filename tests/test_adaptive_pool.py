@@ -19,6 +19,7 @@ CASES = [  # (input spatial shape, output size): smaller, uneven, equal, larger 
 
 
 @pytest.mark.parametrize("spatial, size", CASES)
+@pytest.mark.slow
 def test_adaptive_pools_match_the_numpy_loop(spatial, size):
     x = np.random.default_rng(len(spatial)).normal(size=(2, *spatial, 3)).astype(np.float32)
     np.testing.assert_allclose(cnnjax.adaptive_avgpool(x, size), ref.adaptive_pool(x, size, np.mean), rtol=1e-5,
@@ -28,6 +29,7 @@ def test_adaptive_pools_match_the_numpy_loop(spatial, size):
                                   ref.adaptive_pool(x, size, np.max))
 
 
+@pytest.mark.slow
 def test_divisible_sizes_are_the_plain_pools_and_an_int_is_a_square_2d_output():
     x = np.random.default_rng(0).normal(size=(2, 12, 12, 3)).astype(np.float32)
     np.testing.assert_allclose(cnnjax.adaptive_avgpool(x, 6), cnnjax.avgpool(x, 2), rtol=1e-5, atol=1e-7)
@@ -36,6 +38,7 @@ def test_divisible_sizes_are_the_plain_pools_and_an_int_is_a_square_2d_output():
     chex.assert_shape(nn.AdaptiveAvgPool(6)(x[0]), (6, 6, 3))
 
 
+@pytest.mark.slow
 def test_gradients_and_the_first_maximum():
     with jax.enable_x64(True):
         x = jnp.asarray(np.random.default_rng(1).permutation(5 * 4).reshape(1, 5, 4, 1) / 9.0)

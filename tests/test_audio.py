@@ -24,6 +24,7 @@ def scipy_power(x, rate, frame_length, frame_step, fft_length=None):
 
 
 @pytest.mark.parametrize("frame_length, frame_step, fft_length", [(128, 32, None), (256, 128, None), (100, 50, 128)])
+@pytest.mark.slow
 def test_spectrogram_is_scipys_log_magnitude(frame_length, frame_step, fft_length):
     x = signal()
     got = audio.spectrogram(x, sample_rate=8000, frame_length=frame_length, frame_step=frame_step,
@@ -77,6 +78,7 @@ def test_vocal_tract_length_warp():
     np.testing.assert_allclose(got, np.log(np.sqrt(scipy_power(x, 8000, 256, 128) @ bank + 1e-10)), atol=2e-4)
 
 
+@pytest.mark.slow
 def test_spectrogram_under_jit_vmap_and_grad():
     x = signal((3, 600))
     fn = lambda w: audio.spectrogram(w, frame_length=128, frame_step=64, mel_bins=16)
@@ -135,6 +137,7 @@ def test_load_recordings_refuses_what_it_cannot_read(tmp_path):
         audio.load_recordings(tmp_path)
 
 
+@pytest.mark.slow
 def test_the_free_spoken_digit_dataset(fsdd_dir):
     """Real recordings, checked against Python's ``wave`` module: every file, each one's
     format and length; for the whole dataset, the figures its README gives."""

@@ -37,6 +37,7 @@ class Recorder(train.Callback):
         self.calls.append(("train_end",))
 
 
+@pytest.mark.slow
 def test_hooks_are_called_in_keras_order_once_per_segment():
     x, y = small_data(64)  # 4 steps an epoch, segments of 2
     recorder = Recorder()
@@ -60,6 +61,7 @@ def test_plain_functions_and_lambda_callbacks_get_each_record():
         train.LambdaCallback(on_batch=print)
 
 
+@pytest.mark.slow
 def test_early_stopping_returns_the_history_of_the_epochs_trained():
     trainset, validation = rising_validation()
     stopper = train.EarlyStopping(monitor="val_loss", patience=1)
@@ -172,6 +174,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_state(tmp_path):
     (1e20, "the loss became nan"),  # step 1 leaves parameters of ~1e20, step 2's loss overflows
     (float("inf"), "a parameter or model variable became NaN or infinite"),  # step 1's update: finite loss
 ])
+@pytest.mark.slow
 def test_parameters_that_blow_up_are_never_kept_or_saved(tmp_path, rate, message):
     """A huge learning rate, one step a segment: the guard stops at the first non-finite value;
     the model and every checkpoint hold finite parameters; a resume starts from the newest one

@@ -35,6 +35,7 @@ class KillAfter(train.Callback):
 
 
 @pytest.mark.parametrize("factory", [small_model, DropoutBatchNormNet])
+@pytest.mark.slow
 def test_resume_after_a_kill_is_bit_identical(tmp_path, factory):
     x, y = small_data(100)
     kw = dict(epochs=3, batch_size=16, steps_per_segment=2, keep_checkpoints=2, verbose=0)
@@ -66,6 +67,7 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, factory):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_run_naming_what_differs(tmp_path):
     x, y = small_data(128)
     first, other = (x[:64], y[:64]), (x[64:], y[64:])  # the same N, other examples
@@ -96,6 +98,7 @@ def _largest_file(directory):
     return max(files, key=os.path.getsize)
 
 
+@pytest.mark.slow
 def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
     x, y = small_data(64)
     kw = dict(epochs=3, batch_size=16, verbose=0, keep_checkpoints=3)
@@ -133,6 +136,7 @@ def test_no_readable_checkpoint_is_one_clear_error(tmp_path):
     gc.collect()
 
 
+@pytest.mark.slow
 def test_checkpoints_are_named_trees_that_plain_orbax_reads(tmp_path):
     x, y = small_data(32)
     model = DropoutBatchNormNet()
@@ -179,6 +183,7 @@ def _two_epochs(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["flipped bytes", "missing arrays"])
+@pytest.mark.slow
 def test_a_damaged_checkpoint_is_detected_and_the_one_before_it_loaded(tmp_path, damage):
     """Flipped bytes in the array data (which orbax reads without complaint) fail the saved
     digest; a checkpoint without its arrays is incomplete, not another model."""
@@ -228,6 +233,7 @@ def test_a_second_writer_of_a_run_directory_is_refused_at_once(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_killed_process_is_free(tmp_path):
     import signal
     import subprocess

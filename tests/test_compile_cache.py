@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from scripts import load
 
 PROGRAM = textwrap.dedent("""
@@ -35,6 +36,7 @@ def _run(tmp_path, *lowerings, **env):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_program_compiled_once_is_read_by_the_next_process_and_another_lowering_is_another(tmp_path):
     folder, (after_reference, after_patches) = _run(tmp_path, "reference", "patches")
     assert folder == str(tmp_path / "xdg" / "cnnjax" / "jax")
@@ -44,6 +46,7 @@ def test_a_program_compiled_once_is_read_by_the_next_process_and_another_lowerin
     assert again == after_patches
 
 
+@pytest.mark.slow
 def test_a_cache_the_user_configured_is_left_alone_and_the_switch_turns_it_off(tmp_path):
     mine = tmp_path / "mine"
     folder, _ = _run(tmp_path, "reference", JAX_COMPILATION_CACHE_DIR=str(mine))  # its own settings kept too

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.usefixtures("each_lowering")
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=conv_configs(), normalize=st.booleans())
+@pytest.mark.slow
 def test_matches_numpy_reference(cfg, normalize):
     x, k, b = make(cfg)
     got = cnnjax.conv(x, k, b, stride=cfg["stride"], padding=cfg["padding"],
@@ -32,6 +33,7 @@ def test_matches_numpy_reference(cfg, normalize):
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_same_gives_ceil_of_size_over_stride():
     x = jnp.zeros((1, 7, 8, 10, 1))
     k = jnp.zeros((3, 2, 4, 1, 2))
@@ -46,6 +48,7 @@ def test_no_kernel_flip():
 
 
 @pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.slow
 def test_gradients(normalize):
     rng = np.random.default_rng(0)
     with jax.enable_x64(True):
@@ -74,6 +77,7 @@ def test_vmap_over_a_leading_axis():
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
+@pytest.mark.slow
 def test_keeps_dtype(dtype):
     x = jnp.ones((1, 4, 4, 2), dtype)
     k = jnp.ones((3, 3, 2, 1), dtype)
@@ -136,6 +140,7 @@ def test_padding_pads_more_than_a_zero_size_window():
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=conv_configs(), groups=st.sampled_from([1, 2, 3]), depthwise=st.booleans())
+@pytest.mark.slow
 def test_grouped_and_depthwise_match_numpy_reference(cfg, groups, depthwise):
     c_in = groups * cfg["c_in"]
     c_out = c_in if depthwise else groups * cfg["c_out"]
@@ -156,6 +161,7 @@ def test_grouped_and_depthwise_match_numpy_reference(cfg, groups, depthwise):
     (1, 1, 0, 1, 2, 1),  # output_padding below the dilation, not the stride (PyTorch's rule)
     (2, 2, 1, 2, 3, 1),
 ])
+@pytest.mark.slow
 def test_conv_transpose_is_the_scatter_and_the_input_gradient_of_conv(n, stride, padding, output_padding,
                                                                        dilation, groups):
     rng = np.random.default_rng(n)
@@ -183,6 +189,7 @@ def test_conv_transpose_output_padding_below_the_dilation_gives_pytorchs_values(
 
 @pytest.mark.parametrize("n", [1, 2, 3])
 @pytest.mark.parametrize("op", ["conv", "conv_transpose"])
+@pytest.mark.slow
 def test_an_example_alone_convolves_as_inside_its_batch(n, op):
     """jax.vmap over single examples gives what the batched call gives (the kernel fixes the rank)."""
     rng = np.random.default_rng(n)
@@ -193,6 +200,7 @@ def test_an_example_alone_convolves_as_inside_its_batch(n, op):
     np.testing.assert_allclose(np.asarray(jax.vmap(f)(xs)), np.asarray(f(xs)), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_per_example_gradients_with_vmap_grad():
     """The README's snippet: vmap(grad) over single examples equals one gradient per example."""
     rng = np.random.default_rng(0)

@@ -57,6 +57,7 @@ def assert_same_training(result, reference):
         np.testing.assert_allclose(result[k], reference[k], atol=1e-6, err_msg=k)
 
 
+@pytest.mark.slow
 def test_two_processes_killed_and_started_again_train_as_one_process_of_two_devices(tmp_path):
     """2 processes of 1 CPU device each, both SIGKILLed in epoch 2 (a checkpoint after every step),
     then started again: their final parameters, loss and accuracy equal an uninterrupted
@@ -86,6 +87,7 @@ def test_two_processes_killed_and_started_again_train_as_one_process_of_two_devi
 
 
 @pytest.mark.parametrize("loop", ["scan", "python"])
+@pytest.mark.slow
 def test_each_process_reads_only_its_own_devices_slices_of_each_batch(tmp_path, loop):
     """The inputs as a random-access source: process p reads exactly the examples of its
     device's half of every batch, in the batches of a one-process run (the same order),

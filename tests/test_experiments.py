@@ -27,6 +27,7 @@ def load(name):
     return scripts.load("experiments", name)
 
 
+@pytest.mark.slow
 def test_xo_walkthrough_training_and_cases(tmp_path, capsys):
     result = load("xo").main(["--train-size", "200", "--test-size", "40", "--epochs", "3", "--workdir", str(tmp_path)])
     out = capsys.readouterr().out
@@ -84,6 +85,7 @@ def tiny_idx(tmp_path):
     return directory
 
 
+@pytest.mark.slow
 def test_mnist_writes_the_run_directory_and_resumes(tiny_idx, tmp_path, capsys):
     mnist = load("mnist")
     workdir = tmp_path / "run"
@@ -244,6 +246,7 @@ def test_a_run_whose_every_checkpoint_is_damaged_stops_with_one_line_saying_how_
                            f"than {workdir}).")
 
 
+@pytest.mark.slow
 def test_a_run_that_stopped_before_its_first_checkpoint_does_not_block_its_folder(tiny_idx, tmp_path, capsys):
     workdir = tmp_path / "run"
     (workdir / "checkpoints").mkdir(parents=True)  # what a run killed during its first epoch leaves
@@ -255,6 +258,7 @@ def test_a_run_that_stopped_before_its_first_checkpoint_does_not_block_its_folde
     assert (config["model"], config["seed"], config["learning_rate"]) == ("functional", 0, 1e-3)
 
 
+@pytest.mark.slow
 def test_mnist_on_a_test_split_only_folder(tiny_idx, tmp_path, capsys):
     (tiny_idx / "train-images-idx3-ubyte.gz").unlink()
     (tiny_idx / "train-labels-idx1-ubyte.gz").unlink()
@@ -302,6 +306,7 @@ def test_mnist_without_any_data_stops_with_a_message(tmp_path, capsys, monkeypat
     assert not (tmp_path / "r").exists() and not (tmp_path / "cache").exists()  # nothing written, nothing left
 
 
+@pytest.mark.slow
 def test_invariance_of_a_run(tiny_idx, tmp_path, capsys):
     workdir = tmp_path / "run"
     load("mnist").main(["--data-dir", str(tiny_idx), "--epochs", "1", "--batch-size", "16", "--workdir",
@@ -316,6 +321,7 @@ def test_invariance_of_a_run(tiny_idx, tmp_path, capsys):
     assert "accuracy" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_colab_notebook_runs_as_written_on_cpu_against_a_loopback_mirror(mirror, monkeypatch):
     """The notebook in a real Jupyter kernel (nbclient): device detection, MNIST fetched through the
     mirror (the real t10k files; tfds has nothing prepared), training, evaluation, five figures."""
@@ -362,6 +368,7 @@ except ImportError:
 """
 
 
+@pytest.mark.slow
 def test_data_fit_and_evaluate_need_no_tensorflow(mirror):
     import subprocess
 
@@ -383,6 +390,7 @@ def tone_folder(directory, speakers, indices, samples=3000):
     return directory
 
 
+@pytest.mark.slow
 def test_spoken_digits_on_tiny_recordings(tmp_path, capsys):
     data_dir = tone_folder(tmp_path / "wavs", ["ann", "bob"], [0, 5, 6])
     test_dir = tone_folder(tmp_path / "mine", ["eve"], [0])
@@ -405,6 +413,7 @@ def test_spoken_digits_on_tiny_recordings(tmp_path, capsys):
     assert saved["official"]["waveform"]["correct"] == results["official"]["waveform"]["correct"]
 
 
+@pytest.mark.slow
 def test_spoken_digits_chooses_epochs_without_the_speaker_scored(tmp_path, monkeypatch, capsys):
     """Nested leave-one-speaker-out: every model trained while scoring a speaker, the ones
     that choose the epoch count included, trains on the other speakers only."""
@@ -522,6 +531,23 @@ def test_spoken_digits_mixed_members_read_their_own_normalisation(monkeypatch):
     np.testing.assert_allclose(p, [[(0.5 + e + 0.5) / 3, (0.5 + (1 - e) + 0.5) / 3]] * 2, rtol=1e-6)
 
 
+def test_spoken_digits_members_vote_with_their_probabilities_not_a_second_softmax(monkeypatch):
+    """Two members, by hand: (0.71, 0, 0.29) and (0, 0.55, 0.45) average to (0.355, 0.275,
+    0.37), class 2. A softmax applied again to the probabilities (the ensembles' fault) flattens
+    the surer member more and averages to (0.349, 0.316, 0.335): class 0, another vote."""
+    module = load("spoken_digits")
+    config = module.Config(normalise="band", members=2)
+    monkeypatch.setattr(module, "inputs", lambda recordings, kind, view: np.zeros((1, 1)))
+    members = [np.array([[0.71, 0.0, 0.29]]), np.array([[0.0, 0.55, 0.45]])]
+    softmax = lambda z: np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+    logits = lambda p: np.log(np.maximum(p, 1e-30))  # what the model returns: softmax gives p back
+    predict = lambda model, x, probabilities=False: softmax(logits(model)) if probabilities else logits(model)
+    monkeypatch.setattr(module, "train", types.SimpleNamespace(predict=predict))
+    p = module.probabilities(members, None, "spectrogram", config)
+    np.testing.assert_allclose(p, [[0.355, 0.275, 0.37]], atol=1e-6)
+    assert p.argmax(-1).tolist() == [2] and softmax(np.stack(members)).mean(0).argmax(-1).tolist() == [0]
+
+
 def test_spoken_digits_ensemble_averages_the_two_models_probabilities(capsys):
     """By hand: the spectrogram CNN is sure of the wrong class for one recording, the waveform
     CNN mildly right; their mean picks the right one only where the sum says so."""
@@ -576,6 +602,7 @@ def sentence_file(path, n, seed, classes=2):
 SMALL_SENTENCE_CNN = ["--embed-dim", "8", "--features", "4", "--epochs", "6", "--batch-size", "16", "--learning-rate", "20"]
 
 
+@pytest.mark.slow
 def test_sentences_cross_validates_a_file_without_a_test_split(tmp_path, capsys):
     data = sentence_file(tmp_path / "all.txt", 80, seed=0)
     workdir = tmp_path / "run"
@@ -597,6 +624,7 @@ def test_sentences_cross_validates_a_file_without_a_test_split(tmp_path, capsys)
     assert {g["raises_class"] for g in ngrams} == {0, 1} and all(g["ngrams"] for g in ngrams)
 
 
+@pytest.mark.slow
 def test_sentences_on_a_given_split_counts_unknown_words_and_cut_sentences(tmp_path, capsys):
     train_file = sentence_file(tmp_path / "train.txt", 60, seed=1, classes=3)
     test_file = tmp_path / "test.txt"
@@ -641,6 +669,7 @@ def test_sentences_refuses_bad_data_and_flags_with_one_line_writing_nothing(tmp_
     assert not workdir.exists()
 
 
+@pytest.mark.slow
 def test_customer_data_dense_does_not_care_about_pixel_order(tiny_idx, tmp_path, capsys):
     results = load("customer_data").main(["--data-dir", str(tiny_idx), "--epochs", "2", "--batch-size", "16",
                                           "--workdir", str(tmp_path / "run")])
@@ -688,6 +717,7 @@ def test_knobs_lecture_design_is_the_lectures_model():
     assert len({d for _, _, d in knobs.settings()}) == len(knobs.settings()) - len(knobs.SWEEPS) + 1
 
 
+@pytest.mark.slow
 def test_knobs_sweep_on_tiny_data(tiny_idx, tmp_path, capsys, monkeypatch):
     knobs = load("knobs")
     monkeypatch.setattr(knobs, "SWEEPS", {"number of neurons": ("neurons", [0, 16]),
@@ -704,6 +734,7 @@ def test_knobs_sweep_on_tiny_data(tiny_idx, tmp_path, capsys, monkeypatch):
     assert "number of neurons" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_mnist_across_two_processes_writes_one_run_that_matches_one_process_of_two_devices(tiny_idx, tmp_path):
     """Two processes started with --coordinator/--num-processes/--process-id, and two more
     as SLURM's srun starts them (its variables, no flags: JAX's cluster detection), each
@@ -768,6 +799,7 @@ def test_every_experiment_refuses_a_folder_another_run_holds(tiny_idx, tmp_path,
     assert os.listdir(workdir) == [".lock"]
 
 
+@pytest.mark.slow
 def test_the_ports_train_as_their_originals_on_the_same_batches(tiny_idx, tmp_path, capsys):
     """Flax NNX's tutorial CNN and its cnnjax port: after two steps on the same batches the weights
     agree to float rounding (Equinox's port gives its logits: test_models); the script runs end to end."""
@@ -795,6 +827,7 @@ def test_the_ports_train_as_their_originals_on_the_same_batches(tiny_idx, tmp_pa
     ("customer_data", "--epochs=0"), ("knobs", "--batch-size=0"), ("invariance", "--limit=0"),
     ("sentences", "--folds=1"),
 ])
+@pytest.mark.slow
 def test_scripts_answer_help_and_a_bad_flag_before_jax_loads(script, bad):
     """``--help`` and a bad flag are answered before JAX, flax or cnnjax is imported (they take
     seconds to import), so a typo costs nothing."""

@@ -8,6 +8,7 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from cnnjax.train import fingerprint, rmsprop
 
@@ -46,6 +47,7 @@ def test_identity_tells_optimizers_and_losses_apart_and_equal_builds_alike():
     assert len(set(first.values())) == len(BUILDS)
 
 
+@pytest.mark.slow
 def test_identity_is_the_same_in_another_process_with_another_hash_seed():
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, PYTHONHASHSEED="12345", JAX_PLATFORMS="cpu")

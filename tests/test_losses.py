@@ -46,6 +46,7 @@ def test_lecture_backprop_example():
     np.testing.assert_allclose(g[0], p_x - 1.0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_loss_gradients():
     with jax.enable_x64(True):
         logits = jnp.asarray(np.random.default_rng(2).standard_normal((3, 4)))
@@ -120,6 +121,7 @@ def test_errors(call, error, message):
         call()
 
 
+@pytest.mark.slow
 def test_class_weights_and_an_ignored_label_give_pytorchs_cross_entropy():
     """torch.nn.functional.cross_entropy(logits, labels, weight=w, ignore_index=-100), from its
     definition: each loss -log softmax(x)[y] times w[y], ignored labels left out of the sum and
@@ -149,6 +151,7 @@ def test_class_weights_and_an_ignored_label_give_pytorchs_cross_entropy():
         losses.sparse_categorical_crossentropy(logits, labels, weight=w[:3], ignore_index=-100)
 
 
+@pytest.mark.slow
 def test_label_smoothing_is_pytorchs_and_keras_definition():
     """PyTorch's documented cross_entropy with label_smoothing=eps (class indices): (1 - eps)
     w[y] (-log p_y) + eps / K sum_k w[k] (-log p_k), the mean over the kept labels' weights;
@@ -177,6 +180,7 @@ def test_label_smoothing_is_pytorchs_and_keras_definition():
             losses.sparse_categorical_crossentropy(logits, np.abs(labels) % 4, label_smoothing=bad)
 
 
+@pytest.mark.slow
 def test_label_smoothing_equals_torch_itself():
     torch = pytest.importorskip("torch", reason="the comparison with PyTorch itself needs torch (CI installs it)")
     rng = np.random.default_rng(4)

@@ -52,6 +52,7 @@ def test_lowerings_receive_normalised_arguments():
         lowering.register("conv", "patches", original)
 
 
+@pytest.mark.slow
 def test_an_export_for_cpu_and_cuda_holds_each_platforms_lowering():
     """Of a training gradient, on any machine: the CUDA branch is the native convolution,
     the CPU branch the patches matmul, and running it here gives the jitted function's
@@ -152,6 +153,7 @@ def on(path, fn, *args):
 @pytest.mark.parametrize("path", PATHS)
 @settings(max_examples=10, deadline=None)
 @given(cfg=conv_configs(), normalize=st.booleans())
+@pytest.mark.slow
 def test_conv_paths_agree_values_and_gradients(path, cfg, normalize):
     x, k, b = make(cfg)
     kw = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"], normalize=normalize)
@@ -168,6 +170,7 @@ def test_conv_paths_agree_values_and_gradients(path, cfg, normalize):
 @pytest.mark.parametrize("path", PATHS)
 @settings(max_examples=10, deadline=None)
 @given(cfg=pool_configs())
+@pytest.mark.slow
 def test_maxpool_paths_agree_values_and_gradients(path, cfg):
     rng = np.random.default_rng(cfg["seed"])
     x = rng.standard_normal((2, *cfg["sizes"], cfg["channels"])).astype(np.float32)
@@ -184,6 +187,7 @@ def test_maxpool_paths_agree_values_and_gradients(path, cfg):
 
 
 @pytest.mark.parametrize("path", PATHS)
+@pytest.mark.slow
 def test_a_training_step_agrees_across_paths(path):
     """Three RMSprop steps of the lecture's functional CNN give the same parameters."""
     model = models.mnist_functional(rngs=nnx.Rngs(0))
@@ -208,6 +212,7 @@ def test_a_training_step_agrees_across_paths(path):
 
 
 @pytest.mark.parametrize("path", PATHS)
+@pytest.mark.slow
 def test_hessians_of_the_lecture_model_agree_across_paths(path):
     """jax.hessian of the functional CNN's loss for one image: with respect to the image
     (784 x 784), and with respect to a 3x3x4x4 block of the second convolution's kernel (the whole
@@ -252,6 +257,7 @@ def test_patches_stacks_taps_in_concatenates_of_at_most_eight():
 
 
 @pytest.mark.parametrize("path", PATHS)
+@pytest.mark.slow
 def test_long_windows_agree_across_paths(path):
     """Windows with more than 8 taps along an axis (grouped stacking) agree with the reference."""
     rng = np.random.default_rng(3)

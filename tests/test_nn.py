@@ -13,6 +13,7 @@ import cnnjax
 from cnnjax import models, nn
 
 
+@pytest.mark.slow
 def test_conv_layer_is_the_pure_function():
     layer = nn.Conv(2, 4, 3, stride=2, padding="same", activation="relu", rngs=nnx.Rngs(0))
     layer.bias[...] = jnp.arange(4.0) - 2
@@ -27,6 +28,7 @@ def test_conv_layer_is_the_pure_function():
     ((5,), (2, 16, 1), (2, 12, 5)),          # sound, text
     ((3, 3, 3), (2, 6, 6, 6, 1), (2, 4, 4, 4, 5)),  # volumes
 ])
+@pytest.mark.slow
 def test_conv_layer_spatial_dims(kernel_size, x_shape, y_shape):
     layer = nn.Conv(1, 5, kernel_size, rngs=nnx.Rngs(0))
     chex.assert_shape(layer(jnp.ones(x_shape)), y_shape)
@@ -54,6 +56,7 @@ class _Unhashable:
 @pytest.mark.parametrize("init", [nn.default_kernel_init, jax.nn.initializers.he_normal(),
                                   jax.nn.initializers.truncated_normal(0.02), _Unhashable()],
                          ids=["glorot_uniform", "he_normal", "truncated_normal", "unhashable"])
+@pytest.mark.slow
 def test_layers_draw_exactly_what_their_initializer_draws(init):
     """The weights equal the initializer called with the layer's keys (nnx.Rngs(0): the
     first key for the kernel, the next for the bias), built again (a cached program) or
@@ -183,6 +186,7 @@ def test_a_modern_cnn_from_cnnjax_nn_alone_and_its_summary():
     assert table.non_trainable_params == 16 and table.total_params == sum(r[3] for r in rows)
 
 
+@pytest.mark.slow
 def test_new_layers_are_their_pure_functions():
     rngs = nnx.Rngs(0)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 6, 4)), jnp.float32)
@@ -199,6 +203,7 @@ def test_new_layers_are_their_pure_functions():
     assert isinstance(nn.BatchNorm(4, rngs=rngs), nnx.BatchNorm) and isinstance(nn.Dropout(0.1), nnx.Dropout)
 
 
+@pytest.mark.slow
 def test_a_modern_cnn_trains_with_fit_and_keeps_its_mode():
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(48, 12, 12, 1)).astype(np.float32)
@@ -248,6 +253,7 @@ def _layers_of_rank(n, rngs):
 
 @pytest.mark.parametrize("lowering_name", ["reference", "patches", "auto"])
 @pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.slow
 def test_every_layer_gives_under_vmap_over_examples_what_the_batch_gives(n, lowering_name):
     """Per-example transforms (``jax.vmap`` of a layer, or of its gradient, over single examples)
     give the batched call's outputs and each example's own gradient, in evaluation mode."""
@@ -303,6 +309,7 @@ def test_layer_ranks_are_checked_when_built():
         nn.Flatten(spatial_dims=None)
 
 
+@pytest.mark.slow
 def test_an_error_inside_a_model_names_the_layer_and_the_shapes_that_led_there():
     rngs = nnx.Rngs(0)
     model = nn.Sequential(nn.Conv(1, 4, 3, padding="SAME", activation="relu", rngs=rngs), nn.MaxPool(2),

@@ -24,6 +24,7 @@ numpy_lrn = ref.local_response_norm
     ((6,), 1, 1.0, 2.0, 1.0),                 # one example of channels; size 1: each value alone
     ((1, 2, 3, 2, 4), 3, 1.0, 0.75, 1.0),     # 3-D maps
 ])
+@pytest.mark.slow
 def test_matches_the_numpy_loop(shape, size, alpha, beta, k):
     x = np.random.default_rng(len(shape) + size).normal(size=shape).astype(np.float32) * 3
     got = cnnjax.local_response_norm(x, size, alpha=alpha, beta=beta, k=k)
@@ -41,6 +42,7 @@ def test_by_hand():
     np.testing.assert_allclose(y, [2 / 3, 2 / 3.5], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_gradients():
     with jax.enable_x64(True):
         x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 5)))

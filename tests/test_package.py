@@ -36,6 +36,7 @@ def test_no_module_name_is_rebound_to_a_function(package):
     assert {"conv", "summary"} <= set(cnnjax.__all__) and "fit" in cnnjax.train.__all__  # the names that were
 
 
+@pytest.mark.slow
 def test_orbax_and_matplotlib_load_only_when_used():
     code = ("import sys, tempfile, cnnjax; print('orbax.checkpoint' in sys.modules, 'matplotlib' in sys.modules); "
             "cnnjax.viz; cnnjax.train.checkpoints.Checkpointer(tempfile.mkdtemp()); "

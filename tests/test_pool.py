@@ -21,6 +21,7 @@ pytestmark = pytest.mark.usefixtures("each_lowering")
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=pool_configs())
+@pytest.mark.slow
 def test_matches_numpy_reference(cfg):
     x = np.random.default_rng(cfg["seed"]).standard_normal((2, *cfg["sizes"], cfg["channels"]))
     x = x.astype(np.float32)
@@ -43,6 +44,7 @@ def test_matches_numpy_reference(cfg):
         (6, 3, 2, True, 3),      # last window starts at 4 < 6, covers 4..5
     ],
 )
+@pytest.mark.slow
 def test_output_sizes(size, window, stride, ceil_mode, expected):
     y = cnnjax.maxpool(jnp.zeros((1, size, size, 1)), window, stride, ceil_mode=ceil_mode)
     chex.assert_shape(y, (1, expected, expected, 1))
@@ -65,6 +67,7 @@ def test_stride_defaults_to_window():
     np.testing.assert_array_equal(cnnjax.maxpool(x, 2, 1)[0, 0, :, 0], [5.0, 6.0, 7.0])
 
 
+@pytest.mark.slow
 def test_gradients():
     rng = np.random.default_rng(0)
     with jax.enable_x64(True):
@@ -80,6 +83,7 @@ def test_gradients():
     ((1, 6, 5, 2), (3, 2), (1, 2)),     # 2-D, overlapping in one dimension
     ((1, 4, 4, 4, 1), (2, 2, 2), (2, 2, 2)),  # 3-D
 ])
+@pytest.mark.slow
 def test_second_derivatives(shape, window, stride, each_lowering):
     """Forward-over-reverse, reverse-over-reverse and forward-over-forward, against finite differences.
 
@@ -96,6 +100,7 @@ def test_second_derivatives(shape, window, stride, each_lowering):
         jtu.check_grads(f, (x,), order=2, modes=("fwd", "rev"), **tolerance)
 
 
+@pytest.mark.slow
 def test_second_derivatives_with_ties_route_to_the_first_maximum():
     """Tied windows: the Hessian of sum(maxpool(x)^3) is 6 * max on the first maximum's diagonal only."""
     x = jnp.array([[2.0, 2.0, 1.0, 3.0], [0.0, 2.0, 3.0, 3.0]]).reshape(1, 2, 4, 1)
@@ -114,6 +119,7 @@ def test_gradient_under_jit():
     np.testing.assert_array_equal(g[0, :, :, 0], [[0, 0, 0, 0], [0, 1, 0, 1], [0, 0, 0, 0], [0, 1, 0, 1]])
 
 
+@pytest.mark.slow
 def test_gradient_goes_to_the_maximum():
     x = jnp.array([[0.1, 0.9], [0.3, 0.2]]).reshape(1, 2, 2, 1)
     g = jax.grad(lambda x: cnnjax.maxpool(x).sum())(x)
@@ -134,6 +140,7 @@ def test_vmap():
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32, jnp.int32, jnp.uint8])
+@pytest.mark.slow
 def test_keeps_dtype_and_padding_never_wins(dtype):
     x = jnp.array([[3, 1, 2]], dtype).reshape(1, 3, 1) - (0 if dtype == jnp.uint8 else 5)
     y = cnnjax.maxpool(x, 2, padding="SAME")
@@ -178,6 +185,7 @@ def test_errors_name_the_argument(kwargs, error, message):
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=pool_configs(), count_include_pad=st.sampled_from([None, True, False]))
+@pytest.mark.slow
 def test_avgpool_matches_numpy_reference(cfg, count_include_pad):
     x = np.random.default_rng(cfg["seed"]).standard_normal((2, *cfg["sizes"], cfg["channels"])).astype(np.float32)
     got = cnnjax.avgpool(x, cfg["window"], cfg["stride"], padding=cfg["padding"], ceil_mode=cfg["ceil_mode"],
@@ -189,6 +197,7 @@ def test_avgpool_matches_numpy_reference(cfg, count_include_pad):
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_avgpool_gradients_and_the_lecture_window():
     x = jnp.arange(16.0).reshape(1, 4, 4, 1)
     np.testing.assert_array_equal(cnnjax.avgpool(x, 2)[0, :, :, 0], [[2.5, 4.5], [10.5, 12.5]])
@@ -198,6 +207,7 @@ def test_avgpool_gradients_and_the_lecture_window():
                         modes=("fwd", "rev"))
 
 
+@pytest.mark.slow
 def test_global_pools():
     x = np.random.default_rng(0).normal(size=(3, 4, 5, 2)).astype(np.float32)
     np.testing.assert_allclose(cnnjax.global_avgpool(x), x.mean(axis=(1, 2)), rtol=1e-6)
@@ -216,6 +226,7 @@ def test_global_pools():
 
 @pytest.mark.parametrize("n", [1, 2, 3])
 @pytest.mark.parametrize("name", ["maxpool", "avgpool", "global_maxpool", "global_avgpool"])
+@pytest.mark.slow
 def test_an_example_alone_pools_as_inside_its_batch(n, name):
     """jax.vmap over single examples gives what the batched call gives."""
     xs = np.random.default_rng(n).normal(size=(3, *(6,) * n, 2)).astype(np.float32)
@@ -238,6 +249,7 @@ def test_an_int_window_needs_a_batch_and_says_how_to_pool_one_example():
 
 @pytest.mark.parametrize("lowering_name", ["reference", "patches", "auto"])
 @pytest.mark.parametrize("shape", [(1, 4, 4, 1), (1, 28, 28, 8), (2, 9, 9, 9, 8)])
+@pytest.mark.slow
 def test_nan_in_is_nan_out(lowering_name, shape):
     """A window holding NaN pools to NaN on every lowering, small and large (XLA:CPU's max
     drops NaN in inputs of 4,096 elements or more), eagerly and jitted; the other windows
@@ -259,6 +271,7 @@ def test_global_maxpool_of_an_empty_batch_or_map():
         cnnjax.global_maxpool(jnp.zeros((2, 0, 3, 2)))
 
 
+@pytest.mark.slow
 def test_avgpool_same_padding_counted_when_asked_as_flax_counts_it():
     """``count_include_pad=True`` with 'SAME' is honoured: flax.linen.avg_pool (which counts
     padding by default) is the independent reference; the default follows Keras."""
@@ -296,6 +309,7 @@ def test_avgpool_divisor_override_divides_every_window_sum_by_it():
     ((5, 6, 5), (2, 2, 2), (1, 2, 1), 0, (2, 1, 3), False),
     ((10, 10), (3, 3), (3, 3), "SAME", (2, 2), False),
 ])
+@pytest.mark.slow
 def test_dilated_maxpool_matches_the_numpy_loop_with_first_maximum_gradients(sizes, window, stride, padding, dilation,
                                                                             ceil_mode):
     """PyTorch's ``dilation``: a window's cells ``dilation`` apart, padding at most half the window."""
@@ -312,6 +326,7 @@ def test_dilated_maxpool_matches_the_numpy_loop_with_first_maximum_gradients(siz
         jtu.check_grads(f, (x64,), order=1, modes=("fwd", "rev"), eps=1e-5)
 
 
+@pytest.mark.slow
 def test_dilated_maxpool_nan_layer_and_padding_rule():
     x = np.zeros((1, 64, 64, 8), np.float32)
     x[0, 0, 0, 0] = np.nan
@@ -331,6 +346,7 @@ def test_dilated_maxpool_nan_layer_and_padding_rule():
     ((9,), (3,), (2,), 1, (2,), False),
     ((4, 5, 4), (2, 2, 2), (1, 2, 1), 0, (1, 1, 2), False),
 ])
+@pytest.mark.slow
 def test_return_indices_are_pytorchs_and_max_unpool_puts_each_maximum_back(sizes, window, stride, padding, dilation,
                                                                            ceil_mode):
     x = np.round(np.random.default_rng(len(sizes)).standard_normal((2, *sizes, 3)), 1).astype(np.float32)  # ties
@@ -354,6 +370,7 @@ def test_return_indices_are_pytorchs_and_max_unpool_puts_each_maximum_back(sizes
     assert np.all(flat[~chosen] == 0)  # zeros elsewhere
 
 
+@pytest.mark.slow
 def test_max_unpool_by_hand_its_gradient_and_errors():
     x = jnp.array([[1.0, 5.0, 2.0, 0.0], [3.0, 4.0, 7.0, 8.0]]).reshape(1, 2, 4, 1)
     y, i = cnnjax.maxpool(x, 2, return_indices=True)
@@ -371,6 +388,7 @@ def test_max_unpool_by_hand_its_gradient_and_errors():
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+@pytest.mark.slow
 def test_narrow_floats_are_pooled_in_float32_and_cast_back(dtype, each_lowering):
     """A 64x64 mean of U(0, 1) in bfloat16 read 0.0625 when its sum stayed in bfloat16 (it
     stops growing at 256), and a float16 32x32 sum of 1000s overflowed to inf. Each pool adds
@@ -428,6 +446,7 @@ def test_max_unpool_under_jit_never_puts_a_value_in_another_cell():
         cnnjax.max_unpool(x, i, 2)
 
 
+@pytest.mark.slow
 def test_every_max_picks_pytorchs_cell_at_ties_and_nans(each_lowering):
     """By hand, as PyTorch's CPU kernels scan a window (``if (val > max || isnan(val))``): among
     equal maxima the first, row-major over the whole window; among NaNs the last. The adaptive

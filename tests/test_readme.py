@@ -20,6 +20,7 @@ def test_readme_has_examples():
 
 
 @pytest.mark.parametrize("code, shown", EXAMPLES, ids=lambda v: v.splitlines()[0][:40])
+@pytest.mark.slow
 def test_example_prints_what_the_readme_shows(code, shown):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -190,6 +190,7 @@ def small_cnn():
     return model, ids
 
 
+@pytest.mark.slow
 def test_sentence_cnn_is_kims_network_written_out(small_cnn):
     model, ids = small_cnn
     np.testing.assert_allclose(model(ids), numpy_sentence_cnn(model, ids), rtol=1e-5, atol=1e-6)
@@ -234,6 +235,7 @@ def test_sentence_cnn_refuses_bad_arguments(build, error, message):
         build(nnx.Rngs(0))
 
 
+@pytest.mark.slow
 def test_embed_refuses_ids_outside_its_table_and_floats():
     embed = nn.Embed(5, 2, rngs=nnx.Rngs(0))
     assert embed(jnp.array([[0, 4]])).shape == (1, 2, 2)
@@ -259,6 +261,7 @@ def word_decides(n=256, length=10, seed=0):
     return ids, (ids == 7).any(axis=1).astype(np.int32)
 
 
+@pytest.mark.slow
 def test_fit_evaluate_and_predict_take_integer_ids_for_a_model_that_declares_them():
     ids, y = word_decides()
     model = models.sentence_cnn(30, embed_dim=8, features=4, rngs=nnx.Rngs(params=0, dropout=1))

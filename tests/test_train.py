@@ -20,6 +20,7 @@ import cnnjax
 from cnnjax import data, lowering, models, train
 
 
+@pytest.mark.slow
 def test_lecture_functional_cnn_reaches_97_percent_on_real_mnist(mnist_dir):
     """Two epochs on the first 8,000 real MNIST test images; >= 97% on the other 2,000."""
     x, y = data.load("mnist", "test", data_dir=mnist_dir)
@@ -50,6 +51,7 @@ class Counting(train.Callback):
 
 
 @pytest.mark.parametrize("model_factory", [small_model, DropoutBatchNormNet])
+@pytest.mark.slow
 def test_after_the_first_epoch_nothing_compiles(model_factory):
     """A partial last batch and validation: epoch 1 compiles (validation's program), later ones nothing."""
     x, y = small_data(100)  # 100 = 6 batches of 16 + a partial batch of 4
@@ -82,6 +84,7 @@ def test_fit_traces_the_model_once_for_all_its_steps():
     assert _CountedCalls.calls == 2
 
 
+@pytest.mark.slow
 def test_keras_rmsprop_formula():
     """One step from zero velocity: v = 0.1 g^2 and w -= lr g / (sqrt(v) + 1e-7)."""
     model = small_model()
@@ -133,6 +136,7 @@ def test_scan_and_python_loops_agree():
     np.testing.assert_allclose(results["scan"][1], results["python"][1], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_full_and_padded_segments_agree():
     """Segments that tile the epoch run without the skip logic; both forms train alike."""
     x, y = small_data(96)  # 6 steps of 16 an epoch
@@ -159,6 +163,7 @@ def test_same_seed_same_run_other_seed_other_run():
 
 @pytest.mark.parametrize("loop", ["scan", "python"])
 @pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.slow
 def test_dropout_and_batchnorm_train_validate_in_eval_mode_and_keep_the_users_mode(loop, mode):
     x, y = small_data(100)
     model = DropoutBatchNormNet()
@@ -175,6 +180,7 @@ def test_dropout_and_batchnorm_train_validate_in_eval_mode_and_keep_the_users_mo
     assert int(model.drop.rngs.count[...]) == 14
 
 
+@pytest.mark.slow
 def test_dropout_masks_differ_each_step_and_repeat_for_the_same_seeds():
     x, y = small_data(64)
     runs = []
@@ -195,6 +201,7 @@ def test_dropout_masks_differ_each_step_and_repeat_for_the_same_seeds():
     assert len(set(losses)) == 3, losses
 
 
+@pytest.mark.slow
 def test_padding_rows_never_touch_batch_statistics():
     """With a learning rate of 0 the running mean follows m * mean + (1 - m) * batch mean over
     the real batches only (NumPy reference): the partial last batch runs at its own size."""
@@ -250,6 +257,7 @@ def test_predict_returns_a_regression_models_outputs_and_probabilities_only_on_r
         train.Predictor(model, probabilities="yes")
 
 
+@pytest.mark.slow
 def test_a_smoothed_cross_entropy_given_as_a_partial_trains_per_example():
     """functools.partial(losses.sparse_categorical_crossentropy, label_smoothing=0.1) is taken per
     example, its labels checked as the default loss's are; a partial that reduces is refused."""
@@ -285,6 +293,7 @@ def test_per_pixel_classification():
     assert h.history["accuracy"][-1] > 0.6
 
 
+@pytest.mark.slow
 def test_custom_loss_and_metric_functions_and_one_hot_targets():
     x, y = small_data(64)
     one_hot = np.eye(10, dtype=np.float32)[y]
@@ -368,6 +377,7 @@ def test_choose_loop():
 X, Y = small_data(32)
 
 
+@pytest.mark.slow
 def test_microbatches_give_the_same_update_as_one_batch():
     """Four parts of a batch, differentiated apart and summed, make the one-batch update."""
     x, y = small_data(64)
@@ -383,6 +393,7 @@ def test_microbatches_give_the_same_update_as_one_batch():
     np.testing.assert_allclose(out[1][1]["loss"], out[4][1]["loss"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_fit_picks_microbatches_on_one_cpu_and_they_change_only_rounding():
     cpu = jax.devices("cpu")[0]
     parts = lambda batch_size: train.auto_microbatches(batch_size, [cpu])
@@ -408,6 +419,7 @@ class StepAtEnd(train.Callback):
 
 
 @pytest.mark.parametrize("loop", ["scan", "python"])
+@pytest.mark.slow
 def test_a_step_budget_trains_that_many_steps_whole_epochs_first(loop):
     kw = dict(batch_size=8, verbose=0, loop=loop, steps_per_segment=3)  # 4 steps an epoch, segments of 3
     budget, end = small_model(), StepAtEnd()
@@ -466,6 +478,7 @@ class TrainFlagCNN(TutorialCNN):
         return super().__call__(x)
 
 
+@pytest.mark.slow
 def test_models_in_the_flax_tutorials_style_are_told_exactly_what_to_change():
     with pytest.raises(ValueError, match=re.escape("The model's Dropout has no random stream of its own: fit, evaluate "
                                                    "and predict call model(x)")):
@@ -544,6 +557,7 @@ def test_a_model_that_is_not_a_module_is_refused_by_name(call):
         call()
 
 
+@pytest.mark.slow
 def test_unscaled_pixels_are_warned_of_once_per_set_and_scaled_ones_are_not():
     model = small_model()
     with warnings.catch_warnings(record=True) as caught:
@@ -594,6 +608,7 @@ MULTI_DEVICE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_four_devices_give_the_same_parameters_as_one():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", MULTI_DEVICE], env=env, capture_output=True, text=True, timeout=600)
@@ -602,6 +617,7 @@ def test_four_devices_give_the_same_parameters_as_one():
     assert result.stdout.strip().endswith("OK"), result.stdout
 
 
+@pytest.mark.slow
 def test_cpu_memory_tuning_is_idempotent_and_can_be_disabled():
     first = train.tune_cpu_memory()
     assert train.tune_cpu_memory() is first
@@ -797,6 +813,7 @@ def test_a_stream_is_iterated_once_per_epoch_as_a_pytorch_loop_does():
     assert (stream.iters, validation.iters) == (3, 3)
 
 
+@pytest.mark.slow
 def test_fit_on_a_shuffled_dataloader_sees_a_torch_loops_batches():
     torch = pytest.importorskip("torch", reason="a DataLoader needs torch (CI installs it)")
 
@@ -830,6 +847,7 @@ def test_fit_on_a_shuffled_dataloader_sees_a_torch_loops_batches():
     assert orders[0] == orders[1] and len(orders[0]) == 120
 
 
+@pytest.mark.slow
 def test_record_steps_keeps_each_steps_loss_as_a_plain_optax_loop_computes_it(tmp_path):
     """Per-step losses needed steps_per_segment=1 and a callback. record_steps=True keeps them
     (segments unchanged); a hand-written loop of optax SGD on the same batches is the reference.

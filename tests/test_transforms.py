@@ -54,6 +54,7 @@ def test_stroke_is_morphology():
     np.testing.assert_array_equal(transforms.stroke(x, 0), x)
 
 
+@pytest.mark.slow
 def test_amounts_traced_under_jit_equal_the_eager_results():
     x = image(h=8, w=8)
     np.testing.assert_allclose(jax.jit(transforms.rotate)(x, 30.0), transforms.rotate(x, 30), atol=1e-6)
@@ -63,6 +64,7 @@ def test_amounts_traced_under_jit_equal_the_eager_results():
     np.testing.assert_array_equal(jax.jit(transforms.stroke)(x, -1), transforms.stroke(x, -1))
 
 
+@pytest.mark.slow
 def test_one_amount_per_image_equals_one_call_per_image():
     x = image(h=8, w=8)
     angles, factors, rows = np.array([-40.0, 0.0, 25.0]), np.array([0.6, 1.0, 1.3]), np.array([1, 0, -2])
@@ -74,6 +76,7 @@ def test_one_amount_per_image_equals_one_call_per_image():
         np.testing.assert_array_equal(transforms.shift(x, rows, 1)[i], transforms.shift(x[i:i + 1], rows[i], 1)[0])
 
 
+@pytest.mark.slow
 def test_random_augmentation_inside_jit_and_a_gradient_in_the_angle():
     x = image(h=8, w=8)
 

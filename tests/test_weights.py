@@ -34,6 +34,7 @@ def keras_weights(rng):
     return [(rng.standard_normal(s) * 0.1).astype(np.float32) for s in shapes]
 
 
+@pytest.mark.slow
 def test_keras_weights_give_the_same_logits():
     rng = np.random.default_rng(0)
     weights = keras_weights(rng)
@@ -93,6 +94,7 @@ def _random_state(layout, shapes, rng):
     return state
 
 
+@pytest.mark.slow
 def test_pytorch_weights_give_pytorchs_logits():
     """A PyTorch-style network (conv, pool, conv, flatten, two linear layers; weights OIHW and
     (out, in), flattening channels first) against the same network in cnnjax, channels last."""
@@ -108,6 +110,7 @@ def test_pytorch_weights_give_pytorchs_logits():
     np.testing.assert_allclose(model(jnp.moveaxis(x, 1, -1)), _torch_forward(layout, state, x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_torchvision_alexnet_weights_give_its_logits():
     layout = [("conv", "features.0", 4, 2), ("relu",), ("maxpool", 3, 2), ("conv", "features.3", 1, 2), ("relu",),
               ("maxpool", 3, 2), ("conv", "features.6", 1, 1), ("relu",), ("conv", "features.8", 1, 1), ("relu",),
@@ -123,6 +126,7 @@ def test_torchvision_alexnet_weights_give_its_logits():
     np.testing.assert_allclose(model(jnp.moveaxis(x, 1, -1)), _torch_forward(layout, state, x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_papers_alexnet_loads_pytorch_weights_with_groups_and_normalisation():
     """The paper's AlexNet written in PyTorch (Conv2d groups=2, LocalResponseNorm(5, 5e-4, 0.75, 2)):
     its grouped kernels (out, in / groups, kh, kw) load and give its logits."""
@@ -158,6 +162,7 @@ def test_pytorch_weights_errors():
     np.testing.assert_array_equal(model.layers[0].kernel[...], before)  # nothing half-loaded
 
 
+@pytest.mark.slow
 def test_equinox_weights_give_equinoxs_outputs():
     """Equinox's "CNN on MNIST" tutorial network (channels first, MaxPool2d of stride 1, jnp.ravel),
     and the same network in cnnjax (both as experiments/ports.py builds them): its weights loaded
@@ -234,6 +239,7 @@ class _FlattenedHowever(nnx.Module):
 
 
 @pytest.mark.parametrize("how", ["function", "reshape", "channels_first", "average"])
+@pytest.mark.slow
 def test_a_flatten_however_written_loads_pytorchs_order(how):
     """The reorder follows the data, not an nn.Flatten layer: with cnnjax.flatten or a reshape the
     dense rows were not reordered (logits off by 0.4-0.7); a model that flattens channels first
@@ -335,6 +341,7 @@ def test_a_torch_module_pairs_its_layers_in_the_order_it_calls_them():
         models.load_torch_weights(_body_then_head(), t, input_shape=(4,), order=["body", "head"])
 
 
+@pytest.mark.slow
 def test_pytorch_examples_mnist_network_loads_from_torch_itself():
     """pytorch/examples' mnist/main.py Net (conv1, conv2, dropout1, dropout2, fc1, fc2; F.max_pool2d
     and torch.flatten in forward), its cnnjax port written the same way: the same logits."""
