@@ -130,3 +130,18 @@ def test_compile_cache_times_a_fresh_cache_its_reruns_and_no_cache(tmp_path, mon
     record = json.loads(path.read_text())
     assert record["runs"] == rows
     _record_is_complete(record, "compile_cache.py")
+
+
+@pytest.mark.slow
+def test_suite_times_each_tier_and_writes_its_record(tmp_path, capsys):
+    import json
+
+    path = tmp_path / "suite.json"
+    rows = load("suite").main(["--record", str(path), "--", "tests/test_dense.py", "-n", "0"])
+    everything, quick = rows["all"], rows["quick"]
+    assert everything["exit_code"] == quick["exit_code"] == 0 and everything["stderr_lines"] == 0
+    assert everything["passed"] == quick["passed"] + quick.get("deselected", 0) > 10
+    assert everything["cpu_s"] > 0 and quick["command"] == "python -m pytest -q -m 'not slow'"
+    record = json.loads(path.read_text())
+    assert record["tiers"] == rows
+    _record_is_complete(record, "suite.py")
