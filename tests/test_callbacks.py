@@ -201,3 +201,70 @@ def test_parameters_that_blow_up_are_never_kept_or_saved(tmp_path, rate, message
     assert str(again.value) == str(first.value)
     for a, b in zip(params_of(model), params_of(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _plateau_run(rate=0.1, optimizer=None):
+    """A Run of the small model, as fit makes one, for driving a callback by hand."""
+    model = small_model()
+    state = train.create_state(model, optimizer or optax.inject_hyperparams(optax.sgd)(learning_rate=rate))
+    return train.Run(model, state, epochs=20, steps_per_epoch=1, history=train.History(), fingerprint={})
+
+
+def test_reduce_lr_on_plateau_follows_keras_rule_by_hand():
+    """patience 1, factor 0.5, cooldown 2, min_lr 0.02 over monitored values worked out by hand
+    from Keras' rule: lowered after epochs 3, 5 and 7 (to 0.05, 0.025, then 0.02, not 0.0125),
+    never in the epoch after a lowering (cooling down), and no more once at min_lr."""
+    run = _plateau_run(0.1)
+    callback = train.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, cooldown=2, min_lr=0.02,
+                                       min_delta=0.0)
+    callback.set_run(run)
+    callback.on_train_begin()
+    values = [1.0, 0.9, 0.95, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99]
+    rates = []
+    for epoch, value in enumerate(values):
+        callback.on_epoch_begin(epoch)
+        logs = {"epoch": epoch + 1, "val_loss": value, "learning_rate": train.learning_rate(run.state.opt_state)}
+        run.history.on_epoch_end(epoch, logs)
+        callback.on_epoch_end(epoch, logs)
+        rates.append(train.learning_rate(run.state.opt_state))
+    np.testing.assert_allclose(rates, [0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.02, 0.02, 0.02, 0.02], rtol=1e-6)
+    assert callback.best_value == 0.9 and callback.best_epoch == 1
+
+
+def test_reduce_lr_on_plateau_resumed_from_a_checkpoint_continues_bit_for_bit(tmp_path):
+    """Six epochs in one go against three, then three more resumed by a new callback: the same
+    rates in every epoch and the same parameters to the bit. The callback's counters come back
+    from the History (without them the resumed run lowered nothing at epoch 4)."""
+    trainset = small_data()
+    make = lambda: train.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, cooldown=2, min_delta=10.0)
+    kw = dict(batch_size=32, verbose=0, optimizer=train.rmsprop(1e-2))
+    whole = small_model()
+    h = train.fit(whole, trainset, epochs=6, callbacks=[make()], checkpoint_dir=tmp_path / "whole", **kw)
+    train.fit(small_model(), trainset, epochs=3, callbacks=[make()], checkpoint_dir=tmp_path / "parts", **kw)
+    resumed = small_model()
+    h2 = train.fit(resumed, trainset, epochs=6, callbacks=[make()], checkpoint_dir=tmp_path / "parts",
+                   resume=True, **kw)
+    assert h.history["learning_rate"] == h2.history["learning_rate"]
+    np.testing.assert_allclose(h.history["learning_rate"], [1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3, 2.5e-3], rtol=1e-6)
+    for a, b in zip(params_of(whole), params_of(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_reduce_lr_on_plateau_refuses_what_it_cannot_honour():
+    """Bad arguments name themselves; an optimizer without a rate in its state is refused
+    before training; a rate a schedule overrides is refused at the epoch it shows."""
+    for kwargs, message in [({"factor": 1.0}, "`factor` must be a number in (0, 1)"),
+                            ({"patience": -1}, "`patience` must be a non-negative int, got -1"),
+                            ({"min_lr": -0.1}, "`min_lr` must be a finite number >= 0, got -0.1"),
+                            ({"mode": "down"}, "`mode` must be 'auto', 'min' or 'max', got 'down'")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            train.ReduceLROnPlateau(**kwargs)
+    x, y = small_data(32)
+    kw = dict(epochs=4, batch_size=16, verbose=0, callbacks=[train.ReduceLROnPlateau("loss", patience=0,
+                                                                                      min_delta=10.0)])
+    with pytest.raises(ValueError, match=re.escape("build it with optax.inject_hyperparams")):
+        train.fit(small_model(), (x, y), optimizer=optax.adam(1e-3), **kw)
+    scheduled = optax.inject_hyperparams(optax.sgd)(learning_rate=optax.constant_schedule(0.1))
+    with pytest.raises(ValueError, match=re.escape("set the learning rate to 0.01, but epoch 3 trained at 0.1: "
+                                                   "the optimizer's rate follows a schedule")):
+        train.fit(small_model(), (x, y), optimizer=scheduled, **kw)

@@ -38,11 +38,22 @@ The parts, one module each:
 from . import checkpoints, distributed
 from ._fit import fit
 from ._objective import Objective, objective
-from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ProgressBar, Run, StopTraining, TerminateOnNaN
+from .callbacks import (
+    Callback,
+    EarlyStopping,
+    History,
+    LambdaCallback,
+    MonitorCallback,
+    ProgressBar,
+    ReduceLROnPlateau,
+    Run,
+    StopTraining,
+    TerminateOnNaN,
+)
 from .checkpoints import ModelCheckpoint, restore
 from .cpu import auto_microbatches, tune_cpu_memory
 from .evaluation import Predictor, evaluate, predict
-from .optimizers import DEFAULT_OPTIMIZER, learning_rate, max_norm, per_epoch, rmsprop
+from .optimizers import DEFAULT_OPTIMIZER, learning_rate, max_norm, per_epoch, rmsprop, set_learning_rate
 from .runner import choose_loop, epoch_steps
 from .state import TrainState, create_state
 from .steps import eval_step, predict_step, train_step
@@ -54,9 +65,11 @@ __all__ = [
     "History",
     "LambdaCallback",
     "ModelCheckpoint",
+    "MonitorCallback",
     "Objective",
     "Predictor",
     "ProgressBar",
+    "ReduceLROnPlateau",
     "Run",
     "StopTraining",
     "TerminateOnNaN",
@@ -78,6 +91,7 @@ __all__ = [
     "predict_step",
     "restore",
     "rmsprop",
+    "set_learning_rate",
     "train_step",
     "tune_cpu_memory",
 ]

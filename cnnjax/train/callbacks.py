@@ -297,7 +297,56 @@ class TerminateOnNaN(Callback):
         )
 
 
-class EarlyStopping(Callback):
+class MonitorCallback(Callback):
+    """A callback that watches one value of each epoch's record, as Keras' ``MonitorCallback``:
+    the best value so far, and the epochs since it. :class:`EarlyStopping` and
+    :class:`ReduceLROnPlateau` build on it.
+
+    Args:
+      monitor: the record's key to watch, e.g. ``"val_loss"`` or ``"val_accuracy"``.
+      mode: ``"min"``, ``"max"``, or ``"auto"`` (max for accuracies, else min).
+      min_delta: the least change that counts as an improvement (its sign is ignored).
+    """
+
+    def __init__(self, monitor: str = "val_loss", mode: str = "auto", min_delta: float = 0.0):
+        if not isinstance(monitor, str) or not monitor:
+            raise TypeError(f"`monitor` must be the name of a record's key, e.g. 'val_loss', got {monitor!r}.")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"`mode` must be 'auto', 'min' or 'max', got {mode!r}.")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not np.isfinite(min_delta):
+            raise ValueError(f"`min_delta` must be a finite number, got {min_delta!r}.")
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        self.monitor, self.mode, self.min_delta = monitor, mode, abs(float(min_delta))
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.reset()
+
+    def reset(self) -> None:
+        """Nothing seen yet: the best is the worst possible value."""
+        self.best, self.best_epoch, self.wait = np.inf, None, 0
+
+    def current(self, logs: dict) -> float | None:
+        """The monitored value of ``logs``; None (with a warning) when the records lack it."""
+        value = logs.get(self.monitor)
+        if value is None:
+            warnings.warn(f"{type(self).__name__} monitors {self.monitor!r}, which the records do not hold "
+                          f"(they hold {sorted(logs)}).", stacklevel=3)
+        return value
+
+    def is_improvement(self, value: float) -> bool:
+        """``value`` beats the best by more than ``min_delta`` (NaN never does)."""
+        return bool(self.sign * value < self.best - self.min_delta)
+
+    def improve(self, value: float, epoch: int) -> None:
+        self.best, self.best_epoch, self.wait = self.sign * value, epoch, 0
+
+    @property
+    def best_value(self) -> float:
+        """The best monitored value so far, in the record's own sign (inf or -inf before any)."""
+        return self.sign * self.best
+
+
+class EarlyStopping(MonitorCallback):
     """Stops training when a monitored value has stopped improving (Keras' ``EarlyStopping``).
 
     Args:
@@ -312,30 +361,23 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", *, min_delta: float = 0.0, patience: int = 0,
                  mode: str = "auto", restore_best_weights: bool = False, start_from_epoch: int = 0):
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"`mode` must be 'auto', 'min' or 'max', got {mode!r}.")
+        super().__init__(monitor, mode, min_delta)
         if not isinstance(patience, int) or patience < 0:
             raise ValueError(f"`patience` must be a non-negative int, got {patience!r}.")
-        if mode == "auto":
-            mode = "max" if "acc" in monitor else "min"
-        self.monitor, self.min_delta, self.patience = monitor, abs(float(min_delta)), patience
-        self.sign = 1.0 if mode == "min" else -1.0
-        self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
+        self.patience, self.restore_best_weights = patience, restore_best_weights
+        self.start_from_epoch = start_from_epoch
 
     def on_train_begin(self, logs=None):
-        self.wait, self.best, self.best_epoch, self.best_state, self.stopped_epoch = 0, np.inf, None, None, None
+        self.reset()
+        self.best_state, self.stopped_epoch = None, None
 
     def on_epoch_end(self, epoch, logs=None):
-        current = logs.get(self.monitor)
-        if current is None:
-            warnings.warn(f"EarlyStopping monitors {self.monitor!r}, which the records do not hold "
-                          f"(they hold {sorted(logs)}).", stacklevel=2)
-            return
-        if epoch < self.start_from_epoch:
+        current = self.current(logs)
+        if current is None or epoch < self.start_from_epoch:
             return
         self.wait += 1
-        if self.sign * current < self.best - self.min_delta:
-            self.best, self.best_epoch, self.wait = self.sign * current, epoch, 0
+        if self.is_improvement(current):
+            self.improve(current, epoch)
             if self.restore_best_weights:
                 self.best_state = self.run.state
             return
@@ -348,5 +390,96 @@ class EarlyStopping(Callback):
             self.run.set_state(self.best_state)
 
 
-__all__ = ["Callback", "EarlyStopping", "History", "LambdaCallback", "ProgressBar", "Run", "StopTraining",
-           "TerminateOnNaN"]
+class ReduceLROnPlateau(MonitorCallback):
+    """Lowers the learning rate when a monitored value has stopped improving (Keras'
+    ``ReduceLROnPlateau``, its names and defaults).
+
+    After ``patience`` epochs without an improvement the rate becomes ``max(rate * factor,
+    min_lr)``; then ``cooldown`` epochs pass before epochs without improvement count again.
+    The rate lives in the optimizer's state, so the optimizer must be built with
+    ``optax.inject_hyperparams`` (as :func:`~cnnjax.train.rmsprop` is) and with a constant
+    rate: a rate that follows a schedule is refused once the schedule overrides it. A run
+    resumed from a checkpoint continues exactly: the rate is in the checkpoint, and the
+    callback's own counters are replayed from the restored History.
+
+    Args:
+      monitor: the record's key to watch.
+      factor: the rate is multiplied by it, in (0, 1).
+      patience: epochs without improvement before the rate is lowered.
+      verbose: 1 prints a line when it lowers the rate.
+      mode: ``"min"``, ``"max"``, or ``"auto"`` (max for accuracies, else min).
+      min_delta: the least change that counts as an improvement.
+      cooldown: epochs after a lowering during which none is counted.
+      min_lr: the rate is never lowered below it.
+    """
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, verbose: int = 0,
+                 mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0):
+        super().__init__(monitor, mode, min_delta)
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1:
+            raise ValueError(f"`factor` must be a number in (0, 1): the rate is multiplied by it, got {factor!r}.")
+        for name, value in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"`{name}` must be a non-negative int, got {value!r}.")
+        if isinstance(min_lr, bool) or not isinstance(min_lr, (int, float)) or not np.isfinite(min_lr) or min_lr < 0:
+            raise ValueError(f"`min_lr` must be a finite number >= 0, got {min_lr!r}.")
+        self.factor, self.patience, self.verbose = float(factor), patience, verbose
+        self.cooldown, self.min_lr = cooldown, float(min_lr)
+
+    def on_train_begin(self, logs=None):
+        from .optimizers import learning_rate
+
+        if learning_rate(self.run.state.opt_state) is None:
+            raise ValueError("ReduceLROnPlateau needs an optimizer that holds its learning rate in its state: "
+                             "build it with optax.inject_hyperparams, e.g. "
+                             "optax.inject_hyperparams(optax.adam)(learning_rate=1e-3) (cnnjax.train.rmsprop does).")
+        self.reset()
+        self.cooldown_counter, self.set_to, self.replayed = 0, None, False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self.replayed:  # a resumed run: its History is restored by now (after on_train_begin)
+            self.replayed = True
+            for i, record in enumerate(self.run.history.epochs):
+                self._step(i, record, record.get("learning_rate"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        from .optimizers import learning_rate, set_learning_rate
+
+        rate = logs.get("learning_rate")
+        if self.set_to is not None and rate is not None and np.float32(rate) != np.float32(self.set_to):
+            raise ValueError(f"ReduceLROnPlateau set the learning rate to {self.set_to:g}, but epoch {epoch + 1} "
+                             f"trained at {rate:g}: the optimizer's rate follows a schedule, which overrides it "
+                             "every step. Give the optimizer a constant rate, or keep the schedule without "
+                             "ReduceLROnPlateau.")
+        self.set_to = None
+        lowered = self._step(epoch, logs, learning_rate(self.run.state.opt_state))
+        if lowered is not None:
+            state = self.run.state
+            self.run.set_state(state.replace(opt_state=set_learning_rate(state.opt_state, lowered)))
+            self.set_to = lowered
+            if self.verbose:
+                print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {lowered:g}.")
+
+    def _step(self, epoch: int, logs: dict, rate: float | None) -> float | None:
+        """Keras' rule for one epoch's record: the new rate when it lowers it, else None. The
+        same for an epoch replayed from the History (whose rate is not set again)."""
+        current = self.current(logs)
+        if current is None:
+            return None
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self.is_improvement(current):
+            self.improve(current, epoch)
+            return None
+        if self.cooldown_counter > 0:
+            return None
+        self.wait += 1
+        if self.wait < self.patience or rate is None or not np.float32(rate) > np.float32(self.min_lr):
+            return None
+        self.cooldown_counter, self.wait = self.cooldown, 0
+        return max(rate * self.factor, self.min_lr)
+
+
+__all__ = ["Callback", "EarlyStopping", "History", "LambdaCallback", "MonitorCallback", "ProgressBar",
+           "ReduceLROnPlateau", "Run", "StopTraining", "TerminateOnNaN"]

@@ -46,6 +46,36 @@ def learning_rate(opt_state: Any) -> float | None:
     return None
 
 
+def set_learning_rate(opt_state: Any, rate: float) -> Any:
+    """``opt_state`` with the learning rate it holds replaced by ``rate`` (every
+    ``optax.inject_hyperparams`` state's ``"learning_rate"``, its dtype and placement kept);
+    what :class:`~cnnjax.train.ReduceLROnPlateau` changes. A rate that follows a schedule is
+    computed anew at the next step.
+
+    Raises:
+      ValueError: if the state holds no learning rate (an optimizer not built with
+        ``optax.inject_hyperparams``), or ``rate`` is not a finite number >= 0.
+    """
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not np.isfinite(rate) or rate < 0:
+        raise ValueError(f"`rate` must be a finite number >= 0, got {rate!r}.")
+    if learning_rate(opt_state) is None:
+        raise ValueError("`opt_state` holds no learning rate to change: build the optimizer with "
+                         "optax.inject_hyperparams, e.g. optax.inject_hyperparams(optax.adam)(learning_rate=1e-3) "
+                         "(cnnjax.train.rmsprop does).")
+    is_injected = lambda s: isinstance(s, optax.InjectHyperparamsState | optax.InjectStatefulHyperparamsState)
+
+    def replace(node):
+        if not is_injected(node) or "learning_rate" not in node.hyperparams:
+            return node
+        old = node.hyperparams["learning_rate"]
+        new = jnp.asarray(rate, dtype=jnp.result_type(old))
+        if isinstance(old, jax.Array):
+            new = jax.device_put(new, old.sharding)
+        return node._replace(hyperparams={**node.hyperparams, "learning_rate": new})
+
+    return jax.tree.map(replace, opt_state, is_leaf=is_injected)
+
+
 def per_epoch(schedule: Callable[[Any], Any], steps_per_epoch: int) -> optax.Schedule:
     """An optax schedule (a function of the step) from one of the epoch: the rate of epoch
     ``step // steps_per_epoch`` (0-based), as a PyTorch scheduler stepped once an epoch
@@ -117,4 +147,4 @@ def _path_name(path) -> str:
     return "/".join(n for n in names if n != "value")
 
 
-__all__ = ["DEFAULT_OPTIMIZER", "learning_rate", "max_norm", "per_epoch", "rmsprop"]
+__all__ = ["DEFAULT_OPTIMIZER", "learning_rate", "max_norm", "per_epoch", "rmsprop", "set_learning_rate"]
