@@ -11,6 +11,8 @@ embedding), so a 1-D convolution slides a filter over a few neighbouring words a
 - :class:`Vocabulary`: built from the training sentences only, with a padding id (0) and an
   unknown-word id (1); :meth:`Vocabulary.encode` turns sentences into a padded ``int32``
   array and their true lengths, counting unknown words and truncated sentences.
+- :func:`read_treebank`: the Stanford Sentiment Treebank's trees (every phrase labelled 0-4):
+  its sentences or phrases, in SST-2's binary view or SST-1's five classes.
 - :func:`class_count`: the number of classes, once every split's labels are checked to be
   ``0 .. K-1`` and to be classes the training labels hold.
 
@@ -151,6 +153,143 @@ def read_labelled(path: str | os.PathLike, *, encoding: str = "auto") -> Labelle
     text, used = decode(raw, encoding, path)
     labels, sentences = parse_labelled(text, path)
     return LabelledText(labels, sentences, used, path)
+
+
+_TREE_TOKEN = re.compile(r"\(|\)|[^ \t\r\f()]+")  # words split as in read_labelled: a no-break space is a letter
+_SST_LABELS = {"0": 0, "1": 1, "2": 2, "3": 3, "4": 4}
+
+
+@dataclasses.dataclass
+class _Open:
+    """A node whose closing bracket is still to come."""
+
+    node: int  # its index in the tree's nodes
+    column: int  # of its "("
+    children: int = 0
+    word: str | None = None
+
+
+def parse_tree(line: str, source: str = "<text>",
+               number: int = 1) -> tuple[tuple[str, ...], list[tuple[int, int, int]]]:
+    """One tree in Penn-Treebank brackets, as the Stanford Sentiment Treebank writes them:
+    every node ``(LABEL word)`` or ``(LABEL child child ...)``, LABEL 0-4.
+
+    Returns:
+      ``(words, nodes)``: the sentence's words in order, and every node as ``(label, start,
+      end)``, the words ``words[start:end]`` it spans, in pre-order (the root first).
+
+    Raises:
+      ValueError: a malformed tree (a bracket never closed or closing nothing, a label not
+        0-4, a node without words or with a word beside other children, text after the
+        tree, an empty line), naming ``source``, the line ``number`` and the column.
+    """
+    where = lambda column: f"{source}, line {number}, column {column + 1}"
+    tokens = [(m.group(), m.start()) for m in _TREE_TOKEN.finditer(line)]
+    if not tokens:
+        raise ValueError(f"{source}, line {number}: an empty line, where a tree '(LABEL ...)' was expected.")
+    words: list[str] = []
+    nodes: list[list[int]] = []
+    stack: list[_Open] = []
+    i, closed = 0, False
+    while i < len(tokens):
+        token, column = tokens[i]
+        if token == ")" and not stack:
+            raise ValueError(f"{where(column)}: a ')' that closes no bracket.")
+        if closed:
+            raise ValueError(f"{where(column)}: {token!r} after the tree's last bracket: one tree a line.")
+        if token == "(":
+            label, label_column = tokens[i + 1] if i + 1 < len(tokens) else ("", len(line))
+            if label not in _SST_LABELS:
+                shown = "nothing" if label in ("", "(", ")") else repr(label)
+                raise ValueError(f"{where(label_column)}: a node's label must be 0-4 (from very negative to very "
+                                 f"positive), got {shown}.")
+            if stack:
+                parent = stack[-1]
+                if parent.word is not None:
+                    raise ValueError(f"{where(column)}: a child node beside the word {parent.word!r}: a node holds "
+                                     "one word or child nodes.")
+                parent.children += 1
+            stack.append(_Open(len(nodes), column))
+            nodes.append([_SST_LABELS[label], len(words), len(words)])
+            i += 2
+            continue
+        if token == ")":
+            done = stack.pop()
+            if done.word is None and not done.children:
+                raise ValueError(f"{where(done.column)}: a node without words: '(LABEL word)' or '(LABEL child "
+                                 "child ...)' was expected.")
+            nodes[done.node][2] = len(words)
+            closed = not stack
+        else:
+            if not stack:
+                raise ValueError(f"{where(column)}: the word {token!r} outside any bracket: a line is one tree "
+                                 "'(LABEL ...)'.")
+            node = stack[-1]
+            if node.word is not None or node.children:
+                raise ValueError(f"{where(column)}: the word {token!r} beside "
+                                 f"{'the word ' + repr(node.word) if node.word is not None else 'child nodes'}: "
+                                 "a node holds one word or child nodes.")
+            node.word = token
+            words.append(token)
+        i += 1
+    if stack:
+        raise ValueError(f"{where(stack[-1].column)}: the bracket opened here is never closed.")
+    return tuple(words), [tuple(n) for n in nodes]
+
+
+def read_treebank(path: str | os.PathLike, *, classes: int = 2, phrases: bool = False, unique: bool = True,
+                  lower: bool = True, encoding: str = "auto") -> LabelledText:
+    """The labelled sentences (or phrases) of a Stanford Sentiment Treebank file: one tree a
+    line, in Penn-Treebank brackets with a 0-4 label on every node (:func:`parse_tree`).
+
+    Args:
+      path: the file (``train.txt``, ``dev.txt`` or ``test.txt`` of the treebank's release).
+      classes: 2, the binary view of SST-2 (labels 0-1 negative, 3-4 positive; a neutral 2
+        is dropped), or 5, SST-1's five classes as they are.
+      phrases: False: each sentence once, labelled by its root. True: every node's phrase
+        (the words it spans, the whole sentence included), as Kim (2014) trains on SST.
+      unique: with ``phrases``, each distinct (label, phrase) pair once, in the order first
+        met, as Kim's phrase files hold them: a phrase that recurs across sentences ("the
+        film", ",") then counts once, not by its frequency. False keeps every node.
+      lower: lower-case the words, as Kim's ``stsa.*`` files are (brackets in the text are
+        ``-LRB-``/``-RRB-``, ``-lrb-``/``-rrb-`` once lower-cased, as there), so a
+        vocabulary built from the trees reads those files alike.
+      encoding: as :func:`read_labelled`.
+
+    Returns:
+      :class:`LabelledText`: labels ``0..classes-1`` and the words of each row.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: ``classes`` not 2 or 5; not text; an empty file; a malformed tree (naming
+        the file, the line and the column).
+    """
+    if classes not in (2, 5) or isinstance(classes, bool):
+        raise ValueError(f"`classes` must be 2 (SST-2: negative/positive, neutral dropped) or 5 (SST-1), "
+                         f"got {classes!r}.")
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    text, used = decode(raw, encoding, path)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise ValueError(f"{path} is empty: it holds no tree.")
+    view = (lambda label: label) if classes == 5 else (lambda label: None if label == 2 else int(label > 2))
+    labels, rows, seen = [], [], set()
+    for number, line in enumerate(lines, 1):
+        words, nodes = parse_tree(line, path, number)
+        if lower:
+            words = tuple(w.lower() for w in words)
+        for label, start, end in nodes if phrases else nodes[:1]:
+            label, phrase = view(label), words[start:end]
+            if label is None or (phrases and unique and (label, phrase) in seen):
+                continue
+            seen.add((label, phrase))
+            labels.append(label)
+            rows.append(phrase)
+    return LabelledText(np.asarray(labels, np.int64), tuple(rows), used, path)
 
 
 def class_count(train: np.ndarray, **others: np.ndarray) -> int:

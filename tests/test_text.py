@@ -1,6 +1,8 @@
 """cnnjax.text, the masked max over time, nn.Embed and models.sentence_cnn: tiny hand-made
 files and sentences, hand-computed expectations, a NumPy loop for the whole sentence CNN."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -305,3 +307,61 @@ def test_max_norm_rescales_only_the_vectors_too_long_and_only_where_asked():
         train.max_norm(0, lambda path: True)
     with pytest.raises(ValueError, match="needs the parameters"):
         tx.update(zero, tx.init(params))
+
+
+TREES = ("(3 (2 (2 The) (2 Rock)) (4 (3 (2 is) (4 great)) (2 .)))\n"
+         "(1 (2 Not) (0 (4 great) (2 -LRB-sadly-RRB-)))\n"
+         "(2 (2 It) (2 is))\n")
+
+
+def test_a_treebank_gives_its_sentences_and_phrases_labelled_as_written(tmp_path):
+    """Three trees whose every node is labelled by hand. SST-2's view drops the neutral
+    sentence and maps 0-1 to 0, 3-4 to 1; its phrases are each node's words; "great" (4),
+    met twice, is one phrase unless every node is asked for; SST-1 keeps the five labels."""
+    path = tmp_path / "train.txt"
+    path.write_text(TREES)
+    sentences = text.read_treebank(path)
+    assert sentences.sentences == (("the", "rock", "is", "great", "."), ("not", "great", "-lrb-sadly-rrb-"))
+    assert sentences.labels.tolist() == [1, 0]
+    phrases = text.read_treebank(path, phrases=True)
+    assert list(zip(phrases.labels.tolist(), phrases.sentences, strict=True)) == [
+        (1, ("the", "rock", "is", "great", ".")), (1, ("is", "great", ".")), (1, ("is", "great")), (1, ("great",)),
+        (0, ("not", "great", "-lrb-sadly-rrb-")), (0, ("great", "-lrb-sadly-rrb-"))]
+    every = text.read_treebank(path, phrases=True, unique=False)
+    assert len(every) == 7 and every.sentences.count(("great",)) == 2
+    fine = text.read_treebank(path, classes=5, lower=False)
+    assert fine.labels.tolist() == [3, 1, 2] and fine.sentences[0] == ("The", "Rock", "is", "great", ".")
+    assert len(text.read_treebank(path, classes=5, phrases=True)) == 15  # 17 nodes; (4 great), (2 is) met twice
+    words, nodes = text.parse_tree("(3 (2 a) (4 (2 b) (3 c)))")
+    assert words == ("a", "b", "c") and nodes == [(3, 0, 3), (2, 0, 1), (4, 1, 3), (2, 1, 2), (3, 2, 3)]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("(3 (2 a) (2 b)", "line 2, column 1: the bracket opened here is never closed"),
+    ("(3 (2 a) (2 b)))", "line 2, column 16: a ')' that closes no bracket"),
+    ("(3 (2 a)) (2 b)", "line 2, column 11: '(' after the tree's last bracket: one tree a line"),
+    ("(7 (2 a) (2 b))", "line 2, column 2: a node's label must be 0-4 (from very negative to very positive), got '7'"),
+    ("(3 (2 a) ( (2 b)))", "line 2, column 12: a node's label must be 0-4 (from very negative to very positive), "
+                           "got nothing"),
+    ("(3 (2 a) (2))", "line 2, column 10: a node without words"),
+    ("(3 (2 a b) (2 c))", "line 2, column 9: the word 'b' beside the word 'a': a node holds one word or child nodes"),
+    ("(3 a (2 b))", "line 2, column 6: a child node beside the word 'a'"),
+    ("word (2 a)", "line 2, column 1: the word 'word' outside any bracket"),
+    (")(2 a)", "line 2, column 1: a ')' that closes no bracket"),
+    ("", "line 2: an empty line, where a tree '(LABEL ...)' was expected"),
+])
+def test_a_malformed_tree_is_refused_naming_the_file_line_and_column(tmp_path, line, message):
+    path = tmp_path / "bad.txt"
+    path.write_text("(2 (2 fine) (2 tree))\n" + line + "\n(3 (3 after))\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path}, {message}")):
+        text.read_treebank(path)
+
+
+def test_an_empty_treebank_and_a_wrong_class_count_are_refused(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=re.escape(f"{empty} is empty: it holds no tree")):
+        text.read_treebank(empty)
+    with pytest.raises(ValueError, match=re.escape("`classes` must be 2 (SST-2: negative/positive, neutral dropped) "
+                                                   "or 5 (SST-1), got 3")):
+        text.read_treebank(empty, classes=3)
