@@ -16,7 +16,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from . import _checks
-from .nn import Sequential, _snake_case, capture
+from ._capture import capture, snake_case
+from .nn import Sequential
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +154,7 @@ def summary(model, input_shape: Sequence[int], *, dtype: Any = jnp.float32, name
         rows.append(Row(call.name, type(call.layer).__name__, (None, *call.output.shape[1:]),
                         trainable + non_trainable, flops))
     trainable, non_trainable, t_bytes, n_bytes = _count(model)
-    title = name or _snake_case(type(model).__name__)
+    title = name or snake_case(type(model).__name__)
     return Summary(title, tuple(rows), trainable, non_trainable, t_bytes, n_bytes)
 
 

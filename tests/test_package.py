@@ -79,7 +79,7 @@ LAYERS = [  # docs/architecture.md: a module imports only from its own layer or 
     ("operations", ["cnnjax._conv", "cnnjax._pool", "cnnjax._dense", "cnnjax._activations", "cnnjax._normalization",
                     "cnnjax.losses", "cnnjax.lecture", "cnnjax.synthetic", "cnnjax.transforms", "cnnjax.audio",
                     "cnnjax.text", "cnnjax.data"]),
-    ("nn", ["cnnjax.nn"]),
+    ("nn", ["cnnjax.nn", "cnnjax._capture"]),
     ("models", ["cnnjax.models", "cnnjax.weights", "cnnjax._summary", "cnnjax.viz"]),
     ("train", ["cnnjax.train"]),
     ("package", ["cnnjax"]),
