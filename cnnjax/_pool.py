@@ -142,23 +142,7 @@ def maxpool(
     y = unbatch(lowering.call("maxpool", (xb,), window, stride, pads, *dilated))
     if not return_indices:
         return y
-    return y, unbatch(_first_max_indices(lax.stop_gradient(xb), window, stride, pads, dilation))
-
-
-def _first_max_indices(xb, window, stride, pads, dilation):
-    """Each window's first maximum as a row-major index into the unpadded spatial map."""
-    from .lowering import patches
-
-    _, tap = patches._max_and_first(xb, window, stride, tuple(map(tuple, pads)), dilation)  # row-major in the window
-    spatial, offsets = xb.shape[1:-1], []
-    for w in reversed(window):
-        offsets.insert(0, tap % w)
-        tap = tap // w
-    flat = jnp.zeros_like(offsets[0])
-    for i, (size, s, (lo, _), d) in enumerate(zip(spatial, stride, pads, dilation, strict=True)):
-        position = lax.broadcasted_iota(jnp.int32, flat.shape, i + 1) * s - lo + offsets[i] * d
-        flat = flat * size + position
-    return flat
+    return y, unbatch(lowering.call("maxpool_indices", (xb,), window, stride, pads, dilation))
 
 
 def max_unpool(

@@ -279,3 +279,27 @@ def test_maxpool_nan_and_minus_infinity_windows_agree(path):
     f = lambda x: cnnjax.maxpool(x, 2)
     np.testing.assert_array_equal(on(path, f, x), on("reference", f, x))
     assert np.isnan(on(path, f, x)[0, 0, 0, 0]) and on(path, f, x)[0, 1, 1, 0] == -np.inf
+
+
+def test_return_indices_are_chosen_at_the_seam_like_every_lowered_operation():
+    """maxpool(return_indices=True) asks the seam for "maxpool_indices" (it used to call a
+    private function of the patches lowering directly): a lowering registered for it and
+    chosen with use() is what answers, with the arguments the built-in ones get."""
+    seen = []
+
+    def marked(x, window, stride, padding, dilation):
+        seen.append((x.shape, window, stride, padding, dilation))
+        return jnp.full((x.shape[0], 2, 2, x.shape[-1]), 7, jnp.int32)
+
+    cnnjax.lowering.register("maxpool_indices", "marked", marked)
+    try:
+        x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+        _, built_in = cnnjax.maxpool(x, 2, return_indices=True)
+        with cnnjax.lowering.use(maxpool_indices="marked"):
+            y, indices = cnnjax.maxpool(x, 2, return_indices=True)
+    finally:
+        cnnjax.lowering.register("maxpool_indices", "marked", None)
+    assert built_in[0, :, :, 0].tolist() == [[5, 7], [13, 15]]  # each window's maximum, row-major in 4x4
+    assert indices.tolist() == [[[[7], [7]], [[7], [7]]]] and y[0, :, :, 0].tolist() == [[5.0, 7.0], [13.0, 15.0]]
+    assert seen == [((1, 4, 4, 1), (2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1))]
+    assert cnnjax.lowering.available("maxpool_indices") == ("reference", "patches", "auto")

@@ -1,7 +1,10 @@
 """Where cnnjax chooses how ``conv`` and ``maxpool`` are lowered to XLA.
 
 The public operations (:func:`cnnjax.conv`, :func:`cnnjax.maxpool`) normalise and check
-their arguments, then ask this module for an implementation. Every implementation has
+their arguments, then ask this module for an implementation: of ``"conv"``,
+``"maxpool"``, ``"avgpool"``, and ``"maxpool_indices"`` (where each window's maximum is,
+for ``maxpool(return_indices=True)``; every lowering gives it from the window taps, as
+XLA:CUDA has no variadic ``reduce_window``). Every implementation has
 the same signature and the same numerics to float tolerance as :mod:`.reference`, which
 is built on ``jax.lax.conv_general_dilated`` and ``jax.lax.reduce_window``.
 
@@ -50,7 +53,7 @@ from . import auto, patches, reference
 
 _IMPLEMENTATIONS: dict[str, dict[str, Callable]] = {
     op: {"reference": getattr(reference, op), "patches": getattr(patches, op), "auto": getattr(auto, op)}
-    for op in ("conv", "maxpool", "avgpool")
+    for op in ("conv", "maxpool", "avgpool", "maxpool_indices")
 }
 _BUILT_IN = ("reference", "patches", "auto")
 

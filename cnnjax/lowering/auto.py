@@ -84,6 +84,11 @@ def maxpool(x, window, stride, padding, dilation=None):
     return directed(reference.maxpool, _FORMS[pool_derivatives(window)].maxpool, (x,), static)
 
 
+def maxpool_indices(x, window, stride, padding, dilation=None):
+    """Where each window's maximum is: :func:`.patches.maxpool_indices` (nothing differentiates it)."""
+    return patches.maxpool_indices(x, window, stride, padding, dilation)
+
+
 def avgpool(x, window, stride, padding):
     """Same contract as :func:`.reference.avgpool`: XLA's forward, the derivative of
     :func:`pool_derivatives`."""

@@ -135,6 +135,25 @@ def maxpool(x, window: Sequence[int], stride: Sequence[int], padding: Sequence[t
     return _pool_and_index(x, window, stride, padding, tuple(dilation or (1,) * len(window)))[0]
 
 
+def maxpool_indices(x, window: Sequence[int], stride: Sequence[int], padding: Sequence[tuple[int, int]],
+                    dilation: Sequence[int] | None = None):
+    """Where each window's maximum is, as :func:`maxpool` picks it (PyTorch's choice: the
+    first maximum, NaN wins, the last NaN): ``(N, *out, C)`` int32, the row-major index into
+    the unpadded spatial map of ``x (N, *spatial, C)``, as PyTorch's ``return_indices``."""
+    window, stride, padding = tuple(window), tuple(stride), tuple(map(tuple, padding))
+    dilation = tuple(dilation or (1,) * len(window))
+    _, tap = _max_and_first(lax.stop_gradient(x), window, stride, padding, dilation)  # row-major in the window
+    offsets = []
+    for w in reversed(window):
+        offsets.insert(0, tap % w)
+        tap = tap // w
+    flat = jnp.zeros_like(offsets[0])
+    for i, (size, s, (lo, _), d) in enumerate(zip(x.shape[1:-1], stride, padding, dilation, strict=True)):
+        position = lax.broadcasted_iota(jnp.int32, flat.shape, i + 1) * s - lo + offsets[i] * d
+        flat = flat * size + position
+    return flat
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
 def _pool_and_index(x, window, stride, padding, dilation):
     """``_max_and_first`` with its derivative: each window's tangent is its first maximum's."""

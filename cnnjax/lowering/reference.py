@@ -73,6 +73,13 @@ def maxpool(
     return directed(_window_max, patches.maxpool, (x,), static)
 
 
+def maxpool_indices(x, window, stride, padding, dilation=None):
+    """Where each window's maximum is: :func:`.patches.maxpool_indices`. XLA's own form, a
+    ``reduce_window`` over (value, position) pairs, is not implemented on XLA:CUDA (variadic
+    reduce-window), so every platform takes the window taps' variadic ``reduce``."""
+    return patches.maxpool_indices(x, window, stride, padding, dilation)
+
+
 def _window_max(x, window, stride, padding, dilation):
     geometry = dict(window_dimensions=(1, *window, 1), window_strides=(1, *stride, 1),
                     padding=((0, 0), *padding, (0, 0)), window_dilation=(1, *dilation, 1))
