@@ -268,3 +268,57 @@ def test_reduce_lr_on_plateau_refuses_what_it_cannot_honour():
     with pytest.raises(ValueError, match=re.escape("set the learning rate to 0.01, but epoch 3 trained at 0.1: "
                                                    "the optimizer's rate follows a schedule")):
         train.fit(small_model(), (x, y), optimizer=scheduled, **kw)
+
+
+def _steps(directory):
+    checkpointer = train.checkpoints.Checkpointer(directory)
+    try:
+        return checkpointer.steps()
+    finally:
+        checkpointer.close()
+
+
+def test_model_checkpoint_save_best_only_keeps_the_epochs_that_improved_and_restores_the_best(tmp_path):
+    """Keras' best-model checkpoint: saved after exactly the epochs whose val_loss beat every
+    earlier one; restore() gives the best epoch's weights (a run trained that many epochs)."""
+    trainset, validation = rising_validation()
+    kw = dict(batch_size=16, validation=validation, verbose=0, optimizer=optax.adam(1e-2))
+    h = train.fit(small_model(), trainset, epochs=6, callbacks=[
+        train.ModelCheckpoint(tmp_path / "best", save_best_only=True, keep=10)], **kw)
+    losses = h.history["val_loss"]
+    improved = [i for i in range(6) if losses[i] < min(losses[:i], default=np.inf)]
+    assert 0 < len(improved) < 6 and _steps(tmp_path / "best") == [(i + 1) * 6 for i in improved]  # 6 steps an epoch
+    restored = small_model()
+    assert train.restore(restored, tmp_path / "best", optimizer=optax.adam(1e-2))["epoch"] == improved[-1] + 1
+    reference = small_model()
+    train.fit(reference, trainset, epochs=improved[-1] + 1, **kw)
+    for a, b in zip(params_of(restored), params_of(reference), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_model_checkpoint_save_best_only_resumed_finds_its_best_again(tmp_path):
+    """Three epochs, then three more resumed (fit's own checkpoint_dir restores the run; the
+    best-only checkpoint, resume=True, only adds to its directory): the same best epochs as
+    six in one go. Without the best found again in the History, epoch 4 was saved too."""
+    trainset, validation = rising_validation()
+    kw = dict(batch_size=16, validation=validation, verbose=0, optimizer=optax.adam(1e-2))
+    best = lambda name, **more: train.ModelCheckpoint(tmp_path / name, save_best_only=True, keep=10, **more)
+    train.fit(small_model(), trainset, epochs=6, callbacks=[best("whole")], **kw)
+    train.fit(small_model(), trainset, epochs=3, callbacks=[best("parts")], checkpoint_dir=tmp_path / "run", **kw)
+    train.fit(small_model(), trainset, epochs=6, callbacks=[best("parts", resume=True)],
+              checkpoint_dir=tmp_path / "run", resume=True, **kw)
+    assert _steps(tmp_path / "parts") == _steps(tmp_path / "whole")
+
+
+def test_model_checkpoint_refuses_what_it_cannot_do(tmp_path):
+    with pytest.raises(ValueError, match=re.escape("`save_best_only` saves after an epoch whose monitored value "
+                                                   "improved; it cannot also save `every_segment`")):
+        train.ModelCheckpoint(tmp_path / "a", save_best_only=True, every_segment=True)
+    x, y = small_data(32)
+    used = train.ModelCheckpoint(tmp_path / "b", save_best_only=True, monitor="loss")
+    train.fit(small_model(), (x, y), epochs=1, batch_size=16, verbose=0, callbacks=[used])
+    with pytest.raises(ValueError, match=re.escape("was closed by the fit that used it; give each fit a new one")):
+        train.fit(small_model(), (x, y), epochs=1, batch_size=16, verbose=0, callbacks=[used])
+    with pytest.warns(UserWarning, match="ModelCheckpoint monitors 'val_loss', which the records do not hold"):
+        train.fit(small_model(), (x, y), epochs=1, batch_size=16, verbose=0,
+                  callbacks=[train.ModelCheckpoint(tmp_path / "c", save_best_only=True)])

@@ -264,8 +264,9 @@ def fit(
         hooks.on_train_end()
     finally:  # the newest finite state, off the mesh: the model is usable as before
         nnx.update(model, *jax.device_put(jax.device_get((run.last_good.params, run.last_good.rest))))
-        if checkpoint is not None:
-            checkpoint.close()
+        for callback in [*user_callbacks, *([checkpoint] if checkpoint else [])]:  # their directories' locks too
+            if isinstance(callback, ModelCheckpoint) and not callback.closed:
+                callback.close()
     return run.history
 
 

@@ -51,7 +51,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .callbacks import Callback
+from .callbacks import MonitorCallback
 from .fingerprint import differences
 from .state import TrainState, check_model, create_state
 
@@ -412,7 +412,7 @@ def from_tree(state: TrainState, tree: dict[str, Any]) -> TrainState:
     return state.replace(params=params, rest=rest, opt_state=tree["opt_state"], step=tree["step"])
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(MonitorCallback):
     """Saves the run to ``directory`` after every epoch (and every segment with
     ``every_segment``), keeping the last ``keep``; with ``resume``, continues from the
     newest checkpoint that reads (a damaged newest one is skipped with a warning).
@@ -421,22 +421,50 @@ class ModelCheckpoint(Callback):
     ``resume`` and ``steps_per_segment``, and places it after every other callback, so it
     saves what they decided (and never a state :class:`~cnnjax.train.TerminateOnNaN`
     refused).
+
+    Given in ``callbacks=`` with ``save_best_only=True`` it is Keras' best-model checkpoint:
+    it saves only after an epoch whose ``monitor`` value improves on every earlier one (a
+    :class:`~cnnjax.train.MonitorCallback`: ``mode``, ``min_delta``), so ``directory`` holds
+    the best epochs (the newest ``keep``) and :func:`restore` loads the best. It never
+    restores the run's state: ``resume=True`` lets it add to the best checkpoints of a run
+    that ``fit``'s own ``checkpoint_dir`` resumes (the best so far is found again in the
+    restored History). ``fit`` closes every ``ModelCheckpoint`` when it ends; a new run
+    takes a new one.
     """
 
     def __init__(self, directory: str | os.PathLike, *, keep: int = 3, every_segment: bool = False,
-                 resume: bool = False):
+                 resume: bool = False, save_best_only: bool = False, monitor: str = "val_loss", mode: str = "auto",
+                 min_delta: float = 0.0):
+        super().__init__(monitor, mode, min_delta)
+        if not isinstance(save_best_only, bool):
+            raise TypeError(f"`save_best_only` must be a bool, got {save_best_only!r}.")
+        if save_best_only and every_segment:
+            raise ValueError("`save_best_only` saves after an epoch whose monitored value improved; it cannot also "
+                             "save `every_segment` (give one of them).")
         self.checkpointer = Checkpointer(directory, keep=keep, lock=True)
-        self.every_segment, self.resume = every_segment, resume
+        self.every_segment, self.resume, self.save_best_only, self.closed = every_segment, resume, save_best_only, False
         if not resume and self.checkpointer.steps():
             self.close()
             raise ValueError(f"`checkpoint_dir` {self.checkpointer.directory} already holds checkpoints (steps "
                              f"{self.checkpointer.steps()}); pass `resume=True` to continue that run, or give an "
                              "empty directory.")
 
+    def set_run(self, run) -> None:
+        if self.closed:
+            raise ValueError(f"This ModelCheckpoint of {self.checkpointer.directory} was closed by the fit that used "
+                             "it; give each fit a new one (resume=True to continue in the same directory).")
+        super().set_run(run)
+
     def on_train_begin(self, logs=None):
+        self.reset()
+        self.replayed = False
         if not self.resume:
             return
         run = self.run
+        if self.save_best_only:  # never restores the run: only checks the checkpoints are this run's
+            if self.checkpointer.steps():
+                self._same_run(self.checkpointer.record())
+            return
         found = self.checkpointer.restore_newest(like=state_tree(run.state), accept=self._same_run)
         if found is None:
             return
@@ -461,14 +489,29 @@ class ModelCheckpoint(Callback):
         self.checkpointer.save(int(run.state.step), state_tree(run.state),
                                {"fingerprint": run.fingerprint, **run.position()})
 
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.save_best_only and not self.replayed:  # a resumed run's History is restored by now
+            self.replayed = True
+            for i, record in enumerate(self.run.history.epochs[:epoch]):
+                value = record.get(self.monitor)
+                if value is not None and self.is_improvement(value):
+                    self.improve(value, i)
+
     def on_train_batch_end(self, batch, logs=None):
         if self.every_segment and self.run.steps_done < self.run.steps_per_epoch:
             self.save()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.save()
+        if not self.save_best_only:
+            self.save()
+            return
+        value = self.current(logs)
+        if value is not None and self.is_improvement(value):
+            self.improve(value, epoch)
+            self.save()
 
     def close(self) -> None:
+        self.closed = True
         self.checkpointer.close()
 
 
