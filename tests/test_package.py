@@ -91,6 +91,27 @@ def _layer(module):
     return next(i for i, (_, prefixes) in enumerate(LAYERS) if best in prefixes)
 
 
+TOWERS = {  # docs/architecture.md: two towers that meet only in the experiments (and the package's __init__)
+    "models": ["cnnjax.models", "cnnjax.weights", "cnnjax._summary", "cnnjax.viz", "cnnjax.nn", "cnnjax._capture"],
+    "train": ["cnnjax.train"],
+}
+
+
+def _tower(module):
+    return next((name for name, prefixes in TOWERS.items()
+                 if any(module == p or module.startswith(p + ".") for p in prefixes)), None)
+
+
+def test_training_and_the_networks_are_two_towers_that_never_import_each_other():
+    """train/ runs any flax.nnx model: it imports no layer and no network of cnnjax's, and no
+    layer or network imports train/ (the experiments put the two together)."""
+    graph = _import_graph()
+    assert any(_tower(m) == "train" for m in graph) and any(_tower(m) == "models" for m in graph)
+    crossing = [f"{module} -> {dep}" for module, deps in graph.items() for dep in deps
+                if _tower(module) and _tower(dep) and _tower(module) != _tower(dep)]
+    assert crossing == []
+
+
 def test_the_arrows_point_one_way_and_nothing_imports_in_a_cycle():
     graph = _import_graph()
     assert len(graph) > 40 and "cnnjax.data._idx" in graph and "cnnjax.train.checkpoints" in graph
