@@ -19,6 +19,7 @@ waveform itself is a 1-D image a 1-D CNN can read.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import wave
@@ -233,5 +234,89 @@ def spectrogram(waveforms: ArrayLike, *, sample_rate: int = 8000, frame_length: 
     return 0.5 * jnp.log(power + floor**2)
 
 
-__all__ = ["Recordings", "hz_to_mel", "load_recordings", "mel_filterbank", "read_wav", "spectrogram",
+# ------------------------------------------------------------------------------- a dataset's inputs
+
+
+@functools.cache
+def _spectrogram_program(sample_rate: int, frame_length: int, frame_step: int, mel_bins: int, warp: float):
+    """The compiled log-mel spectrogram for these settings, made once for every call that needs it."""
+    return jax.jit(lambda w: spectrogram(w, sample_rate=sample_rate, frame_length=frame_length,
+                                         frame_step=frame_step, mel_bins=mel_bins, warp=warp))
+
+
+def spectrograms(waveforms: np.ndarray, *, sample_rate: int = 8000, frame_length: int = 256, frame_step: int = 128,
+                 mel_bins: int = 40, warp: float = 1.0) -> np.ndarray:
+    """``(N, samples)`` -> ``(N, frames, mel_bins, 1)`` log-mel spectrograms (:func:`spectrogram`),
+    computed 256 recordings at a time by one compiled program, as NumPy images of one channel."""
+    fn = _spectrogram_program(sample_rate, frame_length, frame_step, mel_bins, float(warp))
+    return np.concatenate([np.asarray(fn(waveforms[i : i + 256])) for i in range(0, len(waveforms), 256)])[..., None]
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """Each row (recording) to zero mean and unit variance: a loud and a quiet voice read alike."""
+    axes = tuple(range(1, x.ndim))
+    return ((x - x.mean(axes, keepdims=True)) / (x.std(axes, keepdims=True) + 1e-5)).astype(np.float32)
+
+
+def own_frames(lengths: np.ndarray, samples: int, *, frame_length: int = 256, frame_step: int = 128) -> np.ndarray:
+    """``(N, frames)``: True for the spectrogram frames whose centre lies inside the recording,
+    False for those in the zeros it was centred between (:func:`load_recordings`)."""
+    frames = 1 + (samples - frame_length) // frame_step
+    n = np.minimum(lengths, samples)
+    start = (samples - n) // 2
+    centres = np.arange(frames) * frame_step + frame_length // 2
+    own = (centres[None] >= start[:, None]) & (centres[None] < (start + n)[:, None])
+    middle = np.clip(np.rint((start + n / 2 - frame_length // 2) / frame_step).astype(int), 0, frames - 1)
+    own[np.arange(len(n)), middle] = True  # a recording shorter than a hop still has its nearest frame
+    return own
+
+
+def own_band_normalised(x: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """``(N, frames, bands)`` log-mel values with each band's mean over the recording's own
+    frames removed, the padding then set to each band's quietest own frame (it reads as the
+    recording's own silence), and the whole standardised over its own frames: a recording
+    reads the same however much padding surrounds it."""
+    own = own[..., None]
+    count = own.sum(1, keepdims=True)
+    x = x - (x * own).sum(1, keepdims=True) / count
+    x = np.where(own, x, np.where(own, x, np.inf).min(1, keepdims=True))
+    values = count * x.shape[2]
+    mean = (x * own).sum((1, 2), keepdims=True) / values
+    std = np.sqrt((((x - mean) ** 2) * own).sum((1, 2), keepdims=True) / values)
+    return ((x - mean) / (std + 1e-5)).astype(np.float32)
+
+
+def stretched(x: np.ndarray, factor: float) -> np.ndarray:
+    """``(N, frames, bands, C)`` images stretched along time about their centre by ``factor``
+    (> 1: longer, the word said more slowly), linearly interpolated; the edge frames (the
+    silence around a centred recording) extend where the stretch reaches past them."""
+    n = x.shape[1]
+    centre = (n - 1) / 2
+    where = np.clip(centre + (np.arange(n) - centre) / factor, 0, n - 1)
+    below = np.floor(where).astype(int)
+    above = np.minimum(below + 1, n - 1)
+    weight = (where - below)[None, :, None, None]
+    return ((1 - weight) * x[:, below] + weight * x[:, above]).astype(x.dtype)
+
+
+def speed_perturbed(recordings: Recordings, factors=(0.9, 1.1)) -> Recordings:
+    """The recordings followed by each played ``factor`` times as fast (linear interpolation
+    about the centre, as a tape played faster: pitch and tempo change together); a copy's
+    length is its recording's divided by ``factor`` (what :func:`own_frames` reads)."""
+    n = recordings.waveforms.shape[1]
+    centre = (n - 1) / 2
+    copies = [recordings.waveforms]
+    for factor in factors:
+        where = centre + (np.arange(n) - centre) * factor
+        copies.append(np.stack([np.interp(where, np.arange(n), w, left=0, right=0) for w in recordings.waveforms]))
+    k = len(factors) + 1
+    return dataclasses.replace(recordings, waveforms=np.concatenate(copies).astype(np.float32),
+                               labels=np.tile(recordings.labels, k), speakers=np.tile(recordings.speakers, k),
+                               indices=np.tile(recordings.indices, k),
+                               lengths=np.concatenate([recordings.lengths] + [np.rint(recordings.lengths / factor)
+                                                                              .astype(np.int32) for factor in factors]))
+
+
+__all__ = ["Recordings", "hz_to_mel", "load_recordings", "mel_filterbank", "own_band_normalised", "own_frames",
+           "read_wav", "speed_perturbed", "spectrogram", "spectrograms", "standardise", "stretched",
            "warp_frequencies"]

@@ -9,6 +9,8 @@
   ReLU, pooling twice ("deep stacking"), a fully connected vote over two classes.
 - :func:`sentence_cnn` -- the slide's "Text" row: Kim (2014)'s sentence CNN, 1-D
   convolutions of several widths over word vectors and max-over-time pooling.
+- :func:`spectrogram_cnn`, :func:`waveform_cnn` -- the slide's "Sound" row: spoken digits
+  as log-mel images (2-D, max over time) or as raw samples (1-D).
 - :func:`alexnet` -- the network the lecture opens with (Krizhevsky, Sutskever and
   Hinton, 2012), in torchvision's layout (61,100,840 parameters) or the paper's, with
   local response normalisation and two groups (60,965,224).
@@ -415,6 +417,43 @@ def alexnet(
     return model
 
 
+def spectrogram_cnn(input_shape, num_classes: int = 10, *, over_time: str = "max", rngs: nnx.Rngs) -> Sequential:
+    """Three 3x3 conv + 2x2 max-pool stages, dropout, two dense layers: the lecture's CNN, taller.
+
+    ``over_time="max"`` (the default) then keeps each filter's strongest response in each
+    band over the whole recording (a max pool as long as the maps, "max over time"), so a
+    word said earlier, later, faster or slower reads alike; ``"flatten"`` passes every
+    position to the dense layer, as the lecture's MNIST CNN does.
+
+    ``input_shape`` is one spectrogram's ``(frames, bands, 1)``; the spoken-digit
+    experiment's is ``(61, 40, 1)``. Logits of ``num_classes``.
+    """
+    if over_time not in ("max", "flatten"):
+        raise ValueError(f"`over_time` must be 'max' or 'flatten', got {over_time!r}.")
+    features = [Conv(1, 16, 3, activation="relu", rngs=rngs), MaxPool(2),
+                Conv(16, 32, 3, activation="relu", rngs=rngs), MaxPool(2),
+                Conv(32, 64, 3, activation="relu", rngs=rngs), MaxPool(2)]
+    if over_time == "max":
+        frames = jax.eval_shape(Sequential(*features), jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)).shape[1]
+        features.append(MaxPool((frames, 1)))
+    features.append(Flatten())
+    flat = jax.eval_shape(Sequential(*features), jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)).shape[-1]
+    return Sequential(*features, Dropout(0.3, rngs=rngs), Dense(flat, 64, activation="relu", rngs=rngs),
+                         Dense(64, num_classes, rngs=rngs))
+
+
+def waveform_cnn(input_shape, num_classes: int = 10, *, rngs: nnx.Rngs) -> Sequential:
+    """1-D convolutions over time (a 9-sample stride-4 first layer, then 9-sample ones), max pools
+    of 4, a global max pool over time and a dense layer: ``input_shape`` is one waveform's
+    ``(samples, 1)``. Logits of ``num_classes``."""
+    return Sequential(
+        Conv(1, 16, (9,), stride=4, activation="relu", rngs=rngs), MaxPool((4,)),
+        Conv(16, 32, (9,), activation="relu", rngs=rngs), MaxPool((4,)),
+        Conv(32, 64, (9,), activation="relu", rngs=rngs), MaxPool((4,)),
+        Conv(64, 64, (3,), activation="relu", rngs=rngs), GlobalMaxPool(spatial_dims=1),
+        Dropout(0.3, rngs=rngs), Dense(64, num_classes, rngs=rngs))
+
+
 __all__ = [
     "MnistFunctional",
     "SentenceCNN",
@@ -425,6 +464,8 @@ __all__ = [
     "mnist_functional",
     "mnist_sequential",
     "sentence_cnn",
+    "spectrogram_cnn",
+    "waveform_cnn",
     "weighted_layers",
     "xo_net",
 ]

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import os
 import time
 from pathlib import Path
@@ -55,11 +54,10 @@ from common import (
 
 # JAX, flax and cnnjax load when first used: --help and a bad flag answer at once
 jax = lazy("jax")
-jnp = lazy("jax.numpy")
 optax = lazy("optax")
 nnx = lazy("flax.nnx")
 audio = lazy("cnnjax.audio")
-nn = lazy("cnnjax.nn")
+models = lazy("cnnjax.models")
 train = lazy("cnnjax.train")
 viz = lazy("cnnjax.viz")
 
@@ -132,66 +130,21 @@ class Config(RunConfig):
 # ------------------------------------------------------------------------------- inputs
 
 
-@functools.cache
-def _spectrogram_program(warp: float):
-    """The compiled log-mel spectrogram at ``warp``, made once for every training that needs it."""
-    return jax.jit(lambda w: audio.spectrogram(w, sample_rate=SAMPLE_RATE, frame_length=FRAME_LENGTH,
-                                               frame_step=FRAME_STEP, mel_bins=MEL_BINS, warp=warp))
-
-
-def spectrograms(waveforms: np.ndarray, warp: float = 1.0) -> np.ndarray:
-    """``(N, samples)`` -> ``(N, frames, MEL_BINS, 1)`` log-mel spectrograms, computed in batches."""
-    fn = _spectrogram_program(warp)
-    return np.concatenate([np.asarray(fn(waveforms[i : i + 256])) for i in range(0, len(waveforms), 256)])[..., None]
-
-
-def standardise(x: np.ndarray) -> np.ndarray:
-    """Each recording to zero mean and unit variance: a loud and a quiet voice read alike."""
-    axes = tuple(range(1, x.ndim))
-    return ((x - x.mean(axes, keepdims=True)) / (x.std(axes, keepdims=True) + 1e-5)).astype(np.float32)
-
-
-def own_frames(lengths: np.ndarray, samples: int) -> np.ndarray:
-    """``(N, frames)``: True for the spectrogram frames whose centre lies inside the recording,
-    False for those in the zeros it was centred between (``audio.load_recordings``)."""
-    frames = 1 + (samples - FRAME_LENGTH) // FRAME_STEP
-    n = np.minimum(lengths, samples)
-    start = (samples - n) // 2
-    centres = np.arange(frames) * FRAME_STEP + FRAME_LENGTH // 2
-    own = (centres[None] >= start[:, None]) & (centres[None] < (start + n)[:, None])
-    middle = np.clip(np.rint((start + n / 2 - FRAME_LENGTH // 2) / FRAME_STEP).astype(int), 0, frames - 1)
-    own[np.arange(len(n)), middle] = True  # a recording shorter than a hop still has its nearest frame
-    return own
-
-
-def own_band_normalised(x: np.ndarray, own: np.ndarray) -> np.ndarray:
-    """``(N, frames, bands)`` log-mel values with each band's mean over the recording's own
-    frames removed, the padding then set to each band's quietest own frame (it reads as the
-    recording's own silence), and the whole standardised over its own frames: a recording
-    reads the same however much padding surrounds it."""
-    own = own[..., None]
-    count = own.sum(1, keepdims=True)
-    x = x - (x * own).sum(1, keepdims=True) / count
-    x = np.where(own, x, np.where(own, x, np.inf).min(1, keepdims=True))
-    values = count * x.shape[2]
-    mean = (x * own).sum((1, 2), keepdims=True) / values
-    std = np.sqrt((((x - mean) ** 2) * own).sum((1, 2), keepdims=True) / values)
-    return ((x - mean) / (std + 1e-5)).astype(np.float32)
-
-
 def inputs(recordings: audio.Recordings, kind: str, normalise: str = "recording", warp: float = 1.0) -> np.ndarray:
     """What a CNN of ``kind`` reads: ``(N, frames, MEL_BINS, 1)`` spectrograms normalised as
     ``normalise`` says (``recording``, ``band`` or ``own``), or ``(N, samples, 1)`` waveforms, each
     standardised as a whole."""
     if kind == "spectrogram":
-        x = spectrograms(recordings.waveforms, warp)
+        x = audio.spectrograms(recordings.waveforms, sample_rate=SAMPLE_RATE, frame_length=FRAME_LENGTH,
+                               frame_step=FRAME_STEP, mel_bins=MEL_BINS, warp=warp)
         if normalise == "own":
-            own = own_frames(recordings.lengths, recordings.waveforms.shape[1])
-            return own_band_normalised(x[..., 0], own)[..., None]
+            own = audio.own_frames(recordings.lengths, recordings.waveforms.shape[1], frame_length=FRAME_LENGTH,
+                                   frame_step=FRAME_STEP)
+            return audio.own_band_normalised(x[..., 0], own)[..., None]
         if normalise == "band":  # each band's mean over time removed: the voice's and microphone's colouring
             x = x - x.mean(axis=1, keepdims=True)
-        return standardise(x)
-    return standardise(recordings.waveforms)[..., None]  # (N, samples, 1): a 1-D image of one channel
+        return audio.standardise(x)
+    return audio.standardise(recordings.waveforms)[..., None]  # (N, samples, 1): a 1-D image of one channel
 
 
 def views(kind: str, config: Config) -> list[str]:
@@ -202,71 +155,7 @@ def views(kind: str, config: Config) -> list[str]:
     return ["band", "own"] if config.normalise == "mixed" else [config.normalise]
 
 
-def stretched(x: np.ndarray, factor: float) -> np.ndarray:
-    """``(N, frames, bands, C)`` images stretched along time about their centre by ``factor``
-    (> 1: longer, the word said more slowly), linearly interpolated; the edge frames (the
-    silence around a centred recording) extend where the stretch reaches past them."""
-    n = x.shape[1]
-    centre = (n - 1) / 2
-    where = np.clip(centre + (np.arange(n) - centre) / factor, 0, n - 1)
-    below = np.floor(where).astype(int)
-    above = np.minimum(below + 1, n - 1)
-    weight = (where - below)[None, :, None, None]
-    return ((1 - weight) * x[:, below] + weight * x[:, above]).astype(x.dtype)
-
-
-def speed_perturbed(recordings: audio.Recordings, factors=(0.9, 1.1)) -> audio.Recordings:
-    """The recordings followed by each played ``factor`` times as fast (linear interpolation
-    about the centre, as a tape played faster: pitch and tempo change together); a copy's
-    length is its recording's divided by ``factor`` (what :func:`own_frames` reads)."""
-    n = recordings.waveforms.shape[1]
-    centre = (n - 1) / 2
-    copies = [recordings.waveforms]
-    for factor in factors:
-        where = centre + (np.arange(n) - centre) * factor
-        copies.append(np.stack([np.interp(where, np.arange(n), w, left=0, right=0) for w in recordings.waveforms]))
-    k = len(factors) + 1
-    return dataclasses.replace(recordings, waveforms=np.concatenate(copies).astype(np.float32),
-                               labels=np.tile(recordings.labels, k), speakers=np.tile(recordings.speakers, k),
-                               indices=np.tile(recordings.indices, k),
-                               lengths=np.concatenate([recordings.lengths] + [np.rint(recordings.lengths / factor)
-                                                                              .astype(np.int32) for factor in factors]))
-
-
-# ------------------------------------------------------------------------------- models
-
-
-def spectrogram_cnn(input_shape, num_classes: int = 10, *, over_time: str = "max", rngs: nnx.Rngs) -> nn.Sequential:
-    """Three 3x3 conv + 2x2 max-pool stages, dropout, two dense layers: the lecture's CNN, taller.
-
-    ``over_time="max"`` (the default) then keeps each filter's strongest response in each
-    band over the whole recording (a max pool as long as the maps, "max over time"), so a
-    word said earlier, later, faster or slower reads alike; ``"flatten"`` passes every
-    position to the dense layer, as the lecture's MNIST CNN does."""
-    features = [nn.Conv(1, 16, 3, activation="relu", rngs=rngs), nn.MaxPool(2),
-                nn.Conv(16, 32, 3, activation="relu", rngs=rngs), nn.MaxPool(2),
-                nn.Conv(32, 64, 3, activation="relu", rngs=rngs), nn.MaxPool(2)]
-    if over_time == "max":
-        frames = jax.eval_shape(nn.Sequential(*features), jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)).shape[1]
-        features.append(nn.MaxPool((frames, 1)))
-    features.append(nn.Flatten())
-    flat = jax.eval_shape(nn.Sequential(*features), jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)).shape[-1]
-    return nn.Sequential(*features, nn.Dropout(0.3, rngs=rngs), nn.Dense(flat, 64, activation="relu", rngs=rngs),
-                         nn.Dense(64, num_classes, rngs=rngs))
-
-
-def waveform_cnn(input_shape, num_classes: int = 10, *, rngs: nnx.Rngs) -> nn.Sequential:
-    """1-D convolutions over time (a 9-sample stride-4 first layer, then 9-sample ones), max pools
-    of 4, a global max pool over time and a dense layer."""
-    return nn.Sequential(
-        nn.Conv(1, 16, (9,), stride=4, activation="relu", rngs=rngs), nn.MaxPool((4,)),
-        nn.Conv(16, 32, (9,), activation="relu", rngs=rngs), nn.MaxPool((4,)),
-        nn.Conv(32, 64, (9,), activation="relu", rngs=rngs), nn.MaxPool((4,)),
-        nn.Conv(64, 64, (3,), activation="relu", rngs=rngs), nn.GlobalMaxPool(spatial_dims=1),
-        nn.Dropout(0.3, rngs=rngs), nn.Dense(64, num_classes, rngs=rngs))
-
-
-MODELS = {"spectrogram": spectrogram_cnn, "waveform": waveform_cnn}
+MODELS = {"spectrogram": "spectrogram_cnn", "waveform": "waveform_cnn"}  # cnnjax.models' builders
 
 
 # ------------------------------------------------------------------------------- runs
@@ -303,8 +192,8 @@ def print_summary(result: dict) -> None:
 def build(kind: str, input_shape, config: Config, seed: int):
     rngs = nnx.Rngs(params=seed, dropout=seed + 1)
     if kind == "spectrogram":
-        return spectrogram_cnn(input_shape, over_time=config.over_time, rngs=rngs)
-    return MODELS[kind](input_shape, rngs=rngs)
+        return models.spectrogram_cnn(input_shape, over_time=config.over_time, rngs=rngs)
+    return getattr(models, MODELS[kind])(input_shape, rngs=rngs)
 
 
 def learning_rates(config: Config, examples: int):
@@ -324,7 +213,7 @@ def training_inputs(recordings: audio.Recordings, kind: str, normalise: str, con
     their tempo or vocal-tract-length copies (``--augment``)."""
     x, y = inputs(recordings, kind, normalise), recordings.labels
     if config.augment == "tempo" and kind == "spectrogram":
-        x = np.concatenate([x] + [stretched(x, factor) for factor in TEMPO_FACTORS])
+        x = np.concatenate([x] + [audio.stretched(x, factor) for factor in TEMPO_FACTORS])
         y = np.tile(y, len(TEMPO_FACTORS) + 1)
     if config.augment == "vtlp" and kind == "spectrogram":
         x = np.concatenate([x] + [inputs(recordings, kind, normalise, warp) for warp in VTLP_WARPS])
@@ -338,7 +227,7 @@ def train_one(kind: str, recordings: audio.Recordings, config: Config, validatio
     ``epochs`` (default ``config.epochs``), from seeds ``config.seed``, ``config.seed + 1``, ...;
     returns them and the first one's history."""
     if config.augment == "speed":
-        recordings = speed_perturbed(recordings)
+        recordings = audio.speed_perturbed(recordings)
     models, histories, order, made = [], [], views(kind, config), {}
     for i, seed in enumerate(range(config.seed, config.seed + members)):
         view = order[i % len(order)]

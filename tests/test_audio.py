@@ -154,3 +154,24 @@ def test_the_free_spoken_digit_dataset(fsdd_dir):
     assert sorted(r.lengths.tolist()) == sorted(lengths.values()) and np.abs(r.waveforms).max() <= 1
     if len(files) == 2500:  # the whole dataset
         assert per_digit.tolist() == [250] * 10 and (r.lengths.min(), r.lengths.max()) == (1148, 18262)
+
+
+def test_tempo_stretch_by_hand():
+    """Five frames 0..4 about the centre frame 2: twice as long reads frames 1, 1.5, 2, 2.5, 3;
+    half as long reads -2, 0, 2, 4, 6, held at the edge frames."""
+    stretched = audio.stretched
+    x = np.broadcast_to(np.arange(5.0, dtype=np.float32)[None, :, None, None], (2, 5, 3, 1))
+    np.testing.assert_allclose(stretched(x, 2.0)[1, :, 2, 0], [1, 1.5, 2, 2.5, 3])
+    np.testing.assert_allclose(stretched(x, 0.5)[0, :, 0, 0], [0, 0, 2, 4, 4])
+    assert stretched(x, 2.0).shape == x.shape and stretched(x, 2.0).dtype == np.float32
+
+
+def test_own_frames_by_hand():
+    """256-sample frames every 128 of 4,000 samples: 30 frames, frame i centred at 128 i + 128.
+    1,000 samples centred sit at 1,500..2,499: the centres of frames 11..18 lie inside. 50
+    samples (1,975..2,024) hold no centre: the nearest frame, 15, is theirs."""
+    own = audio.own_frames(np.array([1000, 50, 4000, 9000]), 4000)
+    assert own.shape == (4, 30)
+    assert np.flatnonzero(own[0]).tolist() == list(range(11, 19))
+    assert np.flatnonzero(own[1]).tolist() == [15]
+    assert own[2].all() and own[3].all()

@@ -15,7 +15,7 @@ import pytest
 import scripts
 from helpers import assert_run_file, write_pair, write_wav
 
-from cnnjax import lecture, synthetic
+from cnnjax import audio, lecture, synthetic
 
 ROOT = scripts.ROOT
 
@@ -440,15 +440,6 @@ def test_spoken_digits_chooses_epochs_without_the_speaker_scored(tmp_path, monke
     assert results["speakers"]["spectrogram"]["std"] == np.std([r["accuracy"] for r in per_speaker.values()])
 
 
-def test_spoken_digits_tempo_stretch_by_hand():
-    """Five frames 0..4 about the centre frame 2: twice as long reads frames 1, 1.5, 2, 2.5, 3;
-    half as long reads -2, 0, 2, 4, 6, held at the edge frames."""
-    stretched = load("spoken_digits").stretched
-    x = np.broadcast_to(np.arange(5.0, dtype=np.float32)[None, :, None, None], (2, 5, 3, 1))
-    np.testing.assert_allclose(stretched(x, 2.0)[1, :, 2, 0], [1, 1.5, 2, 2.5, 3])
-    np.testing.assert_allclose(stretched(x, 0.5)[0, :, 0, 0], [0, 0, 2, 4, 4])
-    assert stretched(x, 2.0).shape == x.shape and stretched(x, 2.0).dtype == np.float32
-
 
 def test_spoken_digits_cosine_schedule_by_hand():
     """70 recordings in batches of 32 are 3 steps an epoch (32, 32, 6); over 2 epochs the rate
@@ -462,16 +453,6 @@ def test_spoken_digits_cosine_schedule_by_hand():
     assert [float(constant(k)) for k in (0, 6)] == [1e-3, 1e-3]
 
 
-def test_spoken_digits_own_frames_by_hand():
-    """256-sample frames every 128 of 4,000 samples: 30 frames, frame i centred at 128 i + 128.
-    1,000 samples centred sit at 1,500..2,499: the centres of frames 11..18 lie inside. 50
-    samples (1,975..2,024) hold no centre: the nearest frame, 15, is theirs."""
-    own = load("spoken_digits").own_frames(np.array([1000, 50, 4000, 9000]), 4000)
-    assert own.shape == (4, 30)
-    assert np.flatnonzero(own[0]).tolist() == list(range(11, 19))
-    assert np.flatnonzero(own[1]).tolist() == [15]
-    assert own[2].all() and own[3].all()
-
 
 def test_spoken_digits_own_frames_follow_the_loaded_and_the_sped_up_recordings(tmp_path):
     """A 1,000-sample recording loaded into 4,000 samples fills 1,500..2,499, and played 1.25
@@ -480,10 +461,10 @@ def test_spoken_digits_own_frames_follow_the_loaded_and_the_sped_up_recordings(t
     module = load("spoken_digits")
     write_wav(tmp_path / "3_ann_0.wav", np.full(1000, 1000))
     recordings = module.audio.load_recordings(tmp_path, length=4000)
-    perturbed = module.speed_perturbed(recordings, factors=(1.25, 0.8))
+    perturbed = audio.speed_perturbed(recordings, factors=(1.25, 0.8))
     assert perturbed.lengths.tolist() == [1000, 800, 1250]
     centres = np.arange(30) * 128 + 128
-    for wave, own in zip(perturbed.waveforms, module.own_frames(perturbed.lengths, 4000), strict=True):
+    for wave, own in zip(perturbed.waveforms, audio.own_frames(perturbed.lengths, 4000), strict=True):
         inside = np.flatnonzero(wave)
         np.testing.assert_array_equal(own, (centres >= inside[0]) & (centres <= inside[-1]))
 
@@ -502,7 +483,7 @@ def test_spoken_digits_own_normalisation_ignores_the_padding():
         padded = np.zeros((1, samples), np.float32)
         padded[0, before : before + 3000] = wave
         recordings.append(types.SimpleNamespace(waveforms=padded, lengths=np.array([3000])))
-    own = [module.own_frames(r.lengths, r.waveforms.shape[1])[0] for r in recordings]
+    own = [audio.own_frames(r.lengths, r.waveforms.shape[1])[0] for r in recordings]
     assert own[0].sum() == own[1].sum() == 23
     big, small = (module.inputs(r, "spectrogram", "own")[0, ..., 0] for r in recordings)
     np.testing.assert_allclose(big[own[0]], small[own[1]], atol=1e-5)

@@ -203,3 +203,21 @@ def test_alexnet_gives_per_example_outputs_and_gradients_under_vmap(variant, sha
         want = np.reshape(want, np.shape(got))  # the input's gradient alone keeps its batch axis of one
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6 * np.abs(want).max())
         assert np.abs(want).max() > 0
+
+
+@pytest.mark.slow
+def test_the_spoken_digit_networks_give_logits_of_their_documented_shapes():
+    """The slide's "Sound" row, now in the package: a (61, 40, 1) spectrogram and an 8,000-sample
+    waveform each give 10 logits; "max over time" reads a recording of any length alike."""
+    rngs = nnx.Rngs(0)
+    spectro = models.spectrogram_cnn((61, 40, 1), rngs=rngs)
+    spectro.eval()
+    assert spectro(jnp.zeros((2, 61, 40, 1))).shape == (2, 10)
+    flat = models.spectrogram_cnn((61, 40, 1), over_time="flatten", num_classes=3, rngs=rngs)
+    flat.eval()
+    assert flat(jnp.zeros((1, 61, 40, 1))).shape == (1, 3)
+    wave = models.waveform_cnn((8000, 1), rngs=rngs)
+    wave.eval()
+    assert wave(jnp.zeros((2, 8000, 1))).shape == (2, 10)
+    with pytest.raises(ValueError, match=re.escape("`over_time` must be 'max' or 'flatten', got 'mean'")):
+        models.spectrogram_cnn((61, 40, 1), over_time="mean", rngs=rngs)
