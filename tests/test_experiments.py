@@ -620,6 +620,35 @@ def test_sentences_on_a_given_split_counts_unknown_words_and_cut_sentences(tmp_p
     assert run["train_sentences"] == 54 and run["dev_sentences"] == 6  # 10% held out to choose the epoch
 
 
+SST_TREES = {  # by hand: train's roots hold all five labels; its non-neutral phrases are 10 (3 + 3 + 0 + 2 + 2)
+    "train": "(3 (2 (2 a) (2 fine)) (4 (3 film) (2 .)))\n(1 (0 (0 dull) (2 film)) (2 .))\n(2 (2 so) (2 so))\n"
+             "(4 (4 great) (2 .))\n(0 (0 awful) (2 .))\n",
+    "dev": "(4 (3 fine) (2 .))\n(0 (0 dull) (2 .))\n",
+    "test": "(3 (3 fine) (2 film))\n(1 (1 dull) (2 film))\n(2 (2 so) (2 film))\n",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset, flags, trained, tested", [
+    ("sst2", [], 10, 2),  # every distinct non-neutral phrase of the training trees; the non-neutral test sentences
+    ("sst2", ["--sentences-only"], 3, 3),  # Kim's stsa.binary.* files, as before the trees
+    ("sst1", [], 10 + 7, 3),  # five classes: the neutral phrases too (a fine, a, fine, so so, so, film, .)
+    ("sst1", ["--sentences-only"], 5, 3),  # every root
+])
+def test_sentences_trains_sst_on_the_treebanks_phrases_or_its_sentences(tmp_path, dataset, flags, trained, tested):
+    (tmp_path / "sst").mkdir()
+    for split, trees in SST_TREES.items():
+        (tmp_path / "sst" / f"{split}.txt").write_text(trees)
+    for split in ("train", "dev", "test"):
+        (tmp_path / f"stsa.binary.{split}").write_text("1 a fine film .\n0 dull film .\n1 fine .\n")
+    results = load("sentences").main(["--dataset", dataset, *flags, "--data-dir", str(tmp_path),
+                                      "--workdir", str(tmp_path / "run"), *SMALL_SENTENCE_CNN])
+    (run,) = results["runs"]
+    assert (run["train_sentences"], run["total"]) == (trained, tested)
+    assert results["classes"] == (["negative", "positive"] if dataset == "sst2" else
+                                  ["very negative", "negative", "neutral", "positive", "very positive"])
+
+
 @pytest.mark.parametrize("files, flags, message", [
     ({"train": b""}, [], "is empty: it holds no labelled sentence"),
     ({"train": b"1 good\nfine film\n"}, [], "line 2: the label must be a non-negative integer"),
@@ -631,6 +660,10 @@ def test_sentences_on_a_given_split_counts_unknown_words_and_cut_sentences(tmp_p
     ({"train": b"0 good\n1 bad\n"}, ["--folds", "1"], "argument --folds: expected an integer >= 2, got 1"),
     ({"train": b"0 good\n1 bad\n"}, ["--dataset", "mr"], "argument --dataset: expected no --dataset when --train"),
     ({}, ["--data-dir", "{tmp}"], "argument --data-dir: expected a folder holding rt-polarity.all (git clone"),
+    ({}, ["--data-dir", "{tmp}", "--dataset", "sst1"], "argument --data-dir: expected a folder holding sst/train.txt: "
+                                                       "the Stanford Sentiment Treebank's trees"),
+    ({"train": b"0 good\n1 bad\n"}, ["--sentences-only"], "argument --sentences-only: expected --sentences-only "
+                                                            "with --dataset sst2 or sst1 only"),
     ({"train": b"0 good\n1 bad\n"}, ["--test", "{tmp}/nowhere"], "argument --test: expected an existing file"),
     ({"train": b"0 good\n1 bad\n"}, ["--widths", "3,x"], "argument --widths: expected positive integers"),
     ({"train": b"0 good\n1 bad\n", "test": b"0 ok\n"}, ["--folds", "5"],
