@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -196,12 +195,10 @@ def main(argv=None) -> int:
             rows.append({"operation": op, "lowering": name, "configs": args.configs, "worst_relative": worst})
     print("agree" if worst_all <= TOLERANCE else f"DISAGREE: {worst_all:.2e} > {TOLERANCE}")
     if args.record:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-        from common import provenance, write_json
+        from _records import write_record
 
-        write_json(args.record, {"worst_relative": worst_all, "tolerance": TOLERANCE, "rows": rows,
-                                 "torch": torch.__version__, "run": provenance("benchmarks/agreement.py", argv)})
-        print(f"run record in {args.record}")
+        write_record(args.record, {"worst_relative": worst_all, "tolerance": TOLERANCE, "rows": rows,
+                                   "torch": torch.__version__}, "agreement.py", argv)
     return 0 if worst_all <= TOLERANCE else 1
 
 

@@ -526,13 +526,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for row in rows:
         print(json.dumps({"batch_size": args.batch_size, **row}))
     if args.record:
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
-        from common import provenance, write_json
+        from _records import write_record
 
-        write_json(args.record, {"batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
-                                 "rounds": args.rounds, "malloc": malloc_setting(), "training": rows,
-                                 "run": provenance("benchmarks/compare.py", argv)})
-        print(f"run record in {args.record}")
+        write_record(args.record, {"batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
+                                   "rounds": args.rounds, "malloc": malloc_setting(), "training": rows},
+                     "compare.py", argv)
     return rows
 
 

@@ -77,11 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{row['command']:80s} {cell(row['first']):>14s} {', '.join(cell(t) for t in row['reruns']):>22s} "
               f"{cell(row['no_compile_cache']):>14s} {row['cache']['files']:5d} files {row['cache']['kb']:5d} KB")
     if args.record:
-        sys.path.insert(0, str(ROOT / "experiments"))
-        from common import provenance, write_json
+        from _records import write_record
 
-        write_json(args.record, {"runs": rows, "run": provenance("benchmarks/compile_cache.py", argv)})
-        print(f"run record in {args.record}")
+        write_record(args.record, {"runs": rows}, "compile_cache.py", argv)
     return rows
 
 

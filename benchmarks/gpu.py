@@ -38,7 +38,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
@@ -209,11 +208,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 emit(torch_row(batch, dtype, args.images, args.repeats, compiled=True))
     print(table(rows))
     if args.record:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-        from common import provenance, write_json
+        from _records import write_record
 
-        write_json(args.record, {"rows": rows, "run": provenance("benchmarks/gpu.py", argv)})
-        print(f"run record in {args.record}")
+        write_record(args.record, {"rows": rows}, "gpu.py", argv)
     return rows
 
 

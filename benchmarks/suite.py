@@ -53,11 +53,9 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r.get('failed', 0)} failed, {r.get('deselected', 0)} deselected, exit {r['exit_code']}, "
               f"{r['stderr_lines']} lines on stderr", flush=True)
     if args.record:
-        sys.path.insert(0, str(ROOT / "experiments"))
-        from common import provenance, write_json
+        from _records import write_record
 
-        write_json(args.record, {"tiers": rows, "run": provenance("benchmarks/suite.py", argv)})
-        print(f"run record in {args.record}")
+        write_record(args.record, {"tiers": rows}, "suite.py", argv)
     return rows
 
 
