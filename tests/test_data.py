@@ -320,3 +320,22 @@ def test_an_idx_header_that_disagrees_with_the_datasets_shape_is_refused(tmp_pat
     assert data.load("my_own", "test", data_dir=tmp_path)[0].shape == (6, 14, 56, 1)  # a dataset of its own: as read
     write_pair(tmp_path, "t10k", images.reshape(6, 28, 28), np.zeros(6, np.uint8))
     assert data.load("mnist", "test", data_dir=tmp_path)[0].shape == (6, 28, 28, 1)
+
+
+def test_each_dataset_is_one_record_and_every_table_follows_from_it():
+    """Adding a dataset fetched without TensorFlow is one record (plus a reader for a new
+    format): the class names, the IDX shapes and the fetched list are read off the records,
+    every fetched dataset has a reader, and its upstream files are ones tfds registers."""
+    from cnnjax.data import _load
+
+    assert set(data.DATASETS) >= {"mnist", "fashion_mnist", "kmnist", "emnist", "cifar10"}
+    for name, record in data.DATASETS.items():
+        assert record.name == name
+        assert (name in data.CLASS_NAMES) == (record.class_names is not None)
+        assert (name in data.IDX_DATASETS) == (record.format == "idx")
+        assert (name in data.fetch.DATASETS) == (record.upstream is not None)
+        if record.upstream is not None:
+            assert record.format in _load.READERS and set(record.upstream) == {"train", "test"}
+            registered = data.fetch.registry(name)
+            assert all(f in registered for files in record.upstream.values() for f in files), name
+    assert len(data.CLASS_NAMES["fashion_mnist"]) == 10 and data.IDX_DATASETS["mnist"] == (28, 28)

@@ -27,19 +27,24 @@ padded index matrix, what ``fit`` runs), :func:`stacked_batches` (a whole epoch 
 The parts, one file each: ``_idx.py`` (IDX files), ``_cifar.py`` (CIFAR-10's binary
 release), ``_tfds.py`` (tensorflow-datasets), :mod:`~cnnjax.data.fetch` (the upstream
 files, fetched and verified without TensorFlow), ``_load.py`` (:func:`load` over all of
-them), ``_batches.py`` (batch orders), ``_common.py`` (what they share).
+them), ``_batches.py`` (batch orders), ``_common.py`` (what they share), and
+``_datasets.py``: one record per known dataset (:data:`DATASETS`: its image shape, class
+names, file format and upstream files), from which every table above is derived.
 """
 
 from . import fetch
 from ._batches import batch_plan, batches, split_validation, stacked_batches
 from ._cifar import read_cifar10
-from ._common import CLASS_NAMES, DatasetNotFoundError, to_float_images
-from ._idx import IDX_DATASETS, idx_files, load_idx, read_idx
+from ._common import DatasetNotFoundError, to_float_images
+from ._datasets import CLASS_NAMES, DATASETS, IDX_DATASETS, Dataset
+from ._idx import idx_files, load_idx, read_idx
 from ._load import load
 from ._tfds import load_tfds
 
 __all__ = [
     "CLASS_NAMES",
+    "DATASETS",
+    "Dataset",
     "DatasetNotFoundError",
     "IDX_DATASETS",
     "batch_plan",

@@ -1,18 +1,9 @@
-"""What every data source shares: the error for a dataset on no source, class names, and
-the lecture's scaling of pixels."""
+"""What every data source shares: the error for a dataset on no source, and the lecture's
+scaling of pixels."""
 
 from __future__ import annotations
 
 import numpy as np
-
-CLASS_NAMES: dict[str, tuple[str, ...]] = {
-    "mnist": tuple(str(i) for i in range(10)),
-    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                      "Ankle boot"),
-    "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-}
-"""Each known dataset's class names, in label order (as tensorflow-datasets lists them)."""
 
 
 class DatasetNotFoundError(FileNotFoundError):

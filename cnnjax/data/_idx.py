@@ -15,14 +15,11 @@ import numpy as np
 
 from . import fetch
 from ._common import DatasetNotFoundError
+from ._datasets import IDX_DATASETS
 
 IDX_SPLITS = {"train": "train", "test": "t10k", "t10k": "t10k"}
 _IDX_NAME = re.compile(r"^(?:.*-)?(train|t10k)-(images|labels)[-.]idx([13])-ubyte(\.gz)?$")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-IDX_DATASETS = {"mnist": (28, 28), "fashion_mnist": (28, 28), "kmnist": (28, 28), "emnist": (28, 28)}
-"""The datasets published as IDX files (EMNIST's variants as ``emnist/<variant>``), each with
-its images' ``(rows, cols)``: a file whose header says another shape of the same byte count
-(10000x14x56 for 28x28) is refused by :func:`cnnjax.data.load`, not read as the dataset."""
 
 
 def idx_files(directory: str | os.PathLike) -> dict[tuple[str, str], Path]:

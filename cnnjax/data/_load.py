@@ -11,8 +11,14 @@ from .. import _checks
 from . import fetch
 from ._cifar import read_cifar10
 from ._common import DatasetNotFoundError, to_float_images
+from ._datasets import DATASETS
 from ._idx import IDX_SPLITS, check_idx_dataset, check_idx_shape, idx_files, load_idx
 from ._tfds import _how_to_get, load_tfds, tfds_data_dir
+
+READERS = {  # a dataset's format (its record in _datasets.py) -> how its fetched files are read
+    "idx": lambda files, split: load_idx(files[0].parent, split),
+    "cifar10": lambda files, split: read_cifar10(files[0], split),
+}
 
 
 def load(
@@ -124,6 +130,4 @@ def _load_named(name: str, split: str, data_dir, limit, download: bool):
         raise DatasetNotFoundError(f"{name!r} is not prepared in tensorflow-datasets' data_dir "
                                    f"({tfds_data_dir(data_dir)}), nor cached "
                                    f"in {fetch.cache_dir() / name}. {e}") from None
-    if name == "cifar10":
-        return read_cifar10(files[0], split)
-    return load_idx(files[0].parent, split)
+    return READERS[DATASETS[name].format](files, split)

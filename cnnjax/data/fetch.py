@@ -25,11 +25,13 @@ import urllib.parse
 from pathlib import Path
 
 from ._common import DatasetNotFoundError
+from ._datasets import DATASETS as _KNOWN
+from ._datasets import FETCHED
 from ._tfds import _network_available
 
 MIRROR_VARIABLE = "CNNJAX_DATA_MIRROR"
 CACHE_VARIABLE = "CNNJAX_DATA_CACHE"
-DATASETS = ("mnist", "fashion_mnist", "kmnist", "cifar10")
+DATASETS = FETCHED  # one record each in _datasets.py
 TIMEOUT_S = 10.0  # pooch's, for each transfer
 PROBE_S = 3.0  # before a download: does the host answer at all?
 
@@ -59,10 +61,7 @@ def cache_dir() -> Path:
 
 
 def _file_names(name: str, split: str) -> tuple[str, ...]:
-    if name == "cifar10":
-        return ("cifar-10-binary.tar.gz",)  # both splits in one tarball
-    prefix = "train" if split == "train" else "t10k"
-    return (f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz")
+    return _KNOWN[name].upstream[split]  # CIFAR-10: both splits in one tarball
 
 
 def files(name: str, split: str, *, progress: bool = True) -> list[Path]:
