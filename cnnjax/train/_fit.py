@@ -35,6 +35,7 @@ from .runner import (
     epoch_steps,
     is_stream,
     plan_epoch,
+    run_length,
     stream_batch,
     trace_step,
 )
@@ -173,38 +174,12 @@ def fit(
         raise TypeError(f"The first batch of the `train` stream: {e}") from None
     warn_if_unscaled("train", inputs)
     check_fit(obj, outputs, "train", targets)
-    if validation is not None and is_stream(validation):
-        if isinstance(validation, Iterator):
-            raise TypeError("A `validation` stream is evaluated after every epoch, so it must iterate anew each "
-                            "time (a list, a DataLoader), not be an iterator or generator.")
-        val_iterator = iter(validation)  # the first validation's: one iter() per epoch, after train's
-        first = next(val_iterator, None)
-        if first is None:
-            raise ValueError("`validation` is an empty stream: it gave no batch.")
-        val_x, val_y = stream_batch(first, "The first batch of the `validation` stream", "validation")
-        val_iterator = itertools.chain([first], val_iterator)
-    elif validation is not None:
-        val_inputs, val_targets = val_x, val_y = check_data("validation", validation)
-    if validation is not None:  # the first batch of a stream, or the arrays
-        check_input_dtype(model, "validation", val_x.dtype)
-        if not is_stream(validation):
-            warn_if_unscaled("validation", val_inputs)
-        if val_x.shape[1:] != inputs.shape[1:]:
-            raise ValueError(f"`validation` inputs have shape {val_x.shape[1:]} per example but "
-                             f"`train` inputs have {inputs.shape[1:]}.")
-        check_fit(obj, outputs, "validation", val_y)
+    val_inputs, val_targets, val_iterator = _checked_validation(model, obj, outputs, inputs, validation)
     n = inputs.shape[0] if source is None else None
     if source is None and batch_size > n:
         raise ValueError(f"`batch_size` {batch_size} is larger than the {n} training examples.")
     steps_per_epoch = epoch_steps(n, batch_size) if source is None else source.steps
-    if steps is not None:
-        steps = _checks.positive_int(steps, "steps")
-        if steps_per_epoch is None:
-            raise ValueError("`steps` with a stream of unknown length needs `steps_per_epoch`.")
-        epochs = -(-steps // steps_per_epoch)
-    else:
-        epochs = _checks.positive_int(epochs, "epochs")
-    last_steps = steps - (epochs - 1) * steps_per_epoch if steps is not None else None
+    epochs, steps, last_steps = run_length(epochs, steps, steps_per_epoch)
     placement = Placement.over(devices)
     placement.check_batch_size(batch_size)
     rest = nnx.state(model, nnx.Not(nnx.Param))
@@ -230,10 +205,8 @@ def fit(
     fingerprint = {"batch_size": batch_size, "seed": seed, "shuffle": shuffle, "n": n, "segment": segment,
                    "params": [list(np.shape(p)) for p in jax.tree.leaves(state.params)],
                    "compute_dtype": None if compute_dtype is None else jnp.dtype(compute_dtype).name,
-                   **({"steps": steps} if steps is not None else {})}
-    if checkpoint_dir is not None:  # what resume checks besides the settings (see cnnjax.train.fingerprint)
-        fingerprint.update(data=data_digest(inputs, targets), loss=identity(obj.loss),
-                           optimizer=identity(DEFAULT_OPTIMIZER if optimizer is None else optimizer))
+                   **({"steps": steps} if steps is not None else {}),
+                   **(_what_resume_checks(inputs, targets, obj, optimizer) if checkpoint_dir is not None else {})}
     run = Run(model, state, epochs, steps_per_epoch, History(record_steps=record_steps), fingerprint)
     checkpoint = (ModelCheckpoint(checkpoint_dir, keep=keep_checkpoints, resume=resume,
                                   every_segment=steps_per_segment is not None and source is None)
@@ -268,6 +241,41 @@ def fit(
             if isinstance(callback, ModelCheckpoint) and not callback.closed:
                 callback.close()
     return run.history
+
+
+def _checked_validation(model, obj, outputs, inputs, validation):
+    """``validation`` checked against the model and the training inputs: ``(inputs, targets,
+    None)`` for arrays, ``(None, None, iterator)`` for a stream (its first batch read and
+    checked, then put back), ``(None, None, None)`` for none."""
+    if validation is None:
+        return None, None, None
+    val_inputs = val_targets = val_iterator = None
+    if is_stream(validation):
+        if isinstance(validation, Iterator):
+            raise TypeError("A `validation` stream is evaluated after every epoch, so it must iterate anew each "
+                            "time (a list, a DataLoader), not be an iterator or generator.")
+        val_iterator = iter(validation)  # the first validation's: one iter() per epoch, after train's
+        first = next(val_iterator, None)
+        if first is None:
+            raise ValueError("`validation` is an empty stream: it gave no batch.")
+        val_x, val_y = stream_batch(first, "The first batch of the `validation` stream", "validation")
+        val_iterator = itertools.chain([first], val_iterator)
+    else:
+        val_inputs, val_targets = val_x, val_y = check_data("validation", validation)
+    check_input_dtype(model, "validation", val_x.dtype)
+    if val_inputs is not None:
+        warn_if_unscaled("validation", val_inputs)
+    if val_x.shape[1:] != inputs.shape[1:]:
+        raise ValueError(f"`validation` inputs have shape {val_x.shape[1:]} per example but "
+                         f"`train` inputs have {inputs.shape[1:]}.")
+    check_fit(obj, outputs, "validation", val_y)
+    return val_inputs, val_targets, val_iterator
+
+
+def _what_resume_checks(inputs, targets, obj, optimizer) -> dict:
+    """Besides the settings: the data, the loss and the optimizer (:mod:`cnnjax.train.fingerprint`)."""
+    return {"data": data_digest(inputs, targets), "loss": identity(obj.loss),
+            "optimizer": identity(DEFAULT_OPTIMIZER if optimizer is None else optimizer)}
 
 
 class _Stream:

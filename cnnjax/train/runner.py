@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .. import data, lowering
+from .. import _checks, data, lowering
 from ._objective import check_data
 from .placement import Placement, Rows, fits_on_device
 from .state import TrainState
@@ -64,6 +64,20 @@ class EpochPlan:
     def segments(self) -> int:
         """Segments to run: the rows of ``idx``, and the remainder batch as one more."""
         return len(self.idx) + (self.remainder is not None)
+
+
+def run_length(epochs: int | None, steps: int | None,
+               steps_per_epoch: int | None) -> tuple[int, int | None, int | None]:
+    """``(epochs, steps, last_steps)`` of a run given ``epochs`` or ``steps`` (exactly one):
+    ``steps`` makes ``ceil(steps / steps_per_epoch)`` epochs whose last runs ``last_steps``
+    (None when the run is given in epochs)."""
+    if steps is None:
+        return _checks.positive_int(epochs, "epochs"), None, None
+    steps = _checks.positive_int(steps, "steps")
+    if steps_per_epoch is None:
+        raise ValueError("`steps` with a stream of unknown length needs `steps_per_epoch`.")
+    epochs = -(-steps // steps_per_epoch)
+    return epochs, steps, steps - (epochs - 1) * steps_per_epoch
 
 
 def epoch_steps(n: int, batch_size: int) -> int:
