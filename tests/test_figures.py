@@ -25,7 +25,7 @@ RECORDS = ROOT / "docs" / "results"
 MNIST = ["mnist_t10k_8000_functional", "mnist_t10k_8000_sequential"]
 FASHION = ["fashion_mnist_functional", "fashion_mnist_sequential"]
 SPOKEN = ["spoken_digits_default", "spoken_digits_members4"]
-TEXT = ["sentences_mr", "sentences_sst2", "references"]
+TEXT = ["sentences_sst2", "references"]
 
 TABLES = {
     ("README.md", "| what | result | page |"): (["result"], {
@@ -58,11 +58,9 @@ TABLES = {
         "dense 784-128-10": ["customer_data"],
     }),
     ("docs/lecture.md", "| set | cnnjax | Kim (2014) |"): (["cnnjax", "Kim (2014)", "harvardnlp's Torch"], {
-        "MR": ["sentences_mr", "references"],
         "SST-2": ["sentences_sst2", "references"],
     }),
     ("docs/text.md", "| set | cnnjax | Kim (2014) |"): (["cnnjax", "Kim (2014)", "harvardnlp's Torch"], {
-        "MR": ["sentences_mr", "references"],
         "SST-2": ["sentences_sst2", "references"],
     }),
     ("docs/performance.md", "| framework | images/s |"): (["images/s", "s / 60k epoch", "cnnjax / peer"], {
