@@ -205,3 +205,14 @@ def test_the_readmes_first_command_quotes_the_compile_cache_record():
     xo = json.loads((RECORDS / "compile_cache.json").read_text())["runs"]["xo"]
     assert holds([xo["first"]["wall_s"]], figures[0]), line
     assert holds([xo["reruns"][0]["wall_s"]], figures[1]), line
+
+
+def test_the_readmes_suite_times_quote_the_suite_record():
+    """How long the suite and the quick tier take, as the README says, is benchmarks/suite.py's record."""
+    tiers = json.loads((RECORDS / "suite.json").read_text())["tiers"]
+    text = " ".join((ROOT / "README.md").read_text().split())
+    everything, quick = tiers["all"], tiers["quick"]
+    assert everything["exit_code"] == quick["exit_code"] == 0 and everything["stderr_lines"] == 0
+    assert (f"passed its {everything['passed']} tests in {everything['wall_s']:.1f} s "
+            f"({everything['cpu_s']:.1f} CPU-s), printing nothing on stderr") in text
+    assert f"{quick['passed']} tests in {quick['wall_s']:.1f} s" in text
