@@ -27,8 +27,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
+from ._modes import mode_preserved
 from .nn import (
     AdaptiveAvgPool,
     AdaptiveMaxPool,
@@ -45,7 +45,6 @@ from .nn import (
 # such a map flattened reads it in another order than cnnjax's channels-last map.
 _CHANNELS_FIRST_IN_TORCH = (Conv, ConvTranspose, MaxPool, AvgPool, AdaptiveAvgPool, AdaptiveMaxPool,
                             LocalResponseNorm)
-_MODE_ATTRIBUTES = ("deterministic", "use_running_average")
 _EXACT = 1 << 24  # float32 holds every integer up to this exactly
 
 
@@ -399,13 +398,9 @@ def _flattened_orders(model, shape: tuple[int, ...], calls: list, layers: list) 
         return y
 
     x = codes(shape) if len(shape) >= 2 else jnp.zeros((3, *shape), jnp.float32)
-    saved = [(m, a, getattr(m, a)) for _, m in nnx.iter_modules(model) for a in _MODE_ATTRIBUTES if hasattr(m, a)]
-    try:
+    with mode_preserved(model):
         model.eval()  # Dropout passes the codes as they are
         _, probed = capture(model, x, substitute=substitute)
-    finally:
-        for m, a, value in saved:
-            setattr(m, a, value)
     seen = {id(c.layer): np.asarray(c.input, np.float64) for c in probed if isinstance(c.layer, Dense)}
     orders = {}
     for call in dense:

@@ -75,7 +75,7 @@ def _import_graph():
 
 
 LAYERS = [  # docs/architecture.md: a module imports only from its own layer or those below
-    ("lowering", ["cnnjax._checks", "cnnjax._memory", "cnnjax._compile_cache", "cnnjax.lowering"]),
+    ("lowering", ["cnnjax._checks", "cnnjax._memory", "cnnjax._compile_cache", "cnnjax._modes", "cnnjax.lowering"]),
     ("operations", ["cnnjax._conv", "cnnjax._pool", "cnnjax._dense", "cnnjax._activations", "cnnjax._normalization",
                     "cnnjax.losses", "cnnjax.lecture", "cnnjax.synthetic", "cnnjax.transforms", "cnnjax.audio",
                     "cnnjax.text", "cnnjax.data"]),

@@ -21,11 +21,12 @@ from jax.typing import ArrayLike
 
 from .. import _checks, data
 from .._activations import softmax
+from .._modes import mode_preserved
 from . import cpu
 from ._objective import check_data, check_fit, check_input_dtype, objective, warn_if_unscaled
 from .placement import Placement, Rows
 from .runner import STREAM_KEYS, is_stream, pad_batch, stream_batch, to_numpy
-from .state import TrainState, check_model, create_state, mode_preserved
+from .state import TrainState, check_model, create_state
 from .steps import eval_step, outputs_of
 
 _NO_OPTIMIZER = optax.identity()  # one object: evaluation states share their compiled programs

@@ -10,9 +10,7 @@ depends on the mode the user's model happens to be in.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -21,10 +19,9 @@ import optax
 from flax import nnx, struct
 
 from .. import _checks
+from .._modes import mode_preserved
 from . import cpu, optimizers
 from ._objective import Objective, objective
-
-_MODE_ATTRIBUTES = ("deterministic", "use_running_average")
 
 
 def check_model(model: Any) -> nnx.Module:
@@ -48,20 +45,6 @@ def check_model(model: Any) -> nnx.Module:
             f"(nnx.Dropout(rate, rngs=rngs)): give {'them defaults' if len(needed) > 1 else 'it a default'}, "
             f"or wrap the model in an nnx.Module whose __call__ takes x alone.")
     return model
-
-
-@contextlib.contextmanager
-def mode_preserved(model: nnx.Module) -> Iterator[None]:
-    """Restores every submodule's mode attributes (``deterministic``,
-    ``use_running_average``) on exit: ``model.train()``/``model.eval()`` inside the block
-    leave no trace."""
-    saved = [(module, name, getattr(module, name))
-             for _, module in nnx.iter_modules(model) for name in _MODE_ATTRIBUTES if hasattr(module, name)]
-    try:
-        yield
-    finally:
-        for module, name, value in saved:
-            setattr(module, name, value)
 
 
 def graphdefs(model: nnx.Module) -> tuple[Any, Any]:
