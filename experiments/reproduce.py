@@ -8,10 +8,11 @@ A record is the ``results.json`` an experiment wrote, its ``run`` entry saying h
 command, the commit, the package versions, the machine, the date). This script runs the
 record's command again with a fresh ``--workdir`` (``--record`` for a benchmark), reads the
 new results, and prints each figure that differs from the record, old and new. Timings
-(seconds, images/s, the date) are this machine's and are shown apart, never counted as a
-difference. Exit code 0 when every other figure is the same to 4 significant digits, 1
-when one differs, 2 when the record or its command cannot be used. Reads and writes nothing
-else: the rerun's folder is kept (``runs/reproduce-<name>-<time>``) for its pictures.
+(seconds, images/s, the date) and text (paths, notes, the output folder) are this machine's
+and are shown apart, never counted as a difference. Exit code 0 when every other figure is
+the same to 4 significant digits, 1 when one differs, 2 when the record or its command
+cannot be used. Reads and writes nothing else: the rerun's folder is kept
+(``runs/reproduce-<name>-<time>``) for its pictures.
 """
 
 from __future__ import annotations
@@ -65,11 +66,20 @@ def same(a: Any, b: Any) -> bool:
     return a == b or f"{a:.4g}" == f"{b:.4g}"
 
 
-def compare(old: dict, new: dict) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
-    """``(differences, timings)``: each a list of ``(path, recorded, now)``."""
+def is_figure(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def compare(old: dict, new: dict) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]],
+                                           list[tuple[str, Any, Any]]]:
+    """``(differences, timings, text)``, each a list of ``(path, recorded, now)``: figures
+    (numbers, true/false, a figure present on one side only) that differ; timings; and
+    text that differs (paths, notes, the output folder: the machine's, not the result's)."""
     a, b = leaves(old), leaves(new)
     rows = [(path, a.get(path), b.get(path)) for path in sorted(set(a) | set(b)) if not same(a.get(path), b.get(path))]
-    return [r for r in rows if not is_timing(r[0])], [r for r in rows if is_timing(r[0])]
+    timings = [r for r in rows if is_timing(r[0])]
+    text = [r for r in rows if r not in timings and isinstance(r[1], str) and isinstance(r[2], str)]
+    return [r for r in rows if r not in timings and r not in text], timings, text
 
 
 def rerun_command(command: str, output: Path) -> tuple[list[str], Path]:
@@ -120,10 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     if done.returncode != 0:
         print(f"error: the command stopped with exit code {done.returncode}; nothing to compare", file=sys.stderr)
         return 2
-    differences, timings = compare(record, json.loads(results.read_text()))
+    differences, timings, text = compare(record, json.loads(results.read_text()))
     print(f"\n{args.name}: recorded {record['run'].get('date')} at commit {record['run'].get('commit')}, "
           f"rerun now at {output}")
-    for title, rows in (("timings (this machine's; not compared)", timings), ("figures that differ", differences)):
+    shown = (("text (paths, notes; not compared)", text), ("timings (this machine's; not compared)", timings),
+             ("figures that differ", differences))
+    for title, rows in shown:
         if rows:
             print(f"\n{title}:")
             width = max(len(path) for path, _, _ in rows)

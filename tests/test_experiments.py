@@ -900,17 +900,18 @@ def test_reproduce_reruns_a_record_and_reports_each_figure_that_differs(tmp_path
                     "workdir = sys.argv[sys.argv.index('--workdir') + 1]\n"
                     "os.makedirs(workdir)\n"
                     f"a = float(open({str(accuracy)!r}).read())\n"
-                    "json.dump({'test_accuracy': a, 'seconds': 3.5, 'cases': [a, 1.0], 'run': {'date': 'now'}},"
-                    " open(os.path.join(workdir, 'results.json'), 'w'))\n")
+                    "json.dump({'test_accuracy': a, 'seconds': 3.5, 'cases': [a, 1.0], 'workdir': workdir,"
+                    " 'run': {'date': 'now'}}, open(os.path.join(workdir, 'results.json'), 'w'))\n")
     run = {"command": f"python {stub} --workdir /elsewhere --seed 0", "commit": "abc", "date": "then"}
     (records / "stub.json").write_text(json.dumps({"test_accuracy": 0.985, "seconds": 2.0, "cases": [0.985, 1.0],
-                                                   "run": run}))
+                                                   "workdir": "/elsewhere", "run": run}))
     monkeypatch.setattr(reproduce, "RECORDS", records)
 
     accuracy.write_text("0.985")
     assert reproduce.main(["stub", "--workdir", str(tmp_path / "again")]) == 0
     out = capsys.readouterr().out
-    assert "every figure is the same" in out and "--seed 0" in out and "/elsewhere" not in out
+    assert "every figure is the same" in out and "--seed 0" in out and "running:" in out
+    assert re.search(r"workdir\s+recorded\s+'/elsewhere'", out)  # text: shown, never a difference
     assert re.search(r"seconds\s+recorded\s+2\s+now\s+3\.5", out)  # a timing: shown, not a difference
 
     accuracy.write_text("0.9849")
