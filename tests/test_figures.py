@@ -25,7 +25,7 @@ RECORDS = ROOT / "docs" / "results"
 MNIST = ["mnist_t10k_8000_functional", "mnist_t10k_8000_sequential"]
 FASHION = ["fashion_mnist_functional", "fashion_mnist_sequential"]
 SPOKEN = ["spoken_digits_default", "spoken_digits_members4"]
-TEXT = ["sentences_sst2", "references"]
+TEXT = ["sentences_mr", "sentences_sst2", "references"]
 
 TABLES = {
     ("README.md", "| what | result | page |"): (["result"], {
@@ -58,9 +58,11 @@ TABLES = {
         "dense 784-128-10": ["customer_data"],
     }),
     ("docs/lecture.md", "| set | cnnjax | Kim (2014) |"): (["cnnjax", "Kim (2014)", "harvardnlp's Torch"], {
+        "MR": ["sentences_mr", "references"],
         "SST-2": ["sentences_sst2", "references"],
     }),
     ("docs/text.md", "| set | cnnjax | Kim (2014) |"): (["cnnjax", "Kim (2014)", "harvardnlp's Torch"], {
+        "MR": ["sentences_mr", "references"],
         "SST-2": ["sentences_sst2", "references"],
     }),
     ("docs/performance.md", "| framework | images/s |"): (["images/s", "s / 60k epoch", "cnnjax / peer"], {
@@ -76,6 +78,10 @@ TABLES = {
         name: ["agreement"] for name in ("avgpool", "maxpool", "adaptive_avgpool", "adaptive_maxpool",
                                          "global_avgpool", "global_maxpool", "local_response_norm", "conv",
                                          "conv_transpose")
+    }),
+    ("docs/text.md", "| fold | 1 | 2 |"): ([str(i) for i in range(1, 11)], {
+        "test accuracy": ["sentences_mr"],
+        "epoch chosen": ["sentences_mr"],
     }),
     ("docs/audio.md", "| model | official split | george |"): (
         ["official split", "george", "jackson", "nicolas", "theo", "yweweler", "mean (std)", "worst"], {
