@@ -323,7 +323,19 @@ class MonitorCallback(Callback):
 
     def reset(self) -> None:
         """Nothing seen yet: the best is the worst possible value."""
-        self.best, self.best_epoch, self.wait = np.inf, None, 0
+        self.best, self.best_epoch, self.wait, self._replayed = np.inf, None, 0, False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        """Before the first epoch this callback sees, the epochs the run has already trained (a
+        run resumed from a checkpoint: its History is restored by now) go through
+        :meth:`replay`, so that a resumed run continues as one that never stopped."""
+        if not self._replayed:
+            self._replayed = True
+            for i, record in enumerate(self.run.history.epochs[:epoch]):
+                self.replay(i, record)
+
+    def replay(self, epoch: int, record: dict) -> None:
+        """What an epoch already trained does to this callback's own state; nothing by default."""
 
     def current(self, logs: dict) -> float | None:
         """The monitored value of ``logs``; None (with a warning) when the records lack it."""
@@ -434,13 +446,10 @@ class ReduceLROnPlateau(MonitorCallback):
                              "build it with optax.inject_hyperparams, e.g. "
                              "optax.inject_hyperparams(optax.adam)(learning_rate=1e-3) (cnnjax.train.rmsprop does).")
         self.reset()
-        self.cooldown_counter, self.set_to, self.replayed = 0, None, False
+        self.cooldown_counter, self.set_to = 0, None
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if not self.replayed:  # a resumed run: its History is restored by now (after on_train_begin)
-            self.replayed = True
-            for i, record in enumerate(self.run.history.epochs):
-                self._step(i, record, record.get("learning_rate"))
+    def replay(self, epoch, record):
+        self._step(epoch, record, record.get("learning_rate"))  # its rate was set then, and checkpointed
 
     def on_epoch_end(self, epoch, logs=None):
         from .optimizers import learning_rate, set_learning_rate

@@ -457,7 +457,6 @@ class ModelCheckpoint(MonitorCallback):
 
     def on_train_begin(self, logs=None):
         self.reset()
-        self.replayed = False
         if not self.resume:
             return
         run = self.run
@@ -489,13 +488,10 @@ class ModelCheckpoint(MonitorCallback):
         self.checkpointer.save(int(run.state.step), state_tree(run.state),
                                {"fingerprint": run.fingerprint, **run.position()})
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.save_best_only and not self.replayed:  # a resumed run's History is restored by now
-            self.replayed = True
-            for i, record in enumerate(self.run.history.epochs[:epoch]):
-                value = record.get(self.monitor)
-                if value is not None and self.is_improvement(value):
-                    self.improve(value, i)
+    def replay(self, epoch, record):
+        value = record.get(self.monitor)
+        if self.save_best_only and value is not None and self.is_improvement(value):
+            self.improve(value, epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.every_segment and self.run.steps_done < self.run.steps_per_epoch:
