@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,14 +30,12 @@ COMMANDS = {
 
 def timed(args: list[str], env: dict) -> dict:
     """Runs ``args`` to its end; its wall and CPU seconds (user + system of the child)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    done = subprocess.run(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - t0
+    from _records import run_timed
+
+    done, wall, cpu = run_timed(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
     if done.returncode != 0:
         sys.exit(f"{shlex.join(args)} stopped with exit code {done.returncode}:\n{done.stderr[-2000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2)}
 
 

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import argparse
 import re
-import resource
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,16 +23,14 @@ TIERS = {"all": [], "quick": ["-m", "not slow"]}
 
 def run_tier(extra: list[str], args: list[str]) -> dict:
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, *args]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    from _records import run_timed
+
+    done, wall, cpu = run_timed(command, cwd=ROOT, capture_output=True, text=True)
     last = (done.stdout.strip().splitlines() or [""])[-1]
     counts = {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", last)}
     return {"command": shlex.join(["python", "-m", "pytest", "-q", *extra]), "exit_code": done.returncode,
             "wall_s": round(wall, 1),
-            "cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1),
+            "cpu_s": round(cpu, 1),
             "stderr_lines": len(done.stderr.splitlines()), **counts}
 
 
