@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 import pytest
+import scripts
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "docs" / "results"
@@ -92,27 +93,17 @@ TABLES = {
         }),
 }
 
-NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(e-?\d+)?(%|x\b)?")
+# a number, not the end of a name ("SST-2", "conv1") nor of a word joined by a hyphen
+NUMBER = re.compile(r"(?<![\w.])(?<![A-Za-z]-)(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(e-?\d+)?(%|x\b)?")
 
 
 def record_values(name: str) -> list[float]:
-    """Every number in the record ``name`` (bools left out)."""
+    """Every number in the record ``name`` (bools left out; not its ``run``: the machine's cores
+    are no figure), flattened as ``experiments/reproduce.py`` compares records."""
     path = RECORDS / f"{name}.json"
     assert path.is_file(), f"no run record {path.relative_to(ROOT)}"
-    found: list[float] = []
-
-    def walk(value):
-        if isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            found.append(float(value))
-
-    walk(json.loads(path.read_text()))
-    return found
+    reproduce = scripts.load("experiments", "reproduce")
+    return [float(v) for v in reproduce.leaves(json.loads(path.read_text())).values() if reproduce.is_figure(v)]
 
 
 def shown(token: re.Match) -> tuple[str, str, int]:
@@ -200,6 +191,7 @@ def test_holds_reads_figures_as_printed():
     assert holds([9.4e-16], first("9.4e-16")) and not holds([9.5e-16], first("9.4e-16"))
     assert holds([1.21], first("1.21x")) and [m.group(0) for m in NUMBER.finditer("(249/250), 11")] == [
         "249", "250", "11"]
+    assert [m.group(0) for m in NUMBER.finditer("SST-2 1.16-1.35x")] == ["1.16", "1.35x"]  # a name, a range
 
 
 def test_the_readmes_first_command_quotes_the_compile_cache_record():
