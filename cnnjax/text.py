@@ -261,12 +261,16 @@ def read_treebank(path: str | os.PathLike, *, classes: int = 2, phrases: bool = 
 
     Raises:
       FileNotFoundError: no such file.
+      TypeError: ``phrases``, ``unique`` or ``lower`` not a bool.
       ValueError: ``classes`` not 2 or 5; not text; an empty file; a malformed tree (naming
         the file, the line and the column).
     """
     if classes not in (2, 5) or isinstance(classes, bool):
         raise ValueError(f"`classes` must be 2 (SST-2: negative/positive, neutral dropped) or 5 (SST-1), "
                          f"got {classes!r}.")
+    for name, value in (("phrases", phrases), ("unique", unique), ("lower", lower)):
+        if not isinstance(value, bool):
+            raise TypeError(f"`{name}` must be True or False, got {value!r}.")
     path = os.fspath(path)
     with open(path, "rb") as f:
         raw = f.read()

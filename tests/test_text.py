@@ -365,3 +365,5 @@ def test_an_empty_treebank_and_a_wrong_class_count_are_refused(tmp_path):
     with pytest.raises(ValueError, match=re.escape("`classes` must be 2 (SST-2: negative/positive, neutral dropped) "
                                                    "or 5 (SST-1), got 3")):
         text.read_treebank(empty, classes=3)
+    with pytest.raises(TypeError, match=re.escape("`phrases` must be True or False, got 'yes'")):
+        text.read_treebank(empty, phrases="yes")  # a string is truthy: refused, not read as True
