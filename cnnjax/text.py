@@ -13,6 +13,8 @@ embedding), so a 1-D convolution slides a filter over a few neighbouring words a
   array and their true lengths, counting unknown words and truncated sentences.
 - :func:`read_treebank`: the Stanford Sentiment Treebank's trees (every phrase labelled 0-4):
   its sentences or phrases, in SST-2's binary view or SST-1's five classes.
+- :func:`bucket_by_length`: batches of sentences of similar length, each cut to a few
+  widths, for training on many short phrases without padding them to the longest sentence.
 - :func:`class_count`: the number of classes, once every split's labels are checked to be
   ``0 .. K-1`` and to be classes the training labels hold.
 
@@ -31,9 +33,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -422,3 +425,85 @@ class Vocabulary:
     def decode(self, ids: Sequence[int] | np.ndarray) -> list[str]:
         """The words of a row of ids, padding left out."""
         return [self.words[int(i)] for i in np.asarray(ids).reshape(-1) if int(i) != PAD_ID]
+
+
+class LengthBuckets:
+    """A stream of batches of sentences of similar length; build it with :func:`bucket_by_length`.
+
+    Each ``iter()`` (``fit`` makes one per epoch) deals the sentences out anew: ``(ids, labels)``
+    pairs, ``ids`` ``(n, w)`` with ``n <= batch_size`` and ``w`` a multiple of the bucket width
+    (or the array's full width), the longest sentence of the batch at most ``w`` words.
+    """
+
+    def __init__(self, ids: np.ndarray, labels: np.ndarray, batch_size: int, width: int, seed: int, shuffle: bool,
+                 pad_id: int):
+        self.ids, self.labels, self.batch_size, self.seed, self.shuffle = ids, labels, batch_size, seed, shuffle
+        words = ids != pad_id
+        lengths = np.where(words.any(axis=1), ids.shape[1] - np.argmax(words[:, ::-1], axis=1), 0)
+        self.widths = np.minimum(np.maximum(-(-lengths // width), 1) * width, ids.shape[1])
+        self.buckets = [(int(w), np.flatnonzero(self.widths == w)) for w in np.unique(self.widths)]
+        self.epoch = 0  # how many times it was iterated: epoch e is dealt from the seed (seed, e)
+
+    def __len__(self) -> int:
+        return sum(math.ceil(len(rows) / self.batch_size) for _, rows in self.buckets)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        self.epoch += 1
+        batches = []
+        for w, rows in self.buckets:
+            rows = rng.permutation(rows) if self.shuffle else rows
+            batches += [(w, rows[i : i + self.batch_size]) for i in range(0, len(rows), self.batch_size)]
+        order = rng.permutation(len(batches)) if self.shuffle else range(len(batches))
+        for i in order:
+            w, rows = batches[i]
+            yield self.ids[rows, :w], self.labels[rows]
+
+
+def bucket_by_length(ids: np.ndarray | Encoded, labels: np.ndarray, batch_size: int, *, width: int = 8,
+                     seed: int = 0, shuffle: bool = True, pad_id: int = PAD_ID) -> LengthBuckets:
+    """Sentences in batches of similar length, each batch cut to a multiple of ``width`` words.
+
+    Padded to the longest sentence, a short phrase costs a convolution as much as a long
+    sentence; bucketed, sentences of 1 to ``width`` words share batches ``width`` words wide,
+    those of ``width + 1`` to ``2 * width`` batches twice as wide, and so on: a few example
+    shapes, each compiling its own training step once. A model whose logits do not depend on
+    how far a sentence is padded (:class:`cnnjax.models.SentenceCNN`) learns what it would
+    learn from the same batches padded to the full width. Batches hold sentences of one
+    bucket only; their order, and which sentences share a batch, are drawn anew each epoch.
+
+    Args:
+      ids: token ids ``(N, L)``, each sentence's words first, then ``pad_id``
+        (:meth:`Vocabulary.encode`; its :class:`Encoded` is taken too).
+      labels: ``(N, ...)``, each sentence's target.
+      batch_size: the most sentences a batch holds (a bucket's last batch holds the rest).
+      width: the bucket width, in words.
+      seed: epoch ``e`` (the ``e``-th ``iter()``, from 0) is dealt from ``(seed, e)``.
+      shuffle: False deals each bucket in order, buckets shortest first, every epoch alike.
+      pad_id: the padding id.
+
+    Returns a :class:`LengthBuckets`: a stream for :func:`cnnjax.train.fit`, ``evaluate``
+    and ``predict`` (``predict`` gives its outputs in the stream's order, not the rows').
+
+    >>> ids = np.array([[4, 5, 0, 0, 0, 0], [4, 5, 6, 7, 8, 0], [6, 0, 0, 0, 0, 0]])
+    >>> [x.shape for x, _ in bucket_by_length(ids, np.array([0, 1, 0]), 2, width=4, shuffle=False)]
+    [(2, 4), (1, 6)]
+    """
+    if isinstance(ids, Encoded):
+        ids = ids.ids
+    ids, labels = np.asarray(ids), np.asarray(labels)
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"`ids` must be token ids of shape (N, L), integers, got shape {ids.shape} of dtype "
+                         f"{ids.dtype}.")
+    if labels.ndim == 0 or len(labels) != len(ids):
+        raise ValueError(f"`labels` must hold one target per sentence: {len(ids)}, got shape {labels.shape}.")
+    if not len(ids):
+        raise ValueError("`ids` holds no sentence.")
+    for name, value in (("batch_size", batch_size), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}.")
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"`shuffle` must be True or False, got {shuffle!r}.")
+    return LengthBuckets(ids, labels, int(batch_size), int(width), int(seed), shuffle, pad_id)

@@ -100,6 +100,9 @@ class Config(RunConfig):
     max_norm: float = flag(3.0, "the largest l2 norm of each of the classifier's weight vectors, as Kim's code "
                                 "measures it (the paper: 3)")
     learning_rate: float = flag(1.0, "Adadelta's learning rate (the paper: 1, rho 0.95, epsilon 1e-6)")
+    bucket: int | None = flag(None, "train in batches of sentences of similar length, each cut to a multiple of N "
+                                    "words (cnnjax.text.bucket_by_length); 0: every batch padded to the longest "
+                                    "training sentence (default 8 when training on phrases, else 0)")
     max_length: int | None = flag(None, "words kept per sentence; longer ones are cut and counted (default: the "
                                         "longest training sentence)")
     min_count: int = flag(1, "a training word seen fewer times is the unknown word")
@@ -125,6 +128,7 @@ class Config(RunConfig):
         expect_int(self.embed_dim, "embed_dim")
         expect_int(self.features, "features")
         expect_int(self.max_length, "max_length", optional=True)
+        expect_int(self.bucket, "bucket", low=0, optional=True)
         expect_int(self.min_count, "min_count")
         expect_int(self.limit, "limit", optional=True)
         expect(isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1, "dropout", self.dropout,
@@ -143,6 +147,13 @@ class Config(RunConfig):
     @property
     def fold_count(self) -> int:
         return 10 if self.folds is None else self.folds
+
+    @property
+    def bucket_width(self) -> int:
+        """The bucket width in words (0: no buckets)."""
+        if self.bucket is not None:
+            return self.bucket
+        return 8 if self.trees and not self.sentences_only else 0
 
     @property
     def name(self) -> str:
@@ -243,10 +254,15 @@ def train_and_test(config: Config, k: int, train_set, dev_set, test_set, seed: i
                                 rngs=nnx.Rngs(params=seed, dropout=seed + 1))
     best = train.EarlyStopping("val_accuracy", patience=config.epochs, restore_best_weights=True)
     t0 = time.perf_counter()
-    history = train.fit(model, (encoded["train"].ids, train_set.labels), epochs=config.epochs,
-                        batch_size=min(config.batch_size, len(train_set)), optimizer=optimizer(config),
+    size = min(config.batch_size, len(train_set))
+    if config.bucket_width:  # short phrases in short batches; the padding never changes a sentence's logits
+        data, sizes = text.bucket_by_length(encoded["train"].ids, train_set.labels, size, width=config.bucket_width,
+                                            seed=seed), {}
+    else:
+        data, sizes = (encoded["train"].ids, train_set.labels), {"batch_size": size}
+    history = train.fit(model, data, epochs=config.epochs, optimizer=optimizer(config),
                         validation=(encoded["dev"].ids, dev_set.labels), callbacks=[best], seed=seed,
-                        verbose=config.verbose)
+                        verbose=config.verbose, **sizes)
     seconds = time.perf_counter() - t0
     predictions = train.predict(model, encoded["test"].ids).argmax(-1)
     correct = int((predictions == test_set.labels).sum())
@@ -410,7 +426,7 @@ def _run_in(config: Config, workdir: Path, train_set, dev_set, test_set, k: int,
     accuracies = np.array([r["accuracy"] for _, r in runs])
     results = {
         "config": dataclasses.asdict(config), "classes": list(names), "encodings": encodings,
-        "test_accuracy": float(accuracies.mean()),
+        "test_accuracy": float(accuracies.mean()), "bucket_width": config.bucket_width,
         "runs": [{"name": name, **{key: v for key, v in r.items() if not key.startswith("_")}} for name, r in runs],
         "seconds": float(sum(r["seconds"] for _, r in runs)),
         "sentences_per_s": float(np.mean([r["sentences_per_s"] for _, r in runs])),

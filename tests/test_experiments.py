@@ -629,13 +629,16 @@ SST_TREES = {  # by hand: train's roots hold all five labels; its non-neutral ph
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dataset, flags, trained, tested", [
-    ("sst2", [], 10, 2),  # every distinct non-neutral phrase of the training trees; the non-neutral test sentences
-    ("sst2", ["--sentences-only"], 3, 3),  # Kim's stsa.binary.* files, as before the trees
-    ("sst1", [], 10 + 7, 3),  # five classes: the neutral phrases too (a fine, a, fine, so so, so, film, .)
-    ("sst1", ["--sentences-only"], 5, 3),  # every root
+@pytest.mark.parametrize("dataset, flags, trained, tested, bucket", [
+    ("sst2", [], 10, 2, 8),  # every distinct non-neutral phrase of the training trees; the non-neutral test sentences
+    ("sst2", ["--sentences-only"], 3, 3, 0),  # Kim's stsa.binary.* files, as before the trees
+    ("sst1", [], 10 + 7, 3, 8),  # five classes: the neutral phrases too (a fine, a, fine, so so, so, film, .)
+    ("sst1", ["--sentences-only"], 5, 3, 0),  # every root
+    ("sst2", ["--bucket", "0"], 10, 2, 0),
+    ("sst1", ["--sentences-only", "--bucket", "2"], 5, 3, 2),
 ])
-def test_sentences_trains_sst_on_the_treebanks_phrases_or_its_sentences(tmp_path, dataset, flags, trained, tested):
+def test_sentences_trains_sst_on_the_treebanks_phrases_or_its_sentences(tmp_path, dataset, flags, trained, tested,
+                                                                         bucket):
     (tmp_path / "sst").mkdir()
     for split, trees in SST_TREES.items():
         (tmp_path / "sst" / f"{split}.txt").write_text(trees)
@@ -645,6 +648,7 @@ def test_sentences_trains_sst_on_the_treebanks_phrases_or_its_sentences(tmp_path
                                       "--workdir", str(tmp_path / "run"), *SMALL_SENTENCE_CNN])
     (run,) = results["runs"]
     assert (run["train_sentences"], run["total"]) == (trained, tested)
+    assert results["bucket_width"] == bucket
     assert results["classes"] == (["negative", "positive"] if dataset == "sst2" else
                                   ["very negative", "negative", "neutral", "positive", "very positive"])
 
@@ -666,6 +670,7 @@ def test_sentences_trains_sst_on_the_treebanks_phrases_or_its_sentences(tmp_path
                                                             "with --dataset sst2 or sst1 only"),
     ({"train": b"0 good\n1 bad\n"}, ["--test", "{tmp}/nowhere"], "argument --test: expected an existing file"),
     ({"train": b"0 good\n1 bad\n"}, ["--widths", "3,x"], "argument --widths: expected positive integers"),
+    ({"train": b"0 good\n1 bad\n"}, ["--bucket", "-1"], "argument --bucket: expected an integer >= 0, got -1"),
     ({"train": b"0 good\n1 bad\n", "test": b"0 ok\n"}, ["--folds", "5"],
      "argument --folds: expected no --folds with a test split"),
     ({"train": b"0 good\n1 bad\n", "dev": b"0 ok\n"}, [], "argument --dev: expected --dev with --test only"),

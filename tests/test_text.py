@@ -367,3 +367,81 @@ def test_an_empty_treebank_and_a_wrong_class_count_are_refused(tmp_path):
         text.read_treebank(empty, classes=3)
     with pytest.raises(TypeError, match=re.escape("`phrases` must be True or False, got 'yes'")):
         text.read_treebank(empty, phrases="yes")  # a string is truthy: refused, not read as True
+
+
+def _ragged_ids(n: int = 40, length: int = 13, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` sentences of 0 to ``length`` words (ids 2..29), padded with 0 after their words."""
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((n, length), np.int32)
+    for row, k in enumerate(rng.integers(0, length + 1, n)):
+        ids[row, :k] = rng.integers(2, 30, k)
+    return ids, rng.integers(0, 2, n)
+
+
+def test_bucket_by_length_deals_every_sentence_once_cut_to_its_bucket():
+    ids, _ = _ragged_ids()
+    lengths = (ids != 0).sum(axis=1)
+    rows = np.arange(len(ids))  # labels that name each sentence's row
+    buckets = text.bucket_by_length(ids, rows, 6, width=4, seed=3)
+    seen = []
+    for _epoch in range(2):
+        dealt = []
+        for x, named in buckets:
+            assert len(x) <= 6 and len(set(-(-np.maximum(lengths[named], 1) // 4))) == 1  # one bucket a batch
+            assert x.shape[1] == min(-(-max(lengths[named].max(), 1) // 4) * 4, 13)  # cut to the bucket's width
+            np.testing.assert_array_equal(x, ids[named, : x.shape[1]])
+            assert not ids[named, x.shape[1]:].any()  # nothing but padding was cut
+            dealt += named.tolist()
+        assert sorted(dealt) == rows.tolist()  # every sentence once an epoch
+        seen.append(dealt)
+    assert seen[0] != seen[1]  # dealt anew each epoch
+    again = text.bucket_by_length(text.Encoded(ids, lengths, 0, 0, 0), rows, 6, width=4, seed=3)
+    assert sum((y.tolist() for _, y in again), []) == seen[0]  # the same seed deals the same epochs
+    assert len(buckets) == sum(-(-c // 6) for c in np.bincount(-(-np.maximum(lengths, 1) // 4)) if c)
+    in_order = [y.tolist() for _, y in text.bucket_by_length(ids, rows, 6, width=4, shuffle=False)]
+    assert sum(in_order, []) == sorted(rows, key=lambda r: -(-max(lengths[r], 1) // 4))  # stable, shortest first
+
+
+@pytest.mark.slow
+def test_training_on_buckets_learns_what_full_width_batches_teach():
+    """The same batches, cut to their bucket or padded to the full width: the same weights
+    (padding never changes a sentence's logits, so neither its gradient)."""
+    ids, y = _ragged_ids(48)
+    batches = list(text.bucket_by_length(ids, y, 8, width=4, seed=0))
+    assert len({x.shape for x, _ in batches}) > 2
+    full = [(np.pad(x, ((0, 0), (0, ids.shape[1] - x.shape[1]))), labels) for x, labels in batches]
+    trained = []
+    for stream in (batches, full):
+        model = models.sentence_cnn(30, embed_dim=6, widths=(2, 3), features=4, rngs=nnx.Rngs(params=0, dropout=1))
+        train.fit(model, stream, epochs=2, optimizer=optax.adam(1e-2), seed=0, verbose=0)
+        trained.append(jax.tree.leaves(nnx.state(model, nnx.Param)))
+    for a, b in zip(*trained, strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: text.bucket_by_length(np.zeros((3,), np.int32), np.zeros(3), 2), ValueError,
+     "`ids` must be token ids of shape (N, L), integers, got shape (3,)"),
+    (lambda: text.bucket_by_length(np.zeros((3, 4)), np.zeros(3), 2), ValueError, "of dtype float64"),
+    (lambda: text.bucket_by_length(np.zeros((3, 4), np.int32), np.zeros(2), 2), ValueError,
+     "`labels` must hold one target per sentence: 3, got shape (2,)"),
+    (lambda: text.bucket_by_length(np.zeros((3, 4), np.int32), np.zeros(3), 0), ValueError,
+     "`batch_size` must be an integer >= 1, got 0"),
+    (lambda: text.bucket_by_length(np.zeros((3, 4), np.int32), np.zeros(3), 2, width=2.5), ValueError,
+     "`width` must be an integer >= 1, got 2.5"),
+    (lambda: text.bucket_by_length(np.zeros((3, 4), np.int32), np.zeros(3), 2, seed=-1), ValueError,
+     "`seed` must be an integer >= 0, got -1"),
+    (lambda: text.bucket_by_length(np.zeros((3, 4), np.int32), np.zeros(3), 2, shuffle=1), TypeError,
+     "`shuffle` must be True or False, got 1"),
+])
+def test_bucket_by_length_refuses_bad_arguments(call, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        call()
+
+
+def test_a_stream_of_many_shapes_is_warned_about_once():
+    model = models.sentence_cnn(30, embed_dim=4, widths=(2,), features=2, rngs=nnx.Rngs(params=0, dropout=1))
+    stream = [np.full((1, n), 3, np.int32) for n in range(1, 19)]  # 18 example shapes
+    with pytest.warns(UserWarning, match="The `inputs` stream has given batches of 17 example shapes") as caught:
+        assert train.predict(model, iter(stream)).shape == (18, 2)  # (a list of arrays is one array)
+    assert len([w for w in caught if "example shapes" in str(w.message)]) == 1

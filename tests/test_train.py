@@ -671,9 +671,12 @@ def test_predict_takes_a_stream_of_batches_as_keras_does():
     assert train.predict(model, list(x)).shape == (23, 2)  # a list of examples is still one array
     with pytest.raises(ValueError, match=re.escape("`inputs` is an empty stream: it gave no batch")):
         train.predict(model, iter([]))
-    with pytest.raises(ValueError, match=re.escape("Batch 1 of the `inputs` stream holds inputs of shape (2, 10, 9, 1); "
-                                                   "every batch must hold examples of shape (10, 10, 1)")):
-        train.predict(model, iter([x[:2], x[:2, :, :9]]))
+    with pytest.raises(ValueError, match=re.escape("Batch 1 of the `inputs` stream: `x` must have shape (..., 256)")):
+        train.predict(model, iter([x[:2], x[:2, :, :9]]))  # another example shape, one this model cannot take
+    with pytest.raises(ValueError, match=re.escape("Batch 1 of the `inputs` stream holds inputs of shape (2, 10, 10); "
+                                                   "every batch must hold examples of 3 axes, as the first batch's "
+                                                   "(10, 10, 1) do")):
+        train.predict(model, iter([x[:2], x[:2, :, :, 0]]))
     with pytest.raises(TypeError, match=re.escape("Batch 0 of the `inputs` stream: `predict` inputs must be floating point")):
         train.predict(model, iter([np.zeros((2, 10, 10, 1), np.int32)]))
     with pytest.raises(TypeError, match=re.escape("Batch 0 of the `inputs` stream is a dict with keys ['pixels']")):
@@ -750,8 +753,13 @@ def test_a_checkpointed_stream_resumes_at_the_next_epoch_as_an_uninterrupted_run
     (_batches(X, Y, 8), dict(batch_size=8), ValueError, "`batch_size` is for arrays: a stream of batches brings"),
     (_batches(X, Y, 8), dict(loop="scan"), ValueError, "A stream of batches trains in the Python loop"),
     (_batches(X, Y, 8) + [(X[:8, :5], Y[:8])], dict(), ValueError,
-     "Batch 4 of the `train` stream holds inputs of shape (8, 5, 10, 1); every batch must hold at most 8 examples "
-     "of shape (10, 10, 1)"),
+     "Batch 4 of the `train` stream holds inputs of shape (8, 5, 10, 1), the first batch (8, 10, 10, 1), and the "
+     "model cannot take them: `x` must have shape (..., 64)"),
+    (_batches(X, Y, 8) + [(X[:8, :, :, 0], Y[:8])], dict(), ValueError,
+     "Batch 4 of the `train` stream holds inputs of shape (8, 10, 10); every batch must hold at most 8 examples of "
+     "3 axes, as the first batch's (10, 10, 1) do"),
+    (_batches(X, Y, 8) + [(X[:9], Y[:9])], dict(), ValueError,
+     "Batch 4 of the `train` stream holds inputs of shape (9, 10, 10, 1); every batch must hold at most 8 examples"),
     ([((X[:8] * 255).astype(np.uint8), Y[:8])] * 2, dict(), TypeError,
      "The first batch of the `train` stream: `train` inputs must be floating point, got uint8"),
     (iter([]), dict(), ValueError, "`train` is an empty stream: it gave no batch"),

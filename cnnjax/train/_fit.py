@@ -174,7 +174,8 @@ def fit(
         raise TypeError(f"The first batch of the `train` stream: {e}") from None
     warn_if_unscaled("train", inputs)
     check_fit(obj, outputs, "train", targets)
-    val_inputs, val_targets, val_iterator = _checked_validation(model, obj, outputs, inputs, validation)
+    val_inputs, val_targets, val_iterator = _checked_validation(model, obj, outputs, inputs, validation,
+                                                                  source is not None)
     n = inputs.shape[0] if source is None else None
     if source is None and batch_size > n:
         raise ValueError(f"`batch_size` {batch_size} is larger than the {n} training examples.")
@@ -243,8 +244,9 @@ def fit(
     return run.history
 
 
-def _checked_validation(model, obj, outputs, inputs, validation):
-    """``validation`` checked against the model and the training inputs: ``(inputs, targets,
+def _checked_validation(model, obj, outputs, inputs, validation, stream: bool):
+    """``validation`` checked against the model and the training inputs (``stream``: the first
+    batch of a stream, whose example shape other batches need not share): ``(inputs, targets,
     None)`` for arrays, ``(None, None, iterator)`` for a stream (its first batch read and
     checked, then put back), ``(None, None, None)`` for none."""
     if validation is None:
@@ -266,8 +268,14 @@ def _checked_validation(model, obj, outputs, inputs, validation):
     if val_inputs is not None:
         warn_if_unscaled("validation", val_inputs)
     if val_x.shape[1:] != inputs.shape[1:]:
-        raise ValueError(f"`validation` inputs have shape {val_x.shape[1:]} per example but "
-                         f"`train` inputs have {inputs.shape[1:]}.")
+        if not stream or val_x.ndim != inputs.ndim:
+            raise ValueError(f"`validation` inputs have shape {val_x.shape[1:]} per example but "
+                             f"`train` inputs have {inputs.shape[1:]}.")
+        try:  # a stream's batches may differ in their axes' sizes (sentences bucketed by length)
+            output_shape(model, val_x, "validation")
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"`validation` inputs have shape {val_x.shape[1:]} per example, the first training "
+                          f"batch {inputs.shape[1:]}, and the model cannot take them: {e}") from None
     check_fit(obj, outputs, "validation", val_y)
     return val_inputs, val_targets, val_iterator
 

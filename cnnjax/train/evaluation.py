@@ -25,7 +25,7 @@ from .._modes import mode_preserved
 from . import cpu
 from ._objective import check_data, check_fit, check_input_dtype, objective, warn_if_unscaled
 from .placement import Placement, Rows
-from .runner import STREAM_KEYS, is_stream, pad_batch, stream_batch, to_numpy
+from .runner import STREAM_KEYS, check_stream_shape, is_stream, pad_batch, stream_batch, to_numpy, warn_many_shapes
 from .state import TrainState, check_model, create_state
 from .steps import eval_step, outputs_of
 
@@ -124,9 +124,10 @@ class StreamEvaluator:
                 if self.check is not None:
                     self.check(x, y)
                 size, shape = -(-len(x) // self.placement.size) * self.placement.size, x.shape[1:]
-            if len(x) > size or x.shape[1:] != shape:
-                raise ValueError(f"{where} holds inputs of shape {x.shape}; every batch must hold at most {size} "
-                                 f"examples of shape {shape} (those of the first batch).")
+                shapes = {shape}
+            check_stream_shape(x, shape, where, size)
+            shapes.add(x.shape[1:])
+            warn_many_shapes(shapes, self.name)
             if not warned and np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
                 warned = True
                 warn_not_finite(self.name, f"batch {k} of the stream")
@@ -254,15 +255,22 @@ class Predictor:
         for k, batch in enumerate(stream):
             where = f"Batch {k} of the `inputs` stream"
             x = _stream_inputs(batch, where)
-            if x.ndim == 0 or (shape is not None and x.shape[1:] != shape):
+            if x.ndim == 0:
                 raise ValueError(f"{where} holds inputs of shape {x.shape}; every batch must hold examples of "
-                                 f"shape {shape if shape is not None else '(N, *input_shape)'}"
-                                 f"{' (those of the first batch)' if shape is not None else ''}.")
-            shape = x.shape[1:]
+                                 "shape (N, *input_shape).")
+            if shape is None:
+                shape, shapes = x.shape[1:], set()
+            check_stream_shape(x, shape, where)
+            shapes.add(x.shape[1:])
+            warn_many_shapes(shapes, "inputs")
             try:
                 out.append(self(x))
             except (TypeError, ValueError) as e:
                 raise type(e)(f"{where}: {e}") from None
+            if out[-1].shape[1:] != out[0].shape[1:]:
+                raise ValueError(f"{where} gives outputs of shape {out[-1].shape}, the first batch "
+                                 f"{out[0].shape}: a stream's outputs are joined along the first axis, so each "
+                                 "example's must have one shape.")
         if not out:
             raise ValueError("`inputs` is an empty stream: it gave no batch.")
         return np.concatenate(out)

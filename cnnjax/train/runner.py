@@ -12,7 +12,8 @@ Two loops run the same :func:`~cnnjax.train.train_step`:
   data too large for the device, or lowerings that run slowly inside a scan.
 - **A stream of batches** (:class:`StreamRunner`): the Python loop over whatever an
   iterable yields (a torch ``DataLoader``, a generator), each batch padded to the first
-  one's size so the step compiles once.
+  one's size so the step compiles once per example shape (sentences bucketed by length
+  give a few shapes: :func:`cnnjax.text.bucket_by_length`).
 
 An epoch is cut into equal segments (about a tenth of an epoch, a divisor of the step
 count where one is near): between segments the host updates the progress bar, checks
@@ -28,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -292,6 +294,29 @@ def pad_batch(x: np.ndarray, y: np.ndarray, size: int) -> tuple[np.ndarray, np.n
     return pad(x), pad(y), w
 
 
+SHAPES_WARNED = 16  # a stream of more example shapes than this is warned about: each compiles its own program
+
+
+def check_stream_shape(x: np.ndarray, first: tuple, where: str, size: int | None = None) -> None:
+    """Refuses a stream's batch ``x`` with another number of axes per example than the first
+    batch's ``first`` example shape, or more than ``size`` examples. The axes' sizes may
+    differ from the first batch's (sentences bucketed by length): each new example shape
+    compiles its own program."""
+    if x.ndim != len(first) + 1 or (size is not None and len(x) > size):
+        most = "" if size is None else f"at most {size} "
+        raise ValueError(f"{where} holds inputs of shape {x.shape}; every batch must hold {most}examples of "
+                         f"{len(first)} axes, as the first batch's {first} do (their sizes may differ: each "
+                         "example shape compiles its own step).")
+
+
+def warn_many_shapes(shapes: set, name: str) -> None:
+    """Warns once, when a stream has given one example shape more than :data:`SHAPES_WARNED`."""
+    if len(shapes) == SHAPES_WARNED + 1:
+        warnings.warn(f"The `{name}` stream has given batches of {len(shapes)} example shapes; each compiles its own "
+                      "program. Pad its batches to a few lengths (cnnjax.text.bucket_by_length for sentences).",
+                      stacklevel=4)
+
+
 def is_stream(data) -> bool:
     """Whether ``data`` is a stream of batches (an iterable of pairs or dicts) rather than an
     ``(inputs, targets)`` pair of arrays."""
@@ -333,13 +358,14 @@ class StreamRunner:
     padded to ``batch_size`` with zero-weight examples (``pad``), or run at its own size
     for a model whose variables every example moves, and split across the devices.
 
-    A batch larger than ``batch_size`` or of another example shape is refused, naming it.
+    A batch larger than ``batch_size``, or whose examples have another number of axes than
+    the first batch's, is refused, naming it; each example shape compiles its own step.
     """
 
     def __init__(self, placement: Placement, batch_size: int, example_shape: tuple, pad: bool, first):
         self.loop, self.placement, self.batch_size = "python", placement, batch_size
         self.example_shape, self.pad, self.first = example_shape, pad, first
-        self.steps_seen = 0
+        self.steps_seen, self.shapes = 0, {example_shape}
 
     def _batch(self, batch, spec: bool = False):
         x, y = batch
@@ -352,12 +378,10 @@ class StreamRunner:
 
     def checked(self, batch) -> tuple[np.ndarray, np.ndarray]:
         """A batch as ``check_data`` checks the arrays of ``fit`` (float inputs, N targets),
-        of the first batch's example shape and at most its size."""
+        with the first batch's number of axes and at most its size."""
         where = f"Batch {self.steps_seen} of the `train` stream"
         x, y = stream_batch(batch, where)
-        if x.shape[1:] != self.example_shape or len(x) > self.batch_size:
-            raise ValueError(f"{where} holds inputs of shape {x.shape}; every batch must hold at most "
-                             f"{self.batch_size} examples of shape {self.example_shape} (those of the first batch).")
+        check_stream_shape(x, self.example_shape, where, self.batch_size)
         first = self.first[0].dtype
         if np.issubdtype(x.dtype, np.integer) != np.issubdtype(first, np.integer):
             raise TypeError(f"{where} holds inputs of dtype {x.dtype}; the first batch's are {first}, and every "
@@ -380,8 +404,19 @@ class StreamRunner:
             batch = next(plan.batches, None)
             if batch is None:
                 break
-            placed, n = self._batch(self.checked(batch))
-            state, row = _python_step(state, placed)
+            x, y = self.checked(batch)
+            placed, n = self._batch((x, y))
+            if x.shape[1:] in self.shapes:
+                state, row = _python_step(state, placed)
+            else:  # a new example shape: its step is traced now, and a model that cannot take it says so
+                try:
+                    state, row = _python_step(state, placed)
+                except (TypeError, ValueError) as e:
+                    raise type(e)(f"Batch {self.steps_seen} of the `train` stream holds inputs of shape {x.shape}, "
+                                  f"the first batch {self.first[0].shape}, and the model cannot take them: {e}"
+                                  ) from None
+                self.shapes.add(x.shape[1:])
+                warn_many_shapes(self.shapes, "train")
             self.steps_seen += 1
             rows.append(row)
             counts.append(n)
