@@ -203,9 +203,8 @@ def learning_rates(config: Config, examples: int):
     at the epoch the nested choice picked has followed the very curve it was chosen on."""
     if config.schedule == "constant":
         return optax.constant_schedule(config.learning_rate)
-    from cnnjax.train.runner import epoch_steps  # fit's steps per epoch (the last batch smaller)
-
-    return optax.cosine_decay_schedule(config.learning_rate, config.epochs * epoch_steps(examples, config.batch_size))
+    steps = train.epoch_steps(examples, config.batch_size)  # fit's steps per epoch (the last batch smaller)
+    return optax.cosine_decay_schedule(config.learning_rate, config.epochs * steps)
 
 
 def training_inputs(recordings: audio.Recordings, kind: str, normalise: str, config: Config):

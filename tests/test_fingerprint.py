@@ -1,4 +1,4 @@
-"""cnnjax.train.fingerprint: what a checkpoint records of its run, and resume compares."""
+"""cnnjax.train._fingerprint: what a checkpoint records of its run, and resume compares."""
 
 import json
 import os
@@ -10,7 +10,8 @@ import numpy as np
 import optax
 import pytest
 
-from cnnjax.train import fingerprint, rmsprop
+from cnnjax.train import _fingerprint as fingerprint
+from cnnjax.train import rmsprop
 
 BUILDS = {  # each built twice below: equal builds must agree, every pair of entries differ
     "adam 1e-3": lambda: optax.adam(1e-3),
@@ -35,7 +36,7 @@ _CHILD = """
 import json, sys
 sys.path.insert(0, {here!r})
 from test_fingerprint import BUILDS
-from cnnjax.train import fingerprint
+from cnnjax.train import _fingerprint as fingerprint
 print(json.dumps({{k: fingerprint.identity(b()) for k, b in BUILDS.items()}}))
 """
 

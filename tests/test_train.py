@@ -366,7 +366,7 @@ def test_history_and_predict():
 
 def test_choose_loop():
     x, y = small_data(8)
-    step = lambda: train.runner.trace_step(train.create_state(small_model()), 4, x, y)
+    step = lambda: train._runner.trace_step(train.create_state(small_model()), 4, x, y)
     cpu = jax.devices("cpu")[0]
     assert train.choose_loop(10**6, cpu, step=step()) == "scan"
     with lowering.use(conv="reference"):
@@ -650,7 +650,7 @@ def test_predictor_reads_current_weights_and_compiles_few_shapes():
     finally:
         counter.active = False
     assert counter.count <= 6  # batches of 1, 2, 4, 8, 16 and 32 (a 40 is 32 + 8); none seen yet
-    assert [train.evaluation.bucket(n, 32) for n in (1, 2, 3, 5, 17, 32)] == [1, 2, 4, 8, 32, 32]
+    assert [train._evaluation.bucket(n, 32) for n in (1, 2, 3, 5, 17, 32)] == [1, 2, 4, 8, 32, 32]
     assert predictor(x[:0]).shape == (0, 2)
     with pytest.raises(TypeError, match="`predict` inputs must be floating point, got int32; scale images first"):
         predictor(np.zeros((2, 10, 10, 1), np.int32))

@@ -9,26 +9,27 @@ The lecture's Keras code, and its cnnjax equivalent::
     history = cnnjax.train.fit(model, (train_images, train_labels), epochs=5, batch_size=64,
                                validation=(test_images, test_labels))
 
-The parts, one module each:
+The parts, one module each; the two public ones (``checkpoints``, ``distributed``) are
+namespaces of their own, the others private, their names re-exported here:
 
+- ``_inputs.py``: what ``fit``, ``evaluate`` and ``predict`` accept (arrays, random-access
+  sources, streams of batches), decided and checked once.
 - ``_objective.py``: :func:`objective`, the loss and metrics (any ``fn(outputs, targets)``).
-- :mod:`~cnnjax.train.optimizers`: Keras' RMSprop as optax, and the max-norm constraint.
-- :mod:`~cnnjax.train.state`: :class:`TrainState` (the model split into structure and
-  variables, in training and evaluation mode) and :func:`create_state`.
-- :mod:`~cnnjax.train.steps`: :func:`train_step`, :func:`eval_step`, :func:`predict_step`
-  -- pure, jitted, what ``fit`` runs and what a custom loop calls.
-- :mod:`~cnnjax.train.placement`: the device mesh and how arrays go onto it.
-- :mod:`~cnnjax.train.runner`: an epoch's steps in segments, on-device (``lax.scan``)
-  or in a Python loop.
-- :mod:`~cnnjax.train.callbacks`: progress, History, NaN guard, EarlyStopping.
+- ``_optimizers.py``: Keras' RMSprop as optax, the max-norm constraint, the learning rate.
+- ``_state.py``: :class:`TrainState` (the model split into structure and variables, in
+  training and evaluation mode) and :func:`create_state`.
+- ``_steps.py``: :func:`train_step`, :func:`eval_step`, :func:`predict_step` -- pure,
+  jitted, what ``fit`` runs and what a custom loop calls.
+- ``_placement.py``: the device mesh and how arrays go onto it.
+- ``_runner.py``: an epoch's steps in segments, on-device (``lax.scan``) or in a Python loop.
+- ``_callbacks.py``: progress, History, NaN guard, the monitors (EarlyStopping, ReduceLROnPlateau).
 - :mod:`~cnnjax.train.checkpoints`: orbax checkpoints of named state trees, resume,
-  the run directory's lock (orbax imported on first use).
-- :mod:`~cnnjax.train.fingerprint`: what makes a run that run (settings, data, optimizer,
-  loss), recorded in its checkpoints and checked on resume.
-- :mod:`~cnnjax.train.cpu`: CPU tuning (malloc, micro-batches).
-- ``_fit.py`` and :mod:`~cnnjax.train.evaluation`: :func:`fit`, ``evaluate``,
-  ``predict`` and :class:`Predictor` (many small calls).
-
+  ``ModelCheckpoint``, the run directory's lock (orbax imported on first use).
+- ``_fingerprint.py``: what makes a run that run (settings, data, optimizer, loss),
+  recorded in its checkpoints and checked on resume.
+- ``_cpu.py``: CPU tuning (malloc, micro-batches).
+- ``_fit.py`` and ``_evaluation.py``: :func:`fit`, ``evaluate``, ``predict`` and
+  :class:`Predictor` (many small calls).
 - :mod:`~cnnjax.train.distributed`: training across processes (one per host or GPU):
   :func:`~cnnjax.train.distributed.initialize` on every process, then ``fit`` as usual;
   every process holds the same dataset and seed and feeds its own devices' slices of
@@ -36,9 +37,7 @@ The parts, one module each:
 """
 
 from . import checkpoints, distributed
-from ._fit import fit
-from ._objective import Objective, objective
-from .callbacks import (
+from ._callbacks import (
     Callback,
     EarlyStopping,
     History,
@@ -50,13 +49,15 @@ from .callbacks import (
     StopTraining,
     TerminateOnNaN,
 )
+from ._cpu import auto_microbatches, tune_cpu_memory
+from ._evaluation import Predictor, evaluate, predict
+from ._fit import fit
+from ._objective import Objective, objective
+from ._optimizers import DEFAULT_OPTIMIZER, learning_rate, max_norm, per_epoch, rmsprop, set_learning_rate
+from ._runner import choose_loop, epoch_steps
+from ._state import TrainState, create_state
+from ._steps import eval_step, predict_step, train_step
 from .checkpoints import ModelCheckpoint, restore
-from .cpu import auto_microbatches, tune_cpu_memory
-from .evaluation import Predictor, evaluate, predict
-from .optimizers import DEFAULT_OPTIMIZER, learning_rate, max_norm, per_epoch, rmsprop, set_learning_rate
-from .runner import choose_loop, epoch_steps
-from .state import TrainState, create_state
-from .steps import eval_step, predict_step, train_step
 
 __all__ = [
     "DEFAULT_OPTIMIZER",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jax
@@ -17,15 +16,24 @@ import optax
 from flax import nnx
 
 from .. import _checks
-from ._objective import check_data, check_fit, check_input_dtype, objective, warn_if_unscaled
-from .callbacks import Callback, CallbackList, History, ProgressBar, Run, TerminateOnNaN, as_callback
-from .checkpoints import ModelCheckpoint
-from .cpu import auto_microbatches
-from .evaluation import Evaluator, StreamEvaluator, output_shape
-from .fingerprint import data_digest, identity
-from .optimizers import DEFAULT_OPTIMIZER, learning_rate
-from .placement import Placement
-from .runner import (
+from ._callbacks import Callback, CallbackList, History, ProgressBar, Run, TerminateOnNaN, as_callback
+from ._cpu import auto_microbatches
+from ._evaluation import Evaluator, StreamEvaluator
+from ._fingerprint import data_digest, identity
+from ._inputs import (
+    Stream,
+    check_data,
+    check_fit,
+    checked_validation,
+    is_stream,
+    output_shape,
+    split_last,
+    warn_if_unscaled,
+)
+from ._objective import objective
+from ._optimizers import DEFAULT_OPTIMIZER, learning_rate
+from ._placement import Placement
+from ._runner import (
     ArrayRunner,
     EpochPlan,
     StreamPlan,
@@ -33,13 +41,12 @@ from .runner import (
     choose_loop,
     default_segment,
     epoch_steps,
-    is_stream,
     plan_epoch,
     run_length,
-    stream_batch,
     trace_step,
 )
-from .state import check_model, create_state, has_batch_state
+from ._state import check_model, create_state, has_batch_state
+from .checkpoints import ModelCheckpoint
 
 
 def fit(
@@ -117,12 +124,12 @@ def fit(
       shuffle: shuffle each epoch.
       verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
       loop: ``"auto"``, ``"scan"`` (epochs on the device) or ``"python"`` (see
-        :mod:`cnnjax.train.runner`).
+        :mod:`cnnjax.train._runner`).
       steps_per_segment: steps between visits of the host (progress, NaN checks,
         callbacks' ``on_train_batch_end``, checkpoints); default about a tenth of an epoch.
       checkpoint_dir: save checkpoints here (after every segment when
         ``steps_per_segment`` is given, and after every epoch), with the run's
-        fingerprint (:mod:`cnnjax.train.fingerprint`: its digest of the data reads a
+        fingerprint (:mod:`cnnjax.train._fingerprint`: its digest of the data reads a
         random-access source's 1,024 sampled rows once).
       keep_checkpoints: how many recent checkpoints to keep.
       resume: continue from the newest readable checkpoint in ``checkpoint_dir``, if any;
@@ -158,13 +165,13 @@ def fit(
         raise ValueError("`resume=True` needs `checkpoint_dir`.")
     if not isinstance(record_steps, bool):
         raise TypeError(f"`record_steps` must be a bool, got {record_steps!r}.")
-    source = _Stream.of(train, batch_size, steps_per_epoch, loop, validation_split)  # reads a stream's first batch
+    source = Stream.of(train, batch_size, steps_per_epoch, loop, validation_split)  # reads a stream's first batch
     batch_size = _checks.positive_int(64 if batch_size is None else batch_size, "batch_size") if source is None \
         else source.batch_size
     user_callbacks = [as_callback(c) for c in callbacks]
     obj = objective(loss, metrics)
     if validation_split is not None:
-        train, validation = _split_last(train, validation_split, validation)
+        train, validation = split_last(train, validation_split, validation)
     inputs, targets = check_data("train", train) if source is None else source.first
     try:
         outputs = output_shape(model, inputs, "train")  # refuses inputs of a kind the model does not take
@@ -174,7 +181,7 @@ def fit(
         raise TypeError(f"The first batch of the `train` stream: {e}") from None
     warn_if_unscaled("train", inputs)
     check_fit(obj, outputs, "train", targets)
-    val_inputs, val_targets, val_iterator = _checked_validation(model, obj, outputs, inputs, validation,
+    val_inputs, val_targets, val_iterator = checked_validation(model, obj, outputs, inputs, validation,
                                                                   source is not None)
     n = inputs.shape[0] if source is None else None
     if source is None and batch_size > n:
@@ -244,109 +251,10 @@ def fit(
     return run.history
 
 
-def _checked_validation(model, obj, outputs, inputs, validation, stream: bool):
-    """``validation`` checked against the model and the training inputs (``stream``: the first
-    batch of a stream, whose example shape other batches need not share): ``(inputs, targets,
-    None)`` for arrays, ``(None, None, iterator)`` for a stream (its first batch read and
-    checked, then put back), ``(None, None, None)`` for none."""
-    if validation is None:
-        return None, None, None
-    val_inputs = val_targets = val_iterator = None
-    if is_stream(validation):
-        if isinstance(validation, Iterator):
-            raise TypeError("A `validation` stream is evaluated after every epoch, so it must iterate anew each "
-                            "time (a list, a DataLoader), not be an iterator or generator.")
-        val_iterator = iter(validation)  # the first validation's: one iter() per epoch, after train's
-        first = next(val_iterator, None)
-        if first is None:
-            raise ValueError("`validation` is an empty stream: it gave no batch.")
-        val_x, val_y = stream_batch(first, "The first batch of the `validation` stream", "validation")
-        val_iterator = itertools.chain([first], val_iterator)
-    else:
-        val_inputs, val_targets = val_x, val_y = check_data("validation", validation)
-    check_input_dtype(model, "validation", val_x.dtype)
-    if val_inputs is not None:
-        warn_if_unscaled("validation", val_inputs)
-    if val_x.shape[1:] != inputs.shape[1:]:
-        if not stream or val_x.ndim != inputs.ndim:
-            raise ValueError(f"`validation` inputs have shape {val_x.shape[1:]} per example but "
-                             f"`train` inputs have {inputs.shape[1:]}.")
-        try:  # a stream's batches may differ in their axes' sizes (sentences bucketed by length)
-            output_shape(model, val_x, "validation")
-        except (TypeError, ValueError) as e:
-            raise type(e)(f"`validation` inputs have shape {val_x.shape[1:]} per example, the first training "
-                          f"batch {inputs.shape[1:]}, and the model cannot take them: {e}") from None
-    check_fit(obj, outputs, "validation", val_y)
-    return val_inputs, val_targets, val_iterator
-
-
 def _what_resume_checks(inputs, targets, obj, optimizer) -> dict:
-    """Besides the settings: the data, the loss and the optimizer (:mod:`cnnjax.train.fingerprint`)."""
+    """Besides the settings: the data, the loss and the optimizer (:mod:`cnnjax.train._fingerprint`)."""
     return {"data": data_digest(inputs, targets), "loss": identity(obj.loss),
             "optimizer": identity(DEFAULT_OPTIMIZER if optimizer is None else optimizer)}
-
-
-class _Stream:
-    """``train`` given as a stream of batches: its first batch (read to check the data and
-    size the compiled step) and each epoch's iterator."""
-
-    def __init__(self, train, steps_per_epoch):
-        self.train = train
-        self.one_shot = isinstance(train, Iterator)  # an iterator (a generator) is read on, epoch after epoch
-        iterator = iter(train)  # the first epoch's: one iter() per epoch, as a PyTorch loop makes
-        first = next(iterator, None)
-        if first is None:
-            raise ValueError("`train` is an empty stream: it gave no batch.")
-        x, y = stream_batch(first, "The first batch of the `train` stream")
-        self.first, self.batch_size = (x, y), len(x)
-        self._first_epoch = itertools.chain([first], iterator)
-        length = len(train) if hasattr(train, "__len__") else None
-        self.steps = (_checks.positive_int(steps_per_epoch, "steps_per_epoch") if steps_per_epoch is not None
-                      else length)
-
-    def batches(self, epoch: int):
-        """The epoch's batches: first the iterator the first batch came from; then a new
-        ``iter()`` each epoch, or, for an iterator, the rest of it."""
-        if self._first_epoch is not None:
-            batches, self._first_epoch = self._first_epoch, None
-            return batches
-        return self.train if self.one_shot else iter(self.train)
-
-    @staticmethod
-    def of(train, batch_size, steps_per_epoch, loop, validation_split) -> _Stream | None:
-        """A :class:`_Stream` if ``train`` is one (not an ``(inputs, targets)`` pair), else None."""
-        if not is_stream(train):
-            if steps_per_epoch is not None:
-                raise ValueError("`steps_per_epoch` is for a stream of batches; arrays' epochs are their length.")
-            return None
-        for name, value in (("batch_size", batch_size), ("validation_split", validation_split)):
-            if value is not None:
-                raise ValueError(f"`{name}` is for arrays: a stream of batches brings its own batches.")
-        if loop == "scan":
-            raise ValueError("A stream of batches trains in the Python loop; `loop='scan'` needs arrays.")
-        if jax.process_count() > 1:
-            raise ValueError("A stream of batches trains in one process; across processes give arrays or a "
-                             "random-access source.")
-        return _Stream(train, steps_per_epoch)
-
-
-def _split_last(train: Any, fraction: Any, validation: Any) -> tuple[tuple, tuple]:
-    """Keras' ``validation_split``: the last ``fraction`` of ``train`` held out, unshuffled."""
-    if validation is not None:
-        raise ValueError("Give `validation` or `validation_split`, not both.")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"`validation_split` must be a fraction in (0, 1), got {fraction!r}.")
-    if not (isinstance(train, (tuple, list)) and len(train) == 2):
-        raise TypeError(f"`train` must be an (inputs, targets) pair of arrays, got {type(train).__name__}.")
-    inputs, targets = train
-    if not isinstance(inputs, np.ndarray) and not hasattr(inputs, "__array__"):
-        raise TypeError(f"`validation_split` needs `train` inputs that are arrays or memory maps, got "
-                        f"{type(inputs).__name__}; give `validation=` instead.")
-    n = len(inputs)
-    split = int(n * (1 - fraction))  # Keras' rule
-    if not 0 < split < n:
-        raise ValueError(f"`validation_split`={fraction} of {n} examples leaves an empty training or validation set.")
-    return (inputs[:split], targets[:split]), (inputs[split:], targets[split:])
 
 
 def _train_epoch(run: Run, runner: ArrayRunner | StreamRunner, plan: EpochPlan | StreamPlan, hooks: CallbackList,

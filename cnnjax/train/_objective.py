@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .. import losses
 
@@ -174,124 +172,6 @@ def _build(loss, metrics) -> Objective:
             raise ValueError(f"`metrics` names must be strings other than 'loss' and 'val_...', got {name!r}.")
         resolved.append((name, _resolve(fn, f"metrics[{name!r}]", _METRICS)))
     return Objective(loss_fn, tuple(resolved), loss_fn in _CLASS_INDEX_LOSSES)
-
-
-def _is_source(x: Any) -> bool:
-    """Whether ``x`` is a random-access source read lazily (an h5py or zarr dataset, a
-    grain-style source with ``shape`` and ``dtype``) rather than an array to convert."""
-    return (not isinstance(x, (np.ndarray, jax.Array)) and hasattr(x, "__getitem__")
-            and isinstance(getattr(x, "shape", None), tuple) and hasattr(x, "dtype"))
-
-
-def takes_integers(model: Any) -> bool:
-    """Whether ``model`` takes integer inputs (token ids): it says so with an integer
-    ``input_dtype`` attribute, as :class:`cnnjax.models.SentenceCNN` does (Keras' ``Input(dtype=)``)."""
-    dtype = getattr(model, "input_dtype", None)
-    return dtype is not None and np.issubdtype(np.dtype(dtype), np.integer)
-
-
-def check_input_dtype(model: Any, name: str, dtype: Any) -> None:
-    """Floating-point inputs for a model of images or sound; integer ids for a model that
-    declares them (:func:`takes_integers`): the other kind is refused, naming ``name``."""
-    dtype = np.dtype(dtype)
-    if takes_integers(model):
-        if not np.issubdtype(dtype, np.integer):
-            raise TypeError(f"`{name}` inputs must be integer ids for this model (its input_dtype is "
-                            f"{np.dtype(model.input_dtype).name}), got {dtype}.")
-    elif not np.issubdtype(dtype, np.floating):
-        raise TypeError(
-            f"`{name}` inputs must be floating point, got {dtype}; scale images first, "
-            f"e.g. `cnnjax.data.to_float_images(images)` (uint8 -> float32 in [0, 1]). (A model that takes "
-            f"integer ids says so with an integer `input_dtype` attribute, as models.sentence_cnn does.)"
-        )
-
-
-def check_data(name: str, pair: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(inputs, targets)`` checked: float (or integer) inputs, N of each, N > 0; which
-    kind of inputs the model takes is :func:`check_input_dtype`'s check. Targets become NumPy
-    arrays; inputs too, unless they are a NumPy array already (a memory map stays one) or
-    a random-access source (shape, dtype, ``source[indices]``), which training reads a
-    batch slice at a time."""
-    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-        raise TypeError(f"`{name}` must be an (inputs, targets) pair of arrays, got {type(pair).__name__}.")
-    inputs = pair[0] if _is_source(pair[0]) else np.asarray(pair[0])
-    targets = np.asarray(pair[1])
-    if not (np.issubdtype(inputs.dtype, np.floating) or np.issubdtype(inputs.dtype, np.integer)):
-        raise TypeError(f"`{name}` inputs must be floating point (or integer ids, for a model that takes them), "
-                        f"got {inputs.dtype}.")
-    if not (np.issubdtype(targets.dtype, np.number) or targets.dtype == np.bool_):
-        raise TypeError(f"`{name}` targets must be numbers, got dtype {targets.dtype}.")
-    if len(inputs.shape) < 1 or targets.ndim < 1 or inputs.shape[0] != len(targets):
-        raise ValueError(
-            f"`{name}` must hold N inputs and N targets (first axis N), got inputs {inputs.shape} "
-            f"and targets {targets.shape}."
-        )
-    if len(targets) == 0:
-        raise ValueError(f"`{name}` is empty.")
-    if np.issubdtype(targets.dtype, np.integer):
-        info = np.iinfo(np.int32)
-        if targets.dtype.itemsize > 4 or targets.dtype == np.uint32:  # would wrap on the cast below
-            bad = np.flatnonzero((targets < info.min) | (targets > info.max))
-            if len(bad):
-                raise ValueError(f"`{name}` targets must fit in int32, got {targets.flat[bad[0]]} at index "
-                                 f"{np.unravel_index(bad[0], targets.shape)[0]} (dtype {targets.dtype}).")
-        targets = targets.astype(np.int32)
-    elif np.issubdtype(targets.dtype, np.floating) and targets.dtype != np.float32:
-        targets = targets.astype(np.float32)
-    return inputs, targets
-
-
-UNSCALED_SAMPLE = 256
-"""Rows :func:`warn_if_unscaled` reads, spread evenly over the inputs."""
-
-
-def warn_if_unscaled(name: str, inputs: Any) -> None:
-    """Warns (once per call) when ``inputs`` look like unscaled pixels: every value read a
-    whole number, none negative, some above 1 (as ``uint8`` images cast to float without
-    ``/ 255``). Such inputs train far worse (the lecture's model: loss 107 against 2.3
-    after one epoch) and nothing else fails. Reads :data:`UNSCALED_SAMPLE` rows of a NumPy
-    array or memory map; another random-access source is not read (each process reads
-    only its own slices of it)."""
-    if not isinstance(inputs, np.ndarray) or not np.issubdtype(inputs.dtype, np.floating):
-        return
-    n = inputs.shape[0]
-    rows = np.unique(np.linspace(0, n - 1, min(n, UNSCALED_SAMPLE)).astype(np.int64))
-    sample = np.asarray(inputs[rows])
-    sample = sample[np.isfinite(sample)]
-    if sample.size and sample.min() >= 0 and sample.max() > 1 and np.all(sample == np.round(sample)):
-        warnings.warn(
-            f"`{name}` inputs look unscaled: whole numbers from {sample.min():g} to {sample.max():g} in the "
-            f"{len(rows)} rows read. Images train best in [0, 1]: `cnnjax.data.to_float_images(uint8_images)` "
-            f"or `x / 255`.", UserWarning, stacklevel=3)
-
-
-def check_fit(obj: Objective, outputs: jax.ShapeDtypeStruct, name: str, targets: np.ndarray) -> None:
-    """Checks, before anything compiles, that ``obj`` can score the model's ``outputs``
-    (for one example) against ``name``'s targets, and that class-index targets are in range."""
-    example = jax.ShapeDtypeStruct((1, *targets.shape[1:]), targets.dtype)
-    if obj.class_indices:
-        if not np.issubdtype(targets.dtype, np.integer):
-            raise TypeError(
-                f"`{name}` targets must be integer class indices for the default loss "
-                f"(sparse categorical cross-entropy), got dtype {targets.dtype}; give `loss=` for "
-                f"other targets (e.g. loss='categorical_crossentropy' for one-hot rows, 'mse' for regression)."
-            )
-        if len(outputs.shape) != targets.ndim + 1:
-            raise ValueError(
-                f"The model returns outputs of shape {tuple(outputs.shape)} for one example, which do not "
-                f"hold class scores for `{name}` targets of shape {targets.shape[1:]} per example: "
-                f"expected outputs of shape (1, {', '.join(map(str, targets.shape[1:] + ('classes',)))})."
-            )
-    try:
-        jax.eval_shape(obj.per_example, outputs, example)
-    except (ValueError, TypeError) as e:
-        raise ValueError(
-            f"The objective cannot score the model's outputs of shape {tuple(outputs.shape)} against "
-            f"`{name}` targets of shape {targets.shape[1:]} per example ({targets.dtype}): {e}"
-        ) from e
-    if obj.class_indices:
-        classes = outputs.shape[-1]
-        losses.check_labels(targets, classes, f"`{name}` targets", f" for a model with {classes} outputs")
 
 
 __all__ = ["Objective", "objective"]

@@ -51,9 +51,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .callbacks import MonitorCallback
-from .fingerprint import differences
-from .state import TrainState, check_model, create_state
+from ._callbacks import MonitorCallback
+from ._fingerprint import differences
+from ._state import TrainState, check_model, create_state
 
 
 @functools.cache

@@ -7,7 +7,6 @@ statistics) whatever mode the model is in, and leave the model as it was.
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,33 +21,29 @@ from jax.typing import ArrayLike
 from .. import _checks, data
 from .._activations import softmax
 from .._modes import mode_preserved
-from . import cpu
-from ._objective import check_data, check_fit, check_input_dtype, objective, warn_if_unscaled
-from .placement import Placement, Rows
-from .runner import STREAM_KEYS, check_stream_shape, is_stream, pad_batch, stream_batch, to_numpy, warn_many_shapes
-from .state import TrainState, check_model, create_state
-from .steps import eval_step, outputs_of
+from ._cpu import tune_cpu_memory
+from ._inputs import (
+    check_data,
+    check_fit,
+    check_input_dtype,
+    check_stream_shape,
+    empty_stream,
+    is_input_stream,
+    is_stream,
+    output_shape,
+    pad_batch,
+    stream_batch,
+    stream_inputs,
+    warn_if_unscaled,
+    warn_many_shapes,
+    warn_not_finite,
+)
+from ._objective import objective
+from ._placement import Placement, Rows
+from ._state import TrainState, check_model, create_state
+from ._steps import eval_step, outputs_of
 
 _NO_OPTIMIZER = optax.identity()  # one object: evaluation states share their compiled programs
-
-
-def output_shape(model: nnx.Module, inputs: np.ndarray, name: str) -> jax.ShapeDtypeStruct:
-    """The model's output for one example of ``inputs``, as a shape (nothing is computed);
-    inputs of a kind the model does not take (integer or floating) are refused first."""
-    check_input_dtype(model, name, inputs.dtype)
-    example = jax.ShapeDtypeStruct((1, *inputs.shape[1:]), inputs.dtype if np.issubdtype(inputs.dtype, np.integer)
-                                   else jnp.float32)
-    graphdef, variables = nnx.split(model)  # called functionally: a model may update its state
-    try:
-        return jax.eval_shape(lambda v, x: nnx.merge(graphdef, v)(x), variables, example)
-    except (ValueError, TypeError) as e:
-        if "no `rngs` argument was provided to Dropout" in str(e):
-            raise ValueError(
-                "The model's Dropout has no random stream of its own: fit, evaluate and predict call model(x) and "
-                "switch modes with model.train() and model.eval(), so Dropout must draw from a stream given at "
-                "construction, nnx.Dropout(rate, rngs=rngs) (cnnjax.nn.Dropout takes one too); fit then carries it "
-                "through every step and checkpoint. A `rngs=` argument of __call__ is not passed.") from e
-        raise ValueError(f"`{name}` inputs of shape {inputs.shape} do not fit the model: {e}") from e
 
 
 @jax.jit
@@ -83,14 +78,6 @@ class Evaluator:
         """The means for ``state``, which must be on the same placement."""
         values = np.asarray(evaluate_batches(state, *self._args))
         return dict(zip(state.metric_names, map(float, values), strict=True))
-
-
-def warn_not_finite(name: str, where: str) -> None:
-    """Warns that ``name``'s inputs hold NaN or infinity, first at ``where``: their loss and
-    metrics come out NaN (NaN in is NaN out), and training's guard does not watch them."""
-    warnings.warn(f"`{name}` inputs hold NaN or infinity, first in {where}: its loss and metrics will be NaN. "
-                  "Clean or drop those examples (np.isfinite(x).all(axis=(1, 2, 3)) marks the good ones).",
-                  UserWarning, stacklevel=4)
 
 
 _eval_step = jax.jit(eval_step)
@@ -138,7 +125,7 @@ class StreamEvaluator:
             count += n
         self._warned = warned  # once a fit, not after every epoch
         if count == 0:
-            raise ValueError(f"`{self.name}` is an empty stream: it gave no batch.")
+            raise empty_stream(self.name)
         return dict(zip(state.metric_names, (totals / count).tolist(), strict=True))
 
 
@@ -161,7 +148,7 @@ def evaluate(model: nnx.Module, test: tuple[np.ndarray, np.ndarray], *, batch_si
       ``{"loss": ..., **metrics}``: means over the examples.
     """
     check_model(model)
-    cpu.tune_cpu_memory()
+    tune_cpu_memory()
     obj = objective(loss, metrics)
     if is_stream(test):
         if batch_size is not None:
@@ -214,7 +201,7 @@ class Predictor:
                  compute_dtype: Any = None, logits: Any = None):
         check_model(model)
         _check_probabilities(probabilities, logits)
-        cpu.tune_cpu_memory()
+        tune_cpu_memory()
         self._model = model  # what inputs it takes (check_input_dtype)
         self.batch_size = 256 if batch_size is None else _checks.positive_int(batch_size, "batch_size")
         with mode_preserved(model):
@@ -231,7 +218,7 @@ class Predictor:
     def __call__(self, inputs: ArrayLike) -> np.ndarray:
         """The outputs for ``inputs (N, *input_shape)``, float32 ``(N, ...)``; or for a stream of
         batches (see :func:`predict`), every batch's outputs in the stream's order."""
-        if _is_input_stream(inputs):
+        if is_input_stream(inputs):
             return self._stream(inputs)
         inputs = np.asarray(inputs)
         check_input_dtype(self._model, "predict", inputs.dtype)
@@ -254,7 +241,7 @@ class Predictor:
         out, shape = [], None
         for k, batch in enumerate(stream):
             where = f"Batch {k} of the `inputs` stream"
-            x = _stream_inputs(batch, where)
+            x = stream_inputs(batch, where)
             if x.ndim == 0:
                 raise ValueError(f"{where} holds inputs of shape {x.shape}; every batch must hold examples of "
                                  "shape (N, *input_shape).")
@@ -272,39 +259,8 @@ class Predictor:
                                  f"{out[0].shape}: a stream's outputs are joined along the first axis, so each "
                                  "example's must have one shape.")
         if not out:
-            raise ValueError("`inputs` is an empty stream: it gave no batch.")
+            raise empty_stream("inputs")
         return np.concatenate(out)
-
-
-def _is_input_stream(inputs) -> bool:
-    """A stream of batches to predict: a list of ``(inputs, targets)`` pairs or dicts, or any
-    other iterable that is not an array (a list of arrays or numbers is one array, as
-    ``np.asarray`` reads it)."""
-    if isinstance(inputs, (list, tuple)):
-        first = inputs[0] if inputs else None
-        return isinstance(first, dict) or (isinstance(first, (list, tuple)) and len(first) >= 2
-                                           and all(hasattr(a, "shape") for a in first))
-    return hasattr(inputs, "__iter__") and not hasattr(inputs, "shape") and not isinstance(inputs, (str, bytes, dict))
-
-
-def _stream_inputs(batch, where: str) -> np.ndarray:
-    """A stream batch's inputs: the batch itself (an array), the first of an ``(inputs,
-    targets[, ...])`` tuple, or a dict's inputs (one of :data:`~cnnjax.train.runner.STREAM_KEYS`'
-    first keys); torch tensors are read through ``.numpy()``."""
-    if isinstance(batch, dict):
-        key = next((a for a, _ in STREAM_KEYS if a in batch), None)
-        if key is None:
-            raise TypeError(f"{where} is a dict with keys {sorted(batch)}; expected its inputs under one of "
-                            f"{', '.join(repr(a) for a, _ in STREAM_KEYS)}.")
-        batch = batch[key]
-    elif isinstance(batch, (tuple, list)):
-        if not batch:
-            raise TypeError(f"{where} is an empty {type(batch).__name__}; expected inputs or (inputs, targets).")
-        batch = batch[0]
-    x = to_numpy(batch)
-    if x.dtype == object:
-        raise TypeError(f"{where} holds {type(batch).__name__}, not an array of inputs.")
-    return x
 
 
 def _check_probabilities(probabilities: Any, logits: Any) -> None:

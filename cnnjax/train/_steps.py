@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from .state import TrainState
+from ._state import TrainState
 
 
 def outputs_of(graphdef, params, rest, compute_dtype, x):

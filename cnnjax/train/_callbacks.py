@@ -27,8 +27,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from .runner import SegmentResult
-from .state import TrainState
+from ._runner import SegmentResult
+from ._state import TrainState
 
 
 class StopTraining(Exception):  # noqa: N818 -- Keras-style name for a control-flow signal
@@ -51,7 +51,7 @@ class Run:
       steps_done: the steps of the epoch done so far.
       totals: running sums of the epoch: ``{name: sum of value * examples}`` and
         ``"examples"``.
-      last_segment: the :class:`~cnnjax.train.runner.SegmentResult` just run.
+      last_segment: the :class:`~cnnjax.train._runner.SegmentResult` just run.
       fingerprint: what must match for a checkpoint to resume this run.
       stop_training: set it to end training after the current segment.
     """
@@ -439,7 +439,7 @@ class ReduceLROnPlateau(MonitorCallback):
         self.cooldown, self.min_lr = cooldown, float(min_lr)
 
     def on_train_begin(self, logs=None):
-        from .optimizers import learning_rate
+        from ._optimizers import learning_rate
 
         if learning_rate(self.run.state.opt_state) is None:
             raise ValueError("ReduceLROnPlateau needs an optimizer that holds its learning rate in its state: "
@@ -452,7 +452,7 @@ class ReduceLROnPlateau(MonitorCallback):
         self._step(epoch, record, record.get("learning_rate"))  # its rate was set then, and checkpointed
 
     def on_epoch_end(self, epoch, logs=None):
-        from .optimizers import learning_rate, set_learning_rate
+        from ._optimizers import learning_rate, set_learning_rate
 
         rate = logs.get("learning_rate")
         if self.set_to is not None and rate is not None and np.float32(rate) != np.float32(self.set_to):

@@ -20,8 +20,9 @@ from flax import nnx, struct
 
 from .. import _checks
 from .._modes import mode_preserved
-from . import cpu, optimizers
+from ._cpu import tune_cpu_memory
 from ._objective import Objective, objective
+from ._optimizers import DEFAULT_OPTIMIZER
 
 
 def check_model(model: Any) -> nnx.Module:
@@ -116,8 +117,8 @@ def create_state(model: nnx.Module, optimizer: optax.GradientTransformation | No
         :func:`~cnnjax.train.auto_microbatches`). Needs a model whose only variables
         are parameters: batch statistics or random streams would be computed per part.
     """
-    cpu.tune_cpu_memory()
-    tx = optimizers.DEFAULT_OPTIMIZER if optimizer is None else optimizer
+    tune_cpu_memory()
+    tx = DEFAULT_OPTIMIZER if optimizer is None else optimizer
     if not isinstance(tx, optax.GradientTransformation):
         raise TypeError(f"`optimizer` must be an optax.GradientTransformation, got {tx!r}.")
     obj = loss if isinstance(loss, Objective) and metrics is None else objective(loss, metrics)

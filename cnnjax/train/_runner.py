@@ -6,7 +6,7 @@ Two loops run the same :func:`~cnnjax.train.train_step`:
   epoch sends only the shuffled batch indices, and a segment's steps run inside one
   compiled ``lax.scan`` with no Python in between. Across processes each segment's
   batches are sent instead, each process reading and sending only its own devices'
-  slices of them (:class:`~cnnjax.train.placement.Rows`), so no process needs the
+  slices of them (:class:`~cnnjax.train._placement.Rows`), so no process needs the
   examples of the others.
 - **A Python loop of jitted steps** (``"python"``), batches gathered on the host: for
   data too large for the device, or lowerings that run slowly inside a scan.
@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -37,10 +36,10 @@ import numpy as np
 from jax import lax
 
 from .. import _checks, data, lowering
-from ._objective import check_data
-from .placement import Placement, Rows, fits_on_device
-from .state import TrainState
-from .steps import all_finite, train_step
+from ._inputs import check_stream_shape, pad_batch, stream_batch, warn_many_shapes
+from ._placement import Placement, Rows, fits_on_device
+from ._state import TrainState
+from ._steps import all_finite, train_step
 
 
 def default_segment(steps: int) -> int:
@@ -261,84 +260,6 @@ class ArrayRunner:
                                     time.perf_counter() - t)
 
 
-STREAM_KEYS = (("image", "label"), ("x", "y"), ("inputs", "targets"))
-"""The ``(inputs, targets)`` keys of a stream's dict batches (tensorflow-datasets and grain
-give ``{"image", "label"}``)."""
-
-
-def as_batch(batch, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """One batch of a stream as NumPy ``(inputs, targets)``: a pair, or a dict with one of
-    :data:`STREAM_KEYS`; torch tensors are read through ``.numpy()``."""
-    if isinstance(batch, dict):
-        keys = next((k for k in STREAM_KEYS if k[0] in batch and k[1] in batch), None)
-        if keys is None:
-            raise TypeError(f"{where} is a dict with keys {sorted(batch)}; expected one of "
-                            f"{', '.join(f'{a!r}/{b!r}' for a, b in STREAM_KEYS)}.")
-        batch = (batch[keys[0]], batch[keys[1]])
-    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-        raise TypeError(f"{where} must be an (inputs, targets) pair or a dict of them, got {type(batch).__name__}.")
-    return to_numpy(batch[0]), to_numpy(batch[1])
-
-
-def to_numpy(a) -> np.ndarray:
-    """An array, list or torch tensor (read through ``.numpy()``) as a NumPy array."""
-    return np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a)
-
-
-def pad_batch(x: np.ndarray, y: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(x, y, w)`` with ``size`` rows: the batch's rows (weight 1), then zero rows of weight 0,
-    which count in no sum, so every batch of a stream has one shape and its step compiles once."""
-    more = size - len(x)
-    w = np.concatenate([np.ones(len(x), np.float32), np.zeros(more, np.float32)])
-    pad = lambda a: np.concatenate([a, np.zeros((more, *a.shape[1:]), a.dtype)]) if more else a
-    return pad(x), pad(y), w
-
-
-SHAPES_WARNED = 16  # a stream of more example shapes than this is warned about: each compiles its own program
-
-
-def check_stream_shape(x: np.ndarray, first: tuple, where: str, size: int | None = None) -> None:
-    """Refuses a stream's batch ``x`` with another number of axes per example than the first
-    batch's ``first`` example shape, or more than ``size`` examples. The axes' sizes may
-    differ from the first batch's (sentences bucketed by length): each new example shape
-    compiles its own program."""
-    if x.ndim != len(first) + 1 or (size is not None and len(x) > size):
-        most = "" if size is None else f"at most {size} "
-        raise ValueError(f"{where} holds inputs of shape {x.shape}; every batch must hold {most}examples of "
-                         f"{len(first)} axes, as the first batch's {first} do (their sizes may differ: each "
-                         "example shape compiles its own step).")
-
-
-def warn_many_shapes(shapes: set, name: str) -> None:
-    """Warns once, when a stream has given one example shape more than :data:`SHAPES_WARNED`."""
-    if len(shapes) == SHAPES_WARNED + 1:
-        warnings.warn(f"The `{name}` stream has given batches of {len(shapes)} example shapes; each compiles its own "
-                      "program. Pad its batches to a few lengths (cnnjax.text.bucket_by_length for sentences).",
-                      stacklevel=4)
-
-
-def is_stream(data) -> bool:
-    """Whether ``data`` is a stream of batches (an iterable of pairs or dicts) rather than an
-    ``(inputs, targets)`` pair of arrays."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and not _is_batch(data[0]):
-        return False
-    return not (isinstance(data, dict) or hasattr(data, "shape") or not hasattr(data, "__iter__"))
-
-
-def _is_batch(item) -> bool:
-    return isinstance(item, dict) or (isinstance(item, (tuple, list)) and len(item) == 2
-                                      and all(hasattr(a, "shape") for a in item))
-
-
-def stream_batch(batch, where: str, name: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """:func:`as_batch`, then checked as ``fit`` checks arrays (of ``name``); errors say which batch."""
-    x, y = as_batch(batch, where)
-    try:
-        return check_data(name, (x, y))
-    except (TypeError, ValueError) as e:
-        raise type(e)(f"{where}: {e}") from None
-
-
 @dataclasses.dataclass
 class StreamPlan:
     """One epoch of a stream: its batches drawn ``segment`` at a time from ``batches`` (an
@@ -428,4 +349,4 @@ class StreamRunner:
                                     time.perf_counter() - t)
 
 
-__all__ = ["STREAM_KEYS", "SegmentResult", "choose_loop"]
+__all__ = ["SegmentResult", "choose_loop"]
