@@ -1,11 +1,15 @@
 """Checkpoints of training runs: bit-identical resume, named trees, damaged checkpoints skipped."""
 
+import asyncio
 import contextlib
 import errno
 import gc
 import logging
 import os
 import re
+import subprocess
+import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -303,3 +307,62 @@ def test_a_write_the_file_system_refuses_is_an_oserror_naming_the_directory(tmp_
     finally:
         ckpt.close()
     assert not [n for n in os.listdir(ckpt.directory) if "orbax-checkpoint-tmp" in n]  # closed: nothing half-written
+
+
+FAILED_WRITES = """
+import os, resource, signal, sys
+import numpy as np
+from cnnjax.train.checkpoints import Checkpointer
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+tree = {f"a{i}": np.random.default_rng(i).normal(size=20000).astype(np.float32) for i in range(40)}
+resource.setrlimit(resource.RLIMIT_FSIZE, (40000, resource.RLIM_INFINITY))  # every file at most 40 KB
+for trial in range(6):
+    ckpt = Checkpointer(os.path.join(sys.argv[1], str(trial)))
+    try:
+        ckpt.save(1, tree, {})
+    except OSError as e:
+        print(e.errno, sorted(os.listdir(ckpt.directory)) != [])
+    ckpt.close()
+    print(sorted(os.listdir(ckpt.directory)))
+"""
+
+
+@pytest.mark.slow
+def test_writes_the_file_system_refuses_end_in_one_oserror_each_and_nothing_on_stderr(tmp_path):
+    """Real TensorStore writes refused by the OS (files limited to 40 KB; 80 KB arrays): each
+    save is one OSError, nothing half-written is left once the checkpointer closes, and the
+    writes still in flight when orbax gave up print nothing (they printed up to 222
+    tracebacks: 'Event loop is closed', 'Task exception was never retrieved')."""
+    done = subprocess.run([sys.executable, "-c", FAILED_WRITES, str(tmp_path)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:-1] == ["27 True", "[]"] * 6  # EFBIG each time, a tmp folder, then nothing
+    assert done.stderr == ""
+
+
+def test_only_closed_loop_reports_from_tensorstore_threads_are_dropped(monkeypatch):
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    monkeypatch.setattr(logging.getLogger("asyncio"), "filters", [])
+    train.checkpoints._quiet_closed_loop_reports()
+    train.checkpoints._quiet_closed_loop_reports()  # once: the second call finds its own hook
+    loop = asyncio.new_event_loop()
+    loop.close()
+    try:
+        loop.call_soon_threadsafe(print)
+    except RuntimeError as e:
+        from_thread = e.__traceback__.tb_next  # as TensorStore's C++ thread calls it: no Python frame above
+        here = e.__traceback__
+    closed = RuntimeError("Event loop is closed")
+    report = lambda tb, obj=None, error=closed: types.SimpleNamespace(
+        exc_type=type(error), exc_value=error, exc_traceback=tb, object=obj, err_msg=None)
+    for kept in (report(here), report(from_thread, obj=loop), report(from_thread, error=RuntimeError("other"))):
+        sys.unraisablehook(kept)
+    sys.unraisablehook(report(from_thread))
+    assert len(seen) == 3 and seen[0].exc_traceback is here  # every other report reaches the hook that was there
+    write = ValueError("Error writing ... [os_error_code='28']")
+    unretrieved = logging.LogRecord("asyncio", logging.ERROR, "", 0, "Task exception was never retrieved\nfuture: x",
+                                    None, (ValueError, write, None))
+    other = logging.LogRecord("asyncio", logging.ERROR, "", 0, "Task exception was never retrieved", None,
+                              (ValueError, ValueError("bug"), None))
+    assert not logging.getLogger("asyncio").filter(unretrieved) and logging.getLogger("asyncio").filter(other)

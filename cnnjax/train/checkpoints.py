@@ -42,6 +42,9 @@ import os
 import re
 import shutil
 import socket
+import sys
+import time
+import traceback
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -228,6 +231,7 @@ class Checkpointer:
             raise ValueError(f"`record` must not use the key {_INTEGRITY!r}, which holds the checkpoint's digest.")
         stored = {**record, _INTEGRITY: {"structure": structure(tree), "sha256": digest(tree)}}
         ocp = _orbax()
+        _quiet_closed_loop_reports()
         try:
             self._manager.save(
                 int(step),
@@ -244,12 +248,27 @@ class Checkpointer:
             raise OSError(errno_, f"{os.strerror(errno_)}: the checkpoint of step {int(step)} could not be "
                                   f"written", self.directory) from e
 
-    def _remove_unfinished(self) -> None:
-        """Removes what a failed save left (orbax's ``<step>.orbax-checkpoint-tmp*`` folder):
-        nothing half-written stays beside the checkpoints that are whole."""
-        for name in os.listdir(self.directory):
-            if any(name.startswith(f"{step}.orbax-checkpoint-tmp") for step in self._unfinished):
-                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    def _remove_unfinished(self, settle: float = 0.3, most: float = 3.0) -> None:
+        """Removes what failed saves left (orbax's ``<step>.orbax-checkpoint-tmp*`` folders):
+        nothing half-written stays beside the checkpoints that are whole. TensorStore's
+        writes still in flight when orbax gave up can make such a folder again after it is
+        removed, so it is removed until none has come back for ``settle`` seconds (at most
+        ``most``)."""
+        if not self._unfinished:
+            return
+        deadline, quiet_since = time.monotonic() + most, None
+        while True:
+            removed = False
+            for name in os.listdir(self.directory):
+                if any(name.startswith(f"{step}.orbax-checkpoint-tmp") for step in self._unfinished):
+                    shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+                    removed = True
+            now = time.monotonic()
+            if removed or quiet_since is None:
+                quiet_since = now
+            if now - quiet_since >= settle or now >= deadline:
+                break
+            time.sleep(0.02)
         self._unfinished.clear()
 
     def path(self, step: int) -> str:
@@ -386,6 +405,49 @@ class Checkpointer:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _is_closed_loop_report(unraisable: Any) -> bool:
+    """Whether ``unraisable`` (what ``sys.unraisablehook`` gets) is a write of TensorStore's
+    finishing into orbax's closed event loop: ``RuntimeError('Event loop is closed')``, raised
+    by ``asyncio``'s ``call_soon_threadsafe`` called from TensorStore's C++ thread (no Python
+    frame above it, no object)."""
+    if unraisable.object is not None or unraisable.exc_type is not RuntimeError \
+            or str(unraisable.exc_value) != "Event loop is closed":
+        return False
+    frames = traceback.extract_tb(unraisable.exc_traceback)
+    return bool(frames) and frames[0].name == "call_soon_threadsafe" \
+        and frames[0].filename.endswith(os.path.join("asyncio", "base_events.py"))
+
+
+def _quiet_closed_loop_reports() -> None:
+    """Drops :func:`_is_closed_loop_report`'s reports, passing every other one to the hook
+    that was there, and :func:`_unretrieved_write_error`'s log records. When a write fails
+    (a full disk), orbax closes its event loop while TensorStore's other writes are in
+    flight; each that finishes reports the closed loop through ``sys.unraisablehook``, a
+    traceback on stderr (0 to 222 of them by timing), although :meth:`Checkpointer.save`
+    already raises the one ``OSError`` that says what happened and nothing else is lost.
+    Installed once, at the first save."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_cnnjax_closed_loop", False):
+        return
+
+    def hook(unraisable):
+        if not _is_closed_loop_report(unraisable):
+            previous(unraisable)
+
+    hook._cnnjax_closed_loop = True
+    sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(_unretrieved_write_error)
+
+
+def _unretrieved_write_error(record: logging.LogRecord) -> bool:
+    """False (drop it) for asyncio's "Task exception was never retrieved" about a write
+    TensorStore could not make (a ``ValueError`` carrying ``os_error_code``): orbax's other
+    write tasks, whose error :meth:`Checkpointer.save`'s ``OSError`` has already reported."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not (str(record.msg).startswith("Task exception was never retrieved") and isinstance(error, ValueError)
+                and "os_error_code=" in str(error))
 
 
 def _is_key(a) -> bool:
