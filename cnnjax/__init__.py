@@ -29,7 +29,7 @@ Arrays are channels-last: images ``(N, H, W, C)``, kernels ``(H, W, C_in, C_out)
 
 from . import audio, data, lecture, losses, lowering, models, nn, synthetic, text, train, transforms, weights
 from ._activations import relu, softmax
-from ._compile_cache import use_compile_cache
+from ._compile_cache import compile_counts, use_compile_cache
 from ._conv import conv, conv_transpose
 from ._dense import dense, flatten
 from ._normalization import local_response_norm
@@ -60,6 +60,7 @@ __all__ = [
     "adaptive_maxpool",
     "avgpool",
     "categorical_crossentropy",
+    "compile_counts",
     "conv",
     "conv_transpose",
     "data",

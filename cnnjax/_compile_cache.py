@@ -50,6 +50,7 @@ def use_compile_cache(directory: str | os.PathLike | None = None) -> str | None:
     """
     import jax
 
+    _listen()
     configured = jax.config.jax_compilation_cache_dir
     if configured:
         if directory is not None and Path(directory).expanduser().resolve() != Path(configured).resolve():
@@ -70,4 +71,38 @@ def use_compile_cache(directory: str | os.PathLike | None = None) -> str | None:
     return str(path)
 
 
-__all__ = ["ENV", "default_directory", "use_compile_cache"]
+_COUNTS: dict[str, int] | None = None  # JAX's cache events since use_compile_cache was first called
+_EVENTS = {"/jax/compilation_cache/cache_hits": "from_cache", "/jax/compilation_cache/cache_misses": "compiled"}
+
+
+def _listen() -> None:
+    global _COUNTS
+    if _COUNTS is not None:
+        return
+    import jax
+
+    _COUNTS = {"from_cache": 0, "compiled": 0}
+
+    def count(event: str, **kwargs) -> None:
+        if event in _EVENTS:
+            _COUNTS[_EVENTS[event]] += 1
+
+    jax.monitoring.register_event_listener(count)
+
+
+def compile_counts() -> dict[str, int] | None:
+    """How many programs this process read from the compile cache (``from_cache``) and
+    compiled and kept there (``compiled``) since :func:`use_compile_cache` was first called,
+    as JAX's own monitoring events count them; None if it was never called or no cache is
+    in use. A rerun of the same command compiles nothing: ``compiled`` is 0.
+
+    >>> import cnnjax
+    >>> sorted(cnnjax.compile_counts() or {"compiled": 0, "from_cache": 0})
+    ['compiled', 'from_cache']
+    """
+    import jax
+
+    return None if _COUNTS is None or not jax.config.jax_compilation_cache_dir else dict(_COUNTS)
+
+
+__all__ = ["ENV", "compile_counts", "default_directory", "use_compile_cache"]

@@ -288,7 +288,9 @@ def write_json(path: str | os.PathLike, value) -> None:
 
 def provenance(script: str, argv: list[str] | None) -> dict[str, Any]:
     """Where a result came from, for its run record: the command, the commit (``-dirty``
-    when the tree had changes), the versions that compute it, the machine and the date.
+    when the tree had changes), the versions that compute it, the machine and the date;
+    with the compile cache on, how many programs came from it and how many were compiled
+    (printed too: a rerun compiles nothing).
     ``script``: a file name in ``experiments/``, or a path from the repository's root."""
     import datetime
     import importlib.metadata
@@ -315,10 +317,15 @@ def provenance(script: str, argv: list[str] | None) -> dict[str, Any]:
 
     versions = {name: importlib.metadata.version(name) for name in ("jax", "jaxlib", "flax", "optax", "numpy")}
     script = script if "/" in script else f"experiments/{script}"
-    return {"command": shlex.join(["python", script, *args]), "commit": commit or None,
-            "versions": {"python": platform.python_version(), **versions},
-            "machine": {"cpus": os.cpu_count(), "cpu": cpu, "devices": [d.device_kind for d in jax.devices()]},
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    record = {"command": shlex.join(["python", script, *args]), "commit": commit or None,
+              "versions": {"python": platform.python_version(), **versions},
+              "machine": {"cpus": os.cpu_count(), "cpu": cpu, "devices": [d.device_kind for d in jax.devices()]},
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    counts = importlib.import_module("cnnjax").compile_counts()
+    if counts is not None:  # the compile cache is on: say what it saved
+        record["programs"] = counts
+        print(f"programs: {counts['from_cache']} read from the compile cache, {counts['compiled']} compiled")
+    return record
 
 
 def as_records(epochs):

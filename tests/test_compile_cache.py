@@ -19,7 +19,7 @@ PROGRAM = textwrap.dedent("""
         with cnnjax.lowering.use(conv=name):
             jax.jit(lambda a, b: cnnjax.conv(a, b)).lower(jnp.ones((1, 8, 8, 1)), jnp.ones((3, 3, 1, 2))).compile()
         seen.append(sorted(os.listdir(folder)) if folder else None)
-    print(json.dumps([folder, seen]))
+    print(json.dumps([folder, seen, cnnjax.compile_counts()]))
 """)
 
 
@@ -38,20 +38,22 @@ def _run(tmp_path, *lowerings, **env):
 
 @pytest.mark.slow
 def test_a_program_compiled_once_is_read_by_the_next_process_and_another_lowering_is_another(tmp_path):
-    folder, (after_reference, after_patches) = _run(tmp_path, "reference", "patches")
+    folder, (after_reference, after_patches), counts = _run(tmp_path, "reference", "patches")
     assert folder == str(tmp_path / "xdg" / "cnnjax" / "jax")
     new = set(after_patches) - set(after_reference)
     assert len(new) == 1 and next(iter(new)).startswith("jit__lambda-")  # the patches lowering: its own key
-    _, (again,) = _run(tmp_path, "reference")  # a new process: read, not compiled and written again
+    assert counts["compiled"] >= 2 and counts["compiled"] == len(after_patches)  # JAX's events count each program
+    _, (again,), counts = _run(tmp_path, "reference")  # a new process: read, not compiled and written again
     assert again == after_patches
+    assert counts["compiled"] == 0 and counts["from_cache"] >= 1
 
 
 @pytest.mark.slow
 def test_a_cache_the_user_configured_is_left_alone_and_the_switch_turns_it_off(tmp_path):
     mine = tmp_path / "mine"
-    folder, _ = _run(tmp_path, "reference", JAX_COMPILATION_CACHE_DIR=str(mine))  # its own settings kept too
+    folder, *_ = _run(tmp_path, "reference", JAX_COMPILATION_CACHE_DIR=str(mine))  # its own settings kept too
     assert folder == str(mine) and not (tmp_path / "xdg").exists()
-    assert _run(tmp_path, "reference", CNNJAX_COMPILE_CACHE="0") == [None, [None]]
+    assert _run(tmp_path, "reference", CNNJAX_COMPILE_CACHE="0") == [None, [None], None]
     assert not (tmp_path / "xdg").exists()
     elsewhere = tmp_path / "elsewhere"
     assert _run(tmp_path, "reference", CNNJAX_COMPILE_CACHE=str(elsewhere))[0] == str(elsewhere)
