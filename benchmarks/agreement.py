@@ -183,10 +183,11 @@ def main(argv=None) -> int:
     worst_all, rows = 0.0, []
     print(f"{'operation':16s} {'lowering':10s} {'configs':>7s} {'worst relative difference':>26s}")
     for op in args.ops:
-        for name in lowering.available("conv"):
+        for name in lowering.available("conv" if op.startswith("conv") else "maxpool"):
             rng = np.random.default_rng(args.seed)
             worst = 0.0
-            with lowering.use(conv=name, maxpool=name, avgpool=name):
+            ops = [o for o in ("conv", "maxpool", "avgpool") if name in lowering.available(o)]
+            with lowering.use(**dict.fromkeys(ops, name)):
                 for _ in range(args.configs):
                     cfg = draw_pool(rng) if "pool" in op or "norm" in op else draw_conv(rng, op == "conv_transpose")
                     worst = max(worst, run(op, cfg, torch, rng))

@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     names = list(MODELS) if args.model == "both" else [args.model]
     peak = matmul_gflops()
     results = []
-    choice = {} if args.lowering == "default" else {"conv": args.lowering, "maxpool": args.lowering}
+    choice = {} if args.lowering == "default" else {op: args.lowering for op in ("conv", "maxpool")
+                                                     if args.lowering in lowering.available(op)}
     with lowering.use(**choice):
         for name in names:
             for batch_size in args.batch_size:

@@ -1,5 +1,10 @@
 """The benchmark scripts run end to end with tiny settings and report every figure."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import scripts
 
@@ -96,7 +101,7 @@ def test_agreement_writes_its_table_as_a_run_record(tmp_path, capsys):
         jax.config.update("jax_enable_x64", False)
     record = json.loads(path.read_text())
     assert record["worst_relative"] == max(r["worst_relative"] for r in record["rows"]) <= record["tolerance"]
-    assert [(r["operation"], r["configs"]) for r in record["rows"]] == [("maxpool", 2)] * 3 + [("conv", 2)] * 3
+    assert [(r["operation"], r["configs"]) for r in record["rows"]] == [("maxpool", 2)] * 3 + [("conv", 2)] * 4
     assert record["torch"].startswith("2.")
     _record_is_complete(record, "agreement.py")
 
@@ -145,3 +150,71 @@ def test_suite_times_each_tier_and_writes_its_record(tmp_path, capsys):
     record = json.loads(path.read_text())
     assert record["tiers"] == rows
     _record_is_complete(record, "suite.py")
+
+
+def test_end_to_end_races_whole_processes_in_turns_with_a_new_cache_each_round(tmp_path, monkeypatch, capsys):
+    """With stand-in commands that log what they were given and write a results.json: each
+    round's first cnnjax run gets a new cache and its rerun the same one, PyTorch gets the
+    malloc setting, the order flips every round, and the medians' ratios are PyTorch's over
+    cnnjax's."""
+    import json
+
+    log = tmp_path / "log.jsonl"
+    stub = tmp_path / "stub.py"
+    stub.write_text(
+        "import json, os, sys\n"
+        "workdir = sys.argv[sys.argv.index('--workdir') + 1]\n"
+        "os.makedirs(workdir, exist_ok=True)\n"
+        "json.dump({'test_accuracy': 0.5}, open(os.path.join(workdir, 'results.json'), 'w'))\n"
+        f"open({str(log)!r}, 'a').write(json.dumps([sys.argv[1], os.environ['CNNJAX_COMPILE_CACHE'], "
+        "os.environ.get('GLIBC_TUNABLES')]) + '\\n')\n")
+    e2e = load("end_to_end")
+    monkeypatch.setattr(e2e, "command", lambda run, workdir: [sys.executable, str(stub), run, "--workdir",
+                                                                 str(workdir)])
+    path = tmp_path / "e2e.json"
+    figures = e2e.main(["--rounds", "2", "--record", str(path)])
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [c[0] for c in calls] == [*e2e.RUNS, *e2e.RUNS[2:], *e2e.RUNS[:2]]  # the order flips
+    first, rerun = calls[0][1], calls[1][1]
+    assert first == rerun and calls[6][1] == calls[7][1] != first  # a new cache each round, shared by its rerun
+    assert [c[2] is not None for c in calls] == [False, False, True, True, True, True, False, False]
+    assert calls[2][2] == e2e.MALLOC
+    idle = figures["idle"]
+    assert set(idle) == {*e2e.RUNS, "pytorch_over_cnnjax"} and idle["cnnjax_first"]["test_accuracy"] == [0.5, 0.5]
+    ratio = idle["pytorch_first"]["wall_s"]["median"] / idle["cnnjax_first"]["wall_s"]["median"]
+    assert idle["pytorch_over_cnnjax"]["first_run"] == round(ratio, 2)
+    record = json.loads(path.read_text())
+    assert record["idle"] == idle and "loaded" not in record
+    _record_is_complete(record, "end_to_end.py")
+
+
+@pytest.mark.slow
+def test_the_pytorch_peer_does_the_mnist_job(tmp_path):
+    import json
+
+    pytest.importorskip("torch")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "benchmarks/peers/mnist_torch.py", "--data-dir", "samples/mnist",
+                           "--limit-train", "256", "--epochs", "2", "--workdir", str(tmp_path)], cwd=root,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [h["epoch"] for h in results["history"]] == [1, 2] and 0.3 < results["test_accuracy"] <= 1
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1.pt", "2.pt"]
+    assert f"on {10000 - 256} images" in done.stdout
+
+
+@pytest.mark.slow
+def test_winograd_benchmark_times_both_lowerings_and_writes_its_record(tmp_path, monkeypatch, capsys):
+    import json
+
+    w = load("winograd")
+    monkeypatch.setattr(w, "SHAPES", {"small": (2, 6, 2, 3, "valid")})
+    path = tmp_path / "w.json"
+    figures = w.main(["--rounds", "1", "--record", str(path)])
+    row = figures["shapes"]["small"]
+    assert row["direct_multiplies"] == 2 * 4 * 4 * 9 * 2 * 3
+    assert row["winograd_over_auto"]["forward_ms"] == round(row["winograd"]["forward_ms"] / row["auto"]["forward_ms"],
+                                                            2)
+    assert "lecture model gradient step, batch 64" in figures["shapes"]
+    _record_is_complete(json.loads(path.read_text()), "winograd.py")

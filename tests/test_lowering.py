@@ -17,8 +17,9 @@ PATHS = [name for name in lowering.available("conv") if name != "reference"]
 
 
 def test_registry_and_defaults():
+    assert lowering.available("conv") == ("reference", "patches", "auto", "winograd")  # winograd: conv only
     for op in ("conv", "maxpool", "avgpool"):
-        assert set(lowering.available(op)) == {"reference", "patches", "auto"}
+        assert set(lowering.available(op)) - {"winograd"} == {"reference", "patches", "auto"}
         assert lowering.default(op, "cpu") == "auto"
         assert lowering.default(op, "gpu") == lowering.default(op, "tpu") == "reference"
         assert lowering.current(op) == lowering.default(op)
@@ -146,7 +147,8 @@ def test_unknown_names_are_rejected():
 
 
 def on(path, fn, *args):
-    with lowering.use(conv=path, maxpool=path, avgpool=path):
+    ops = [op for op in ("conv", "maxpool", "avgpool") if path in lowering.available(op)]
+    with lowering.use(**dict.fromkeys(ops, path)):
         return jax.jit(fn)(*args)
 
 
@@ -303,3 +305,52 @@ def test_return_indices_are_chosen_at_the_seam_like_every_lowered_operation():
     assert indices.tolist() == [[[[7], [7]], [[7], [7]]]] and y[0, :, :, 0].tolist() == [[5.0, 7.0], [13.0, 15.0]]
     assert seen == [((1, 4, 4, 1), (2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1))]
     assert cnnjax.lowering.available("maxpool_indices") == ("reference", "patches", "auto")
+
+
+@pytest.mark.parametrize("x_shape, channels, padding", [
+    ((2, 7, 9, 3), 4, ((0, 0), (0, 0))),  # odd output sizes: a last tile half used
+    ((2, 8, 8, 3), 5, ((1, 1), (1, 1))),  # SAME
+    ((1, 5, 6, 2), 3, ((2, 0), (0, 1))),  # asymmetric padding
+    ((3, 28, 28, 1), 8, ((0, 0), (0, 0))),  # the lecture's first layer
+    ((1, 3, 3, 2), 2, ((0, 0), (0, 0))),  # one output
+])
+def test_winograd_agrees_with_xla_values_and_both_gradients(x_shape, channels, padding):
+    rng = np.random.default_rng(sum(x_shape))
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    k = rng.standard_normal((3, 3, x_shape[-1], channels)).astype(np.float32)
+    f = lambda x, k: cnnjax.conv(x, k, padding=padding)
+    w = rng.standard_normal(jax.eval_shape(f, x, k).shape).astype(np.float32)
+    grads = lambda x, k: jax.grad(lambda x, k: jnp.sum(f(x, k) * w), argnums=(0, 1))(x, k)
+    with lowering.use(conv="winograd"):
+        text = jax.jit(f).lower(x, k).as_text()
+    assert "convolution(" not in text  # computed by the transforms and matmuls, not XLA's convolution
+    np.testing.assert_allclose(on("winograd", f, x, k), on("reference", f, x, k), rtol=1e-5, atol=1e-5)
+    for got, want in zip(on("winograd", grads, x, k), on("reference", grads, x, k), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_winograd_rounding_stays_within_its_bound():
+    """Against a float64 loop: each output within 8 eps sum |x| |w| over its window (the
+    transforms add up to four terms each way), on inputs whose products cancel."""
+    from numpy_reference import conv as numpy_conv
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((2, 10, 10, 16)) * np.exp(rng.uniform(-3, 3, (2, 10, 10, 16)))).astype(np.float32)
+    k = rng.standard_normal((3, 3, 16, 8)).astype(np.float32)
+    with lowering.use(conv="winograd"):
+        got = np.asarray(jax.jit(cnnjax.conv)(x, k), np.float64)
+    exact = numpy_conv(x, k, (1, 1), ((0, 0), (0, 0)), (1, 1))
+    scale = numpy_conv(np.abs(x), np.abs(k), (1, 1), ((0, 0), (0, 0)), (1, 1))
+    error = np.abs(got - exact) / scale
+    assert error.max() <= 8 * np.finfo(np.float32).eps, error.max()
+
+
+def test_winograd_leaves_other_convolutions_to_auto():
+    x, k = jnp.ones((1, 20, 20, 2)), jnp.ones((3, 3, 2, 2))
+    for kw in (dict(stride=2), dict(dilation=2), dict()):
+        kernel = k if kw else jnp.ones((5, 5, 2, 2))
+        with lowering.use(conv="winograd"):
+            got = jax.jit(lambda x, kernel, kw=kw: cnnjax.conv(x, kernel, **kw)).lower(x, kernel).as_text()
+        with lowering.use(conv="auto"):
+            want = jax.jit(lambda x, kernel, kw=kw: cnnjax.conv(x, kernel, **kw)).lower(x, kernel).as_text()
+        assert got == want and got.count("convolution(") == 1

@@ -49,13 +49,14 @@ from collections.abc import Callable, Iterator
 import jax
 from jax.extend import core as jex_core
 
-from . import auto, patches, reference
+from . import auto, patches, reference, winograd
 
 _IMPLEMENTATIONS: dict[str, dict[str, Callable]] = {
     op: {"reference": getattr(reference, op), "patches": getattr(patches, op), "auto": getattr(auto, op)}
     for op in ("conv", "maxpool", "avgpool", "maxpool_indices")
 }
-_BUILT_IN = ("reference", "patches", "auto")
+_IMPLEMENTATIONS["conv"]["winograd"] = winograd.conv  # 3x3 stride 1 by F(2x2, 3x3); every other shape as auto
+_BUILT_IN = ("reference", "patches", "auto", "winograd")
 
 # Default lowering per operation and platform; platforms not listed use "*".
 _DEFAULTS: dict[str, dict[str, str]] = {op: {"cpu": "auto", "*": "reference"} for op in _IMPLEMENTATIONS}
@@ -188,5 +189,5 @@ def use(**choices: str) -> Iterator[None]:
         yield
 
 
-__all__ = ["auto", "available", "call", "current", "default", "get", "patches", "reference", "register",
+__all__ = ["auto", "available", "call", "current", "default", "get", "patches", "reference", "register", "winograd",
            "runs_well_in_scan", "use"]
