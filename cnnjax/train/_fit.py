@@ -20,16 +20,7 @@ from ._callbacks import Callback, CallbackList, History, ProgressBar, Run, Termi
 from ._cpu import auto_microbatches
 from ._evaluation import Evaluator, StreamEvaluator
 from ._fingerprint import data_digest, identity
-from ._inputs import (
-    Stream,
-    check_data,
-    check_fit,
-    checked_validation,
-    is_stream,
-    output_shape,
-    split_last,
-    warn_if_unscaled,
-)
+from ._inputs import TrainingData, is_stream, training_data
 from ._objective import objective
 from ._optimizers import DEFAULT_OPTIMIZER, learning_rate
 from ._placement import Placement
@@ -39,10 +30,10 @@ from ._runner import (
     StreamPlan,
     StreamRunner,
     choose_loop,
-    default_segment,
     epoch_steps,
     plan_epoch,
     run_length,
+    segment_length,
     trace_step,
 )
 from ._state import check_model, create_state, has_batch_state
@@ -155,48 +146,19 @@ def fit(
         checkpoint holds a later one.
     """
     check_model(model)
-    if (epochs is None) == (steps is None):
-        raise ValueError(f"Give exactly one of `epochs` and `steps`, got epochs={epochs!r}, steps={steps!r}.")
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}.")
-    if loop not in ("auto", "scan", "python"):
-        raise ValueError(f"`loop` must be 'auto', 'scan' or 'python', got {loop!r}.")
-    if resume and checkpoint_dir is None:
-        raise ValueError("`resume=True` needs `checkpoint_dir`.")
-    if not isinstance(record_steps, bool):
-        raise TypeError(f"`record_steps` must be a bool, got {record_steps!r}.")
-    source = Stream.of(train, batch_size, steps_per_epoch, loop, validation_split)  # reads a stream's first batch
-    batch_size = _checks.positive_int(64 if batch_size is None else batch_size, "batch_size") if source is None \
-        else source.batch_size
+    _check_settings(epochs, steps, verbose, loop, resume, checkpoint_dir, record_steps)
     user_callbacks = [as_callback(c) for c in callbacks]
     obj = objective(loss, metrics)
-    if validation_split is not None:
-        train, validation = split_last(train, validation_split, validation)
-    inputs, targets = check_data("train", train) if source is None else source.first
-    try:
-        outputs = output_shape(model, inputs, "train")  # refuses inputs of a kind the model does not take
-    except TypeError as e:
-        if source is None:
-            raise
-        raise TypeError(f"The first batch of the `train` stream: {e}") from None
-    warn_if_unscaled("train", inputs)
-    check_fit(obj, outputs, "train", targets)
-    val_inputs, val_targets, val_iterator = checked_validation(model, obj, outputs, inputs, validation,
-                                                                  source is not None)
-    n = inputs.shape[0] if source is None else None
-    if source is None and batch_size > n:
-        raise ValueError(f"`batch_size` {batch_size} is larger than the {n} training examples.")
+    data = training_data(model, obj, train, validation, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
+                         loop=loop, validation_split=validation_split)
+    source, inputs, targets, n, batch_size = data.source, data.inputs, data.targets, data.n, data.batch_size
     steps_per_epoch = epoch_steps(n, batch_size) if source is None else source.steps
     epochs, steps, last_steps = run_length(epochs, steps, steps_per_epoch)
     placement = Placement.over(devices)
     placement.check_batch_size(batch_size)
     rest = nnx.state(model, nnx.Not(nnx.Param))
     pad_remainder = not has_batch_state(rest)  # padding rows must not move batch statistics
-    # the steps run in segments: a partial last batch that is not padded runs on its own
-    full_steps = steps_per_epoch - (n % batch_size != 0 and not pad_remainder) if source is None \
-        else (steps_per_epoch or 100)
-    segment = min(_checks.positive_int(steps_per_segment or default_segment(full_steps), "steps_per_segment"),
-                  max(full_steps, 1))
+    segment = segment_length(steps_per_segment, n, batch_size, steps_per_epoch, pad_remainder)
     if microbatches is None:
         microbatches = 1 if jax.tree.leaves(rest) else auto_microbatches(batch_size, placement.devices)
     if batch_size % _checks.positive_int(microbatches, "microbatches"):
@@ -221,9 +183,7 @@ def fit(
                   if checkpoint_dir is not None else None)
     hooks = CallbackList([TerminateOnNaN(), ProgressBar(verbose), run.history, *user_callbacks,
                           *([checkpoint] if checkpoint else [])], run)
-    validate = (None if validation is None else
-                StreamEvaluator(placement, validation, "validation", first_iterator=val_iterator)
-                if is_stream(validation) else Evaluator(placement, val_inputs, val_targets, batch_size))
+    validate = _validator(data, placement)
     if source is None:
         runner = ArrayRunner(loop, placement, inputs, targets)
         plan = lambda epoch: plan_epoch(n, batch_size, segment, seed=seed, epoch=epoch, shuffle=shuffle,
@@ -249,6 +209,28 @@ def fit(
             if isinstance(callback, ModelCheckpoint) and not callback.closed:
                 callback.close()
     return run.history
+
+
+def _check_settings(epochs, steps, verbose, loop, resume, checkpoint_dir, record_steps) -> None:
+    if (epochs is None) == (steps is None):
+        raise ValueError(f"Give exactly one of `epochs` and `steps`, got epochs={epochs!r}, steps={steps!r}.")
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}.")
+    if loop not in ("auto", "scan", "python"):
+        raise ValueError(f"`loop` must be 'auto', 'scan' or 'python', got {loop!r}.")
+    if resume and checkpoint_dir is None:
+        raise ValueError("`resume=True` needs `checkpoint_dir`.")
+    if not isinstance(record_steps, bool):
+        raise TypeError(f"`record_steps` must be a bool, got {record_steps!r}.")
+
+
+def _validator(data: TrainingData, placement: Placement) -> Evaluator | StreamEvaluator | None:
+    """What scores ``data``'s validation after every epoch (None without one)."""
+    if data.validation is None:
+        return None
+    if is_stream(data.validation):
+        return StreamEvaluator(placement, data.validation, "validation", first_iterator=data.val_iterator)
+    return Evaluator(placement, data.val_inputs, data.val_targets, data.batch_size)
 
 
 def _what_resume_checks(inputs, targets, obj, optimizer) -> dict:

@@ -22,6 +22,7 @@ runs before anything compiles and each message is written once, here.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import warnings
 from collections.abc import Iterator
@@ -120,7 +121,7 @@ UNSCALED_SAMPLE = 256
 """Rows :func:`warn_if_unscaled` reads, spread evenly over the inputs."""
 
 
-def warn_if_unscaled(name: str, inputs: Any) -> None:
+def warn_if_unscaled(name: str, inputs: Any, stacklevel: int = 3) -> None:
     """Warns (once per call) when ``inputs`` look like unscaled pixels: every value read a
     whole number, none negative, some above 1 (as ``uint8`` images cast to float without
     ``/ 255``). Such inputs train far worse (the lecture's model: loss 107 against 2.3
@@ -137,7 +138,7 @@ def warn_if_unscaled(name: str, inputs: Any) -> None:
         warnings.warn(
             f"`{name}` inputs look unscaled: whole numbers from {sample.min():g} to {sample.max():g} in the "
             f"{len(rows)} rows read. Images train best in [0, 1]: `cnnjax.data.to_float_images(uint8_images)` "
-            f"or `x / 255`.", UserWarning, stacklevel=3)
+            f"or `x / 255`.", UserWarning, stacklevel=stacklevel)
 
 
 def warn_not_finite(name: str, where: str) -> None:
@@ -380,7 +381,7 @@ def checked_validation(model, obj, outputs, inputs, validation, stream: bool):
         val_inputs, val_targets = val_x, val_y = check_data("validation", validation)
     check_input_dtype(model, "validation", val_x.dtype)
     if val_inputs is not None:
-        warn_if_unscaled("validation", val_inputs)
+        warn_if_unscaled("validation", val_inputs, stacklevel=5)
     if val_x.shape[1:] != inputs.shape[1:]:
         if not stream or val_x.ndim != inputs.ndim:
             raise ValueError(f"`validation` inputs have shape {val_x.shape[1:]} per example but "
@@ -393,3 +394,48 @@ def checked_validation(model, obj, outputs, inputs, validation, stream: bool):
     check_fit(obj, outputs, "validation", val_y)
     return val_inputs, val_targets, val_iterator
 
+
+@dataclasses.dataclass
+class TrainingData:
+    """What ``fit`` was given to train and validate on, checked (:func:`training_data`)."""
+
+    source: Stream | None  # a stream of batches, or None for arrays
+    inputs: Any  # the arrays (or a stream's first batch)
+    targets: np.ndarray
+    outputs: jax.ShapeDtypeStruct  # the model's output for one example
+    batch_size: int
+    validation: Any  # as given, or the held-out part of validation_split
+    val_inputs: Any
+    val_targets: Any
+    val_iterator: Any
+
+    @property
+    def n(self) -> int | None:
+        """The training examples (None for a stream)."""
+        return self.inputs.shape[0] if self.source is None else None
+
+
+def training_data(model, obj: Objective, train, validation, *, batch_size, steps_per_epoch, loop,
+                  validation_split) -> TrainingData:
+    """``fit``'s ``train`` and ``validation`` decided (arrays, a random-access source or a
+    stream), checked against the model and the objective, before anything compiles."""
+    source = Stream.of(train, batch_size, steps_per_epoch, loop, validation_split)  # reads a stream's first batch
+    batch_size = _checks.positive_int(64 if batch_size is None else batch_size, "batch_size") if source is None \
+        else source.batch_size
+    if validation_split is not None:
+        train, validation = split_last(train, validation_split, validation)
+    inputs, targets = check_data("train", train) if source is None else source.first
+    try:
+        outputs = output_shape(model, inputs, "train")  # refuses inputs of a kind the model does not take
+    except TypeError as e:
+        if source is None:
+            raise
+        raise TypeError(f"The first batch of the `train` stream: {e}") from None
+    warn_if_unscaled("train", inputs, stacklevel=4)  # at fit's caller
+    check_fit(obj, outputs, "train", targets)
+    val_inputs, val_targets, val_iterator = checked_validation(model, obj, outputs, inputs, validation,
+                                                               source is not None)
+    if source is None and batch_size > inputs.shape[0]:
+        raise ValueError(f"`batch_size` {batch_size} is larger than the {inputs.shape[0]} training examples.")
+    return TrainingData(source, inputs, targets, outputs, batch_size, validation, val_inputs, val_targets,
+                        val_iterator)

@@ -81,6 +81,17 @@ def run_length(epochs: int | None, steps: int | None,
     return epochs, steps, steps - (epochs - 1) * steps_per_epoch
 
 
+def segment_length(steps_per_segment: int | None, n: int | None, batch_size: int, steps_per_epoch: int | None,
+                   pad_remainder: bool) -> int:
+    """The steps of one segment: ``steps_per_segment``, or about a tenth of an epoch's full
+    steps (:func:`default_segment`; a partial last batch that is not padded runs on its own;
+    a stream of unknown length counts as 100 steps), at most an epoch."""
+    full_steps = steps_per_epoch - (n % batch_size != 0 and not pad_remainder) if n is not None \
+        else (steps_per_epoch or 100)
+    return min(_checks.positive_int(steps_per_segment or default_segment(full_steps), "steps_per_segment"),
+               max(full_steps, 1))
+
+
 def epoch_steps(n: int, batch_size: int) -> int:
     """The steps of an epoch of ``n`` examples: its full batches and a last, partial one (what
     :func:`cnnjax.data.batch_plan` gives and :func:`plan_epoch` runs, padded or not)."""
