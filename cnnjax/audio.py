@@ -286,6 +286,37 @@ def own_band_normalised(x: np.ndarray, own: np.ndarray) -> np.ndarray:
     return ((x - mean) / (std + 1e-5)).astype(np.float32)
 
 
+NORMALISATIONS = ("recording", "band", "own")
+"""How :func:`log_mel_inputs` normalises a recording's spectrogram."""
+
+
+def log_mel_inputs(recordings: Recordings, normalise: str = "recording", *, warp: float = 1.0,
+                   sample_rate: int = 8000, frame_length: int = 256, frame_step: int = 128,
+                   mel_bins: int = 40) -> np.ndarray:
+    """What a 2-D CNN reads of ``recordings`` (anything with ``waveforms (N, samples)`` and
+    ``lengths (N,)``): ``(N, frames, mel_bins, 1)`` log-mel spectrograms (:func:`spectrograms`)
+    normalised as ``normalise`` says:
+
+    - ``"recording"``: each recording standardised as a whole (:func:`standardise`);
+    - ``"band"``: each frequency band's mean over time removed first (the voice's and the
+      microphone's colouring), then standardised;
+    - ``"own"``: the same over the recording's own frames only, the zeros it was centred
+      between read as its quietest frame (:func:`own_band_normalised`): a recording reads
+      the same however much padding surrounds it.
+    """
+    if normalise not in NORMALISATIONS:
+        raise ValueError(f"`normalise` must be one of {NORMALISATIONS}, got {normalise!r}.")
+    x = spectrograms(recordings.waveforms, sample_rate=sample_rate, frame_length=frame_length,
+                     frame_step=frame_step, mel_bins=mel_bins, warp=warp)
+    if normalise == "own":
+        own = own_frames(recordings.lengths, recordings.waveforms.shape[1], frame_length=frame_length,
+                         frame_step=frame_step)
+        return own_band_normalised(x[..., 0], own)[..., None]
+    if normalise == "band":
+        x = x - x.mean(axis=1, keepdims=True)
+    return standardise(x)
+
+
 def stretched(x: np.ndarray, factor: float) -> np.ndarray:
     """``(N, frames, bands, C)`` images stretched along time about their centre by ``factor``
     (> 1: longer, the word said more slowly), linearly interpolated; the edge frames (the
@@ -317,6 +348,7 @@ def speed_perturbed(recordings: Recordings, factors=(0.9, 1.1)) -> Recordings:
                                                                               .astype(np.int32) for factor in factors]))
 
 
-__all__ = ["Recordings", "hz_to_mel", "load_recordings", "mel_filterbank", "own_band_normalised", "own_frames",
+__all__ = ["NORMALISATIONS", "Recordings", "hz_to_mel", "load_recordings", "log_mel_inputs", "mel_filterbank",
+           "own_band_normalised", "own_frames",
            "read_wav", "speed_perturbed", "spectrogram", "spectrograms", "standardise", "stretched",
            "warp_frequencies"]

@@ -131,19 +131,11 @@ class Config(RunConfig):
 
 
 def inputs(recordings: audio.Recordings, kind: str, normalise: str = "recording", warp: float = 1.0) -> np.ndarray:
-    """What a CNN of ``kind`` reads: ``(N, frames, MEL_BINS, 1)`` spectrograms normalised as
-    ``normalise`` says (``recording``, ``band`` or ``own``), or ``(N, samples, 1)`` waveforms, each
-    standardised as a whole."""
+    """What a CNN of ``kind`` reads: log-mel spectrograms normalised as ``normalise`` says
+    (:func:`cnnjax.audio.log_mel_inputs`), or ``(N, samples, 1)`` waveforms, each standardised."""
     if kind == "spectrogram":
-        x = audio.spectrograms(recordings.waveforms, sample_rate=SAMPLE_RATE, frame_length=FRAME_LENGTH,
-                               frame_step=FRAME_STEP, mel_bins=MEL_BINS, warp=warp)
-        if normalise == "own":
-            own = audio.own_frames(recordings.lengths, recordings.waveforms.shape[1], frame_length=FRAME_LENGTH,
-                                   frame_step=FRAME_STEP)
-            return audio.own_band_normalised(x[..., 0], own)[..., None]
-        if normalise == "band":  # each band's mean over time removed: the voice's and microphone's colouring
-            x = x - x.mean(axis=1, keepdims=True)
-        return audio.standardise(x)
+        return audio.log_mel_inputs(recordings, normalise, warp=warp, sample_rate=SAMPLE_RATE,
+                                    frame_length=FRAME_LENGTH, frame_step=FRAME_STEP, mel_bins=MEL_BINS)
     return audio.standardise(recordings.waveforms)[..., None]  # (N, samples, 1): a 1-D image of one channel
 
 

@@ -1,6 +1,7 @@
 """cnnjax.audio: spectrograms against scipy.signal, the mel filters against a NumPy loop, wav loading."""
 
 import re
+import types
 import wave
 
 import jax
@@ -175,3 +176,18 @@ def test_own_frames_by_hand():
     assert np.flatnonzero(own[0]).tolist() == list(range(11, 19))
     assert np.flatnonzero(own[1]).tolist() == [15]
     assert own[2].all() and own[3].all()
+
+
+def test_log_mel_inputs_normalise_as_named_and_refuse_another_name():
+    rng = np.random.default_rng(0)
+    recordings = types.SimpleNamespace(waveforms=rng.normal(size=(2, 2000)).astype(np.float32),
+                                       lengths=np.array([2000, 1200]))
+    x = audio.spectrograms(recordings.waveforms)
+    np.testing.assert_allclose(audio.log_mel_inputs(recordings), audio.standardise(x), atol=1e-6)
+    band = audio.log_mel_inputs(recordings, "band")
+    np.testing.assert_allclose(band, audio.standardise(x - x.mean(axis=1, keepdims=True)), atol=1e-6)
+    own = audio.log_mel_inputs(recordings, "own")
+    frames = audio.own_frames(recordings.lengths, 2000)
+    np.testing.assert_allclose(own[..., 0], audio.own_band_normalised(x[..., 0], frames), atol=1e-6)
+    with pytest.raises(ValueError, match=r"`normalise` must be one of \('recording', 'band', 'own'\), got 'mixed'"):
+        audio.log_mel_inputs(recordings, "mixed")
