@@ -36,7 +36,7 @@ operations in a traced program, and :func:`cnnjax.train.fit` then loops in Pytho
 Example:
     >>> from cnnjax import lowering
     >>> lowering.available("conv")
-    ('reference', 'patches', 'auto')
+    ('reference', 'patches', 'auto', 'winograd')
     >>> lowering.default("conv", "cpu"), lowering.default("conv", "gpu")
     ('auto', 'reference')
 """
