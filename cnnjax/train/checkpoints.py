@@ -215,6 +215,7 @@ class Checkpointer:
             item_names=("state", "record"),
         )
         self._unfinished: set[int] = set()  # steps whose save failed, cleaned up on close()
+        self._quiet: Callable[[], None] | None = None  # undoes _quiet_late_writes, on close()
 
     def steps(self) -> list[int]:
         """The steps that have a complete checkpoint, oldest first."""
@@ -231,7 +232,7 @@ class Checkpointer:
             raise ValueError(f"`record` must not use the key {_INTEGRITY!r}, which holds the checkpoint's digest.")
         stored = {**record, _INTEGRITY: {"structure": structure(tree), "sha256": digest(tree)}}
         ocp = _orbax()
-        _quiet_closed_loop_reports()
+        quiet = _quiet_late_writes()  # a failed write's others still in flight report into a closed loop
         try:
             self._manager.save(
                 int(step),
@@ -242,11 +243,20 @@ class Checkpointer:
         except ValueError as e:  # TensorStore reports a failed write (a full disk) as ValueError
             code = re.search(r"os_error_code='?(\d+)", str(e))
             if code is None:
+                quiet()
                 raise
+            if self._quiet is None:
+                self._quiet = quiet  # until close(), when the late writes have stopped
+            else:
+                quiet()
             self._unfinished.add(int(step))  # removed on close(), when orbax's writers have stopped
             errno_ = int(code.group(1))
             raise OSError(errno_, f"{os.strerror(errno_)}: the checkpoint of step {int(step)} could not be "
                                   f"written", self.directory) from e
+        except BaseException:
+            quiet()
+            raise
+        quiet()
 
     def _remove_unfinished(self, settle: float = 0.3, most: float = 3.0) -> None:
         """Removes what failed saves left (orbax's ``<step>.orbax-checkpoint-tmp*`` folders):
@@ -402,6 +412,9 @@ class Checkpointer:
     def close(self) -> None:
         self._manager.close()
         self._remove_unfinished()
+        if self._quiet is not None:
+            self._quiet()
+            self._quiet = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -420,25 +433,30 @@ def _is_closed_loop_report(unraisable: Any) -> bool:
         and frames[0].filename.endswith(os.path.join("asyncio", "base_events.py"))
 
 
-def _quiet_closed_loop_reports() -> None:
+def _quiet_late_writes() -> Callable[[], None]:
     """Drops :func:`_is_closed_loop_report`'s reports, passing every other one to the hook
-    that was there, and :func:`_unretrieved_write_error`'s log records. When a write fails
-    (a full disk), orbax closes its event loop while TensorStore's other writes are in
-    flight; each that finishes reports the closed loop through ``sys.unraisablehook``, a
-    traceback on stderr (0 to 222 of them by timing), although :meth:`Checkpointer.save`
-    already raises the one ``OSError`` that says what happened and nothing else is lost.
-    Installed once, at the first save."""
+    that was there, and :func:`_unretrieved_write_error`'s log records, until the function
+    it returns is called (:meth:`Checkpointer.close`, once the late writes have stopped
+    making folders). When a write fails (a full disk), orbax closes its event loop while
+    TensorStore's other writes are in flight; each that finishes reports the closed loop
+    through ``sys.unraisablehook``, a traceback on stderr (up to 222 of them, by timing),
+    although :meth:`Checkpointer.save` already raises the one ``OSError`` that says what
+    happened and nothing else is lost."""
     previous = sys.unraisablehook
-    if getattr(previous, "_cnnjax_closed_loop", False):
-        return
+    asyncio_log = logging.getLogger("asyncio")
 
     def hook(unraisable):
         if not _is_closed_loop_report(unraisable):
             previous(unraisable)
 
-    hook._cnnjax_closed_loop = True
+    def undo() -> None:
+        if sys.unraisablehook is hook:  # not if something else has replaced it since
+            sys.unraisablehook = previous
+        asyncio_log.removeFilter(_unretrieved_write_error)
+
     sys.unraisablehook = hook
-    logging.getLogger("asyncio").addFilter(_unretrieved_write_error)
+    asyncio_log.addFilter(_unretrieved_write_error)
+    return undo
 
 
 def _unretrieved_write_error(record: logging.LogRecord) -> bool:
