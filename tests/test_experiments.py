@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import types
@@ -603,6 +604,11 @@ def test_sentences_cross_validates_a_file_without_a_test_split(tmp_path, capsys)
     assert saved["test_accuracy"] == results["test_accuracy"] and len(saved["runs"]) == 2
     ngrams = json.loads((workdir / "ngrams.json").read_text())
     assert {g["raises_class"] for g in ngrams} == {0, 1} and all(g["ngrams"] for g in ngrams)
+    assert results["classes"] == ["0", "1"]  # a file of the user's: its classes are numbers
+    shutil.copy(data, tmp_path / "rt-polarity.all")  # MR, Kim's set: its classes have names
+    mr = load("sentences").main(["--data-dir", str(tmp_path), "--folds", "2", *SMALL_SENTENCE_CNN, "--epochs", "1",
+                                 "--workdir", str(tmp_path / "mr")])
+    assert mr["classes"] == ["negative", "positive"]
 
 
 @pytest.mark.slow
