@@ -26,7 +26,7 @@ RECORDS = ROOT / "docs" / "results"
 MNIST = ["mnist_t10k_8000_functional", "mnist_t10k_8000_sequential"]
 FASHION = ["fashion_mnist_functional", "fashion_mnist_sequential"]
 SPOKEN = ["spoken_digits_default", "spoken_digits_members4"]
-SST2_PHRASES = [f"sentences_sst2_phrases_seed{seed}" for seed in (0, 1)]
+SST2_PHRASES = [f"sentences_sst2_phrases_seed{seed}" for seed in (0, 1, 2)]
 TEXT = ["sentences_mr", "sentences_sst2", *SST2_PHRASES, "references"]
 
 TABLES = {
