@@ -62,6 +62,7 @@ TABLES = {
     ("docs/lecture.md", "| set | cnnjax | Kim (2014) |"): (["cnnjax", "Kim (2014)", "harvardnlp's Torch"], {
         "MR": ["sentences_mr", "references"],
         "SST-2": ["sentences_sst2", "references"],
+        "SST-2, trained on the treebank's phrases": [*SST2_PHRASES, "references"],
     }),
     ("docs/text.md", "| set | cnnjax | Kim (2014) |"): (["cnnjax", "Kim (2014)", "harvardnlp's Torch"], {
         "MR": ["sentences_mr", "references"],
