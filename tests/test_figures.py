@@ -78,6 +78,19 @@ TABLES = {
             "`python experiments/xo.py`": ["compile_cache"],
             "`python experiments/mnist.py": ["compile_cache"],
         }),
+    ("docs/performance.md", "| run | idle, wall s |"): (
+        ["idle, wall s", "idle, CPU s", "beside one busy process, wall s", "busy, CPU s"], {
+            "cnnjax, first run": ["end_to_end"],
+            "cnnjax, rerun": ["end_to_end"],
+            "PyTorch eager, first run": ["end_to_end"],
+            "PyTorch eager, rerun": ["end_to_end"],
+            "PyTorch's wall time over cnnjax's": ["end_to_end"],
+        }),
+    ("docs/performance.md", "| convolution | forward, auto |"): (
+        ["forward, auto", "forward, winograd", "winograd / auto", "with gradients, auto", "with gradients, winograd"], {
+            name: ["winograd"] for name in ("lecture conv1", "lecture conv2", "lecture conv3", "wide 16x16x128",
+                                            "wide 16x16x256")
+        }),
     ("docs/porting.md", "| operation | worst relative difference |"): (["worst relative difference"], {
         name: ["agreement"] for name in ("avgpool", "maxpool", "adaptive_avgpool", "adaptive_maxpool",
                                          "global_avgpool", "global_maxpool", "local_response_norm", "conv",
