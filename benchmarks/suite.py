@@ -22,7 +22,7 @@ TIERS = {"all": [], "quick": ["-m", "not slow"]}
 
 
 def run_tier(extra: list[str], args: list[str]) -> dict:
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, *args]
+    command = [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *extra, *args]
     from _records import run_timed
 
     done, wall, cpu = run_timed(command, cwd=ROOT, capture_output=True, text=True)
@@ -31,7 +31,9 @@ def run_tier(extra: list[str], args: list[str]) -> dict:
     return {"command": shlex.join(["python", "-m", "pytest", "-q", *extra]), "exit_code": done.returncode,
             "wall_s": round(wall, 1),
             "cpu_s": round(cpu, 1),
-            "stderr_lines": len(done.stderr.splitlines()), **counts}
+            "stderr_lines": len(done.stderr.splitlines()), **counts,
+            **({"failures": [line.split(" ", 1)[1] for line in done.stdout.splitlines() if line.startswith("FAILED ")]}
+               if done.returncode else {})}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{tier:6s} {r['wall_s']:8.1f} s wall {r['cpu_s']:8.1f} CPU-s  {r.get('passed', 0)} passed, "
               f"{r.get('failed', 0)} failed, {r.get('deselected', 0)} deselected, exit {r['exit_code']}, "
               f"{r['stderr_lines']} lines on stderr", flush=True)
+        for failure in r.get("failures", []):
+            print(f"  FAILED {failure}", flush=True)
     if args.record:
         from _records import write_record
 

@@ -218,3 +218,12 @@ def test_winograd_benchmark_times_both_lowerings_and_writes_its_record(tmp_path,
                                                             2)
     assert "lecture model gradient step, batch 64" in figures["shapes"]
     _record_is_complete(json.loads(path.read_text()), "winograd.py")
+
+
+def test_suite_names_the_tests_that_failed(tmp_path, capsys):
+    (tmp_path / "test_x.py").write_text("def test_ok():\n    assert True\n\n\ndef test_bad():\n    assert 1 == 2\n")
+    rows = load("suite").main(["--only", "all", "--", str(tmp_path / "test_x.py"), "-n", "0"])
+    row = rows["all"]
+    assert (row["passed"], row["failed"], row["exit_code"]) == (1, 1, 1)
+    assert len(row["failures"]) == 1 and "test_x.py::test_bad" in row["failures"][0]
+    assert "  FAILED " in capsys.readouterr().out
