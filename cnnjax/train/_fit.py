@@ -87,7 +87,9 @@ def fit(
         tensorflow-datasets loader, a generator, a list), NumPy arrays or torch tensors,
         channels last. Each epoch iterates it again (an iterator is read on); its batches
         train in the Python loop, each padded to the first batch's size (or, for a model
-        with batch statistics, run at its own). A stream brings its own order and batch
+        with batch statistics, run at its own). Batches may differ in their axes' sizes,
+        not in their number (sentences bucketed by length, ``cnnjax.text.bucket_by_length``):
+        each example shape compiles its own step. A stream brings its own order and batch
         size (``batch_size``, ``seed`` and ``shuffle`` are for arrays); a checkpointed
         stream resumes at the start of the next epoch. Its first batch is checked as
         arrays are; a later batch's class labels are checked inside the step: one out of
