@@ -11,8 +11,12 @@ CPU settings: ``torch.set_flush_denormal(True)`` and glibc's malloc thresholds r
 - cnnjax's **first run**: a new, empty compile cache (``CNNJAX_COMPILE_CACHE``), so every
   program is compiled, as on a new machine;
 - cnnjax's **rerun**: the same command again, its programs read from that cache;
+- the same two with ``--no-pictures`` (``cnnjax_plain_*``, a cache of their own): the job
+  the PyTorch script does, which draws no figures;
 - PyTorch, twice (it compiles nothing: its first run and rerun differ by what the
-  operating system has cached).
+  operating system has cached), and once more with ``OMP_WAIT_POLICY=PASSIVE``
+  (``pytorch_passive``: its OpenMP threads sleep instead of spinning while they wait, the
+  setting that matters when another process wants the cores).
 
 Every run gets a new ``--workdir``. ``--load`` runs it all again beside one busy process
 (one thread spinning in Python: a laptop is rarely idle). Prints wall and CPU seconds
@@ -37,22 +41,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MALLOC = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=1073741824"
 JOB = ["--data-dir", "samples/mnist", "--limit-train", "8000"]
-RUNS = ("cnnjax_first", "cnnjax_rerun", "pytorch_first", "pytorch_rerun")
+RUNS = ("cnnjax_first", "cnnjax_rerun", "cnnjax_plain_first", "cnnjax_plain_rerun", "pytorch_first",
+        "pytorch_rerun", "pytorch_passive")
+# PyTorch's wall time over cnnjax's, of the medians: (name, PyTorch's run, cnnjax's run)
+RATIOS = (("first_run", "pytorch_first", "cnnjax_first"), ("rerun", "pytorch_rerun", "cnnjax_rerun"),
+          ("plain_first_run", "pytorch_first", "cnnjax_plain_first"),
+          ("plain_rerun", "pytorch_rerun", "cnnjax_plain_rerun"),
+          ("passive_plain_rerun", "pytorch_passive", "cnnjax_plain_rerun"))
 
 
 def command(run: str, workdir: Path) -> list[str]:
     if run.startswith("cnnjax"):
-        return [sys.executable, "experiments/mnist.py", *JOB, "--verbose", "0", "--workdir", str(workdir)]
+        plain = ["--no-pictures"] if run.startswith("cnnjax_plain") else []
+        return [sys.executable, "experiments/mnist.py", *JOB, "--verbose", "0", *plain, "--workdir", str(workdir)]
     return [sys.executable, "benchmarks/peers/mnist_torch.py", *JOB, "--workdir", str(workdir)]
 
 
 def timed(run: str, workdir: Path, cache: Path) -> dict:
-    """One whole process: its wall and CPU seconds and the test accuracy it wrote."""
+    """One whole process: its wall and CPU seconds and the test accuracy it wrote. ``cache``
+    is the round's compile cache of that kind of run (with or without pictures)."""
     from _records import run_timed
 
     env = {**os.environ, "CNNJAX_COMPILE_CACHE": str(cache)}
     if run.startswith("pytorch"):
         env["GLIBC_TUNABLES"] = MALLOC
+    if run == "pytorch_passive":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     done, wall, cpu = run_timed(command(run, workdir), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
@@ -68,22 +82,22 @@ def spread(values: list[float]) -> dict:
 def race(rounds: int, scratch: Path, tag: str) -> dict:
     times = {run: [] for run in RUNS}
     for r in range(rounds):
-        cache = scratch / f"cache-{tag}-{r}"  # a new, empty compile cache each round: the first run compiles
-        order = RUNS if r % 2 == 0 else RUNS[2:] + RUNS[:2]
+        order = RUNS if r % 2 == 0 else RUNS[4:] + RUNS[:4]
         for run in order:
+            # a new, empty compile cache each round for each kind of cnnjax run: its first run compiles
+            cache = scratch / f"cache-{tag}-{r}-{run.rsplit('_', 1)[0]}"
             times[run].append(timed(run, scratch / f"{tag}-{run}-{r}", cache))
             print(f"{tag} round {r + 1}: {run:14s} {times[run][-1]}", flush=True)
     out = {run: {"wall_s": spread([t["wall_s"] for t in ts]), "cpu_s": spread([t["cpu_s"] for t in ts]),
                  "test_accuracy": [t["test_accuracy"] for t in ts]} for run, ts in times.items()}
     wall = {run: out[run]["wall_s"]["median"] for run in RUNS}
-    out["pytorch_over_cnnjax"] = {"first_run": round(wall["pytorch_first"] / wall["cnnjax_first"], 2),
-                                  "rerun": round(wall["pytorch_rerun"] / wall["cnnjax_rerun"], 2)}
+    out["pytorch_over_cnnjax"] = {name: round(wall[torch] / wall[ours], 2) for name, torch, ours in RATIOS}
     return out
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=3, help="turns of the four runs (default 3)")
+    p.add_argument("--rounds", type=int, default=3, help="turns of the seven runs (default 3)")
     p.add_argument("--load", action="store_true", help="also race beside one busy process")
     p.add_argument("--record", help="write the figures as a run record (JSON) to this file")
     args = p.parse_args(argv)
@@ -107,10 +121,10 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"\n{setting}: wall seconds min / median / max (CPU seconds median; test accuracy)")
         for run in RUNS:
             w = f[run]["wall_s"]
-            print(f"  {run:14s} {w['min']:7.2f} / {w['median']:7.2f} / {w['max']:7.2f}  "
+            print(f"  {run:19s} {w['min']:7.2f} / {w['median']:7.2f} / {w['max']:7.2f}  "
                   f"({f[run]['cpu_s']['median']:.1f} CPU s; {', '.join(map(str, f[run]['test_accuracy']))})")
-        r = f["pytorch_over_cnnjax"]
-        print(f"  PyTorch's wall time over cnnjax's: first run {r['first_run']}x, rerun {r['rerun']}x")
+        print("  PyTorch's wall time over cnnjax's: " + ", ".join(f"{name} {ratio}x" for name, ratio
+                                                                 in f["pytorch_over_cnnjax"].items()))
     if args.record:
         from _records import write_record
 

@@ -65,6 +65,19 @@ def flag(default: Any = dataclasses.MISSING, help: str = "") -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
 
 
+def pictures_flag() -> Any:
+    """The ``pictures`` field of an experiment that draws: ``--pictures`` (the default) or
+    ``--no-pictures``."""
+    return flag(True, "draw the run's pictures (PNG files in the run directory); --no-pictures skips them: "
+                      "the same results, a shorter command")
+
+
+def recorded_settings(config) -> dict:
+    """A configuration as its run record keeps it: every field but ``pictures``, which changes
+    what is drawn, not what is measured (so a record reruns alike with or without pictures)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k != "pictures"}
+
+
 def expect(ok: bool, field: str, value: Any, expected: str) -> None:
     """Raises :class:`ConfigError` naming ``field`` and ``value`` unless ``ok``."""
     if not ok:
@@ -196,6 +209,8 @@ class RunConfig:
     def __post_init__(self):
         expect_int(self.seed, "seed", low=0, high=2**32 - 1)
         expect(self.verbose in (0, 1, 2), "verbose", self.verbose, "0, 1 or 2")
+        if hasattr(self, "pictures"):
+            expect(isinstance(self.pictures, bool), "pictures", self.pictures, "True or False")
 
     def check_paths(self) -> None:
         """The folders named exist and fit: raises :class:`ConfigError` before anything is read or written."""

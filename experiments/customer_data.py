@@ -36,7 +36,9 @@ from common import (
     load_train_test,
     num_classes,
     parse,
+    pictures_flag,
     provenance,
+    recorded_settings,
     run_directory,
     write_json,
 )
@@ -58,6 +60,7 @@ class Config(TrainingConfig):
     epochs: int = flag(5, "passes over the training images, for each of the four models")
     seed: int = flag(0, "seed of the permutation, the initial weights and the data order, 0 <= seed < 2**32")
     workdir: str | None = flag(None, "where the results and the picture go (default runs/customer_data-<time>)")
+    pictures: bool = pictures_flag()
 
 
 def dense_network(input_shape, num_classes: int, *, rngs: nnx.Rngs) -> nn.Sequential:
@@ -122,14 +125,15 @@ def _run_in(config: Config, k, x, y, tx, ty, note, workdir: Path, argv: list[str
     for name, row in results.items():
         cells = [f"{r['accuracy']:.4f} ({r['correct']}/{r['total']})" for r in row.values()]
         print(f"{name:36s} {cells[0]:>22s} {cells[1]:>22s}")
-    shown = np.stack([tx[:6], permute(tx[:6], permutation)])
-    titles = [[f"{ty[i]}" for i in range(6)], [f"{ty[i]}, permuted" for i in range(6)]]
-    viz.save(viz.images(shown[..., 0], titles=titles, cmap="gray",
-                        title="The same digits, before and after one fixed permutation of the pixels"),
-             workdir / "permuted_digits.png")
-    write_json(workdir / "results.json", {"config": dataclasses.asdict(config), "note": note, "results": results,
+    if config.pictures:
+        shown = np.stack([tx[:6], permute(tx[:6], permutation)])
+        titles = [[f"{ty[i]}" for i in range(6)], [f"{ty[i]}, permuted" for i in range(6)]]
+        viz.save(viz.images(shown[..., 0], titles=titles, cmap="gray",
+                            title="The same digits, before and after one fixed permutation of the pixels"),
+                 workdir / "permuted_digits.png")
+    write_json(workdir / "results.json", {"config": recorded_settings(config), "note": note, "results": results,
                                           "run": provenance("customer_data.py", argv)})
-    print(f"\nresults and picture in {workdir}")
+    print(f"\nresults{' and picture' if config.pictures else ''} in {workdir}")
     return results
 
 

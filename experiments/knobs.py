@@ -30,7 +30,9 @@ from common import (
     load_train_test,
     num_classes,
     parse,
+    pictures_flag,
     provenance,
+    recorded_settings,
     run_directory,
     write_json,
 )
@@ -108,6 +110,7 @@ class Config(TrainingConfig):
 
     epochs: int = flag(3, "passes over the training images, for every setting")
     workdir: str | None = flag(None, "where the results and the picture go (default runs/knobs-<time>)")
+    pictures: bool = pictures_flag()
 
 
 def measure(design: Design, data, config: Config, k: int) -> dict:
@@ -171,10 +174,11 @@ def _run_in(config: Config, k, x, y, test, note, workdir: Path, argv: list[str] 
         rows.append(r)
         print(f"{knob:26s} {str(value):>8s} {r['accuracy']:.4f} ({r['correct']:>4d}/{r['total']}) {r['params']:>10,} "
               f"{r['flops'] / 1e6:8.2f} {r['images_per_s']:9,.0f}")
-    viz.save(plot(rows), workdir / "knobs.png")
-    write_json(workdir / "results.json", {"config": dataclasses.asdict(config), "note": note, "rows": rows,
+    if config.pictures:
+        viz.save(plot(rows), workdir / "knobs.png")
+    write_json(workdir / "results.json", {"config": recorded_settings(config), "note": note, "rows": rows,
                                           "run": provenance("knobs.py", argv)})
-    print(f"\nresults and picture in {workdir}")
+    print(f"\nresults{' and picture' if config.pictures else ''} in {workdir}")
     return rows
 
 

@@ -10,6 +10,7 @@ split. Writes a run directory (``--workdir``, default ``runs/<model>-<dataset>-<
     checkpoints/         orbax checkpoints (the final one included)
     results.json         test loss and accuracy, images/s
     learning_curves.png  filters.png  response_maps.png  confusion_matrix.png  saliency.png
+                         (not with --no-pictures)
 
 Running the same command with the same ``--workdir`` resumes an interrupted run.
 
@@ -47,6 +48,7 @@ from common import (
     load_train_test,
     num_classes,
     parse,
+    pictures_flag,
     provenance,
     read_config,
     run_directory,
@@ -81,6 +83,7 @@ class Config(TrainingConfig):
     workdir: str | None = flag(None, "the run directory (default runs/<model>-<dataset>-<time>); a directory "
                                      "holding a checkpoint of the same settings resumes")
     verbose: Literal[0, 1, 2] = flag(1, "0 quiet, 1 a progress bar, 2 one line per epoch")
+    pictures: bool = pictures_flag()
     coordinator: str | None = flag(None, "HOST:PORT of process 0, to train across processes (one per host or GPU; "
                                          "every process runs this command with its own --process-id); not needed "
                                          "under SLURM's srun or Open MPI's mpirun, whose settings JAX reads")
@@ -132,7 +135,7 @@ class Config(TrainingConfig):
 
     def record(self) -> dict:
         """What ``config.json`` holds: the settings, and where and with what they ran."""
-        per_process = ("verbose", "coordinator", "process_id")  # not settings of the run
+        per_process = ("verbose", "pictures", "coordinator", "process_id")  # not settings of the run
         settings = {k: v for k, v in dataclasses.asdict(self).items() if k not in per_process}
         return {**settings, "optimizer": "rmsprop (rho 0.9, epsilon 1e-7 outside the square root)",
                 "cnnjax": cnnjax.__version__, "jax": jax.__version__, "backend": jax.default_backend(),
@@ -259,7 +262,8 @@ def _run(config: Config, workdir: Path, main: bool, argv: list[str] | None = Non
                "train_images": len(x), "test_images": len(test[0]), "note": note,
                "run": provenance("mnist.py", argv)}
     write_json(workdir / "results.json", results)
-    figures(model, workdir, test, class_names(config.dataset, k), history.epochs)
+    if config.pictures:
+        figures(model, workdir, test, class_names(config.dataset, k), history.epochs)
     say(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {len(test[0])} images; "
           f"{images_per_s:,.0f} images/s; run directory {workdir}")
     return results

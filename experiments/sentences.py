@@ -50,7 +50,9 @@ from common import (
     flag,
     lazy,
     parse,
+    pictures_flag,
     provenance,
+    recorded_settings,
     run_directory,
     write_json,
 )
@@ -106,6 +108,7 @@ class Config(RunConfig):
     min_count: int = flag(1, "a training word seen fewer times is the unknown word")
     limit: int | None = flag(None, "use only N sentences of each file, drawn at random (a quick run)")
     workdir: str | None = flag(None, "where the results and pictures go (default runs/sentences-<dataset>-<time>)")
+    pictures: bool = pictures_flag()
 
     def __post_init__(self):
         super().__post_init__()
@@ -424,7 +427,7 @@ def _run_in(config: Config, workdir: Path, train_set, dev_set, test_set, k: int,
             report(f"fold {i + 1}/{config.fold_count}", r)
     accuracies = np.array([r["accuracy"] for _, r in runs])
     results = {
-        "config": dataclasses.asdict(config), "classes": list(names), "encodings": encodings,
+        "config": recorded_settings(config), "classes": list(names), "encodings": encodings,
         "test_accuracy": float(accuracies.mean()), "bucket_width": config.bucket_width,
         "runs": [{"name": name, **{key: v for key, v in r.items() if not key.startswith("_")}} for name, r in runs],
         "seconds": float(sum(r["seconds"] for _, r in runs)),
@@ -436,20 +439,21 @@ def _run_in(config: Config, workdir: Path, train_set, dev_set, test_set, k: int,
                        test_accuracy_max=float(accuracies.max()))
         print(f"mean over {len(runs)} folds {accuracies.mean():.4f} (std {accuracies.std(ddof=1):.4f}, "
               f"{accuracies.min():.4f} to {accuracies.max():.4f}), {results['seconds']:.0f} s of training")
-    matrix = sum(viz.confusion_matrix(r["_labels"], r["_predictions"], k) for _, r in runs)
-    viz.save(viz.plot_confusion_matrix(matrix, names), workdir / "confusion_matrix.png")
     first = runs[0][1]
-    viz.save(viz.learning_curves(first["_epochs"]), workdir / "learning_curves.png")
     model, vocab, encoded = first["_model"], first["_vocab"], first["_encoded"]
     chosen = chosen_filters(model, per_class=3)
     found = top_ngrams(model, vocab, encoded.ids, chosen)
     write_json(workdir / "ngrams.json", found)
-    viz.save(ngram_figure(found, names), workdir / "filter_ngrams.png")
-    row = telling_sentence(model, encoded, chosen)
-    viz.save(sentence_figure(model, vocab, encoded.ids[row], chosen, names), workdir / "sentence_responses.png")
+    if config.pictures:
+        matrix = sum(viz.confusion_matrix(r["_labels"], r["_predictions"], k) for _, r in runs)
+        viz.save(viz.plot_confusion_matrix(matrix, names), workdir / "confusion_matrix.png")
+        viz.save(viz.learning_curves(first["_epochs"]), workdir / "learning_curves.png")
+        viz.save(ngram_figure(found, names), workdir / "filter_ngrams.png")
+        row = telling_sentence(model, encoded, chosen)
+        viz.save(sentence_figure(model, vocab, encoded.ids[row], chosen, names), workdir / "sentence_responses.png")
     write_json(workdir / "metrics.json", {name: as_records(r["_epochs"]) for name, r in runs})
     write_json(workdir / "results.json", results)
-    print(f"results and pictures in {workdir}")
+    print(f"results{' and pictures' if config.pictures else ''} in {workdir}")
     return results
 
 

@@ -47,7 +47,9 @@ from common import (
     flag,
     lazy,
     parse,
+    pictures_flag,
     provenance,
+    recorded_settings,
     run_directory,
     write_json,
 )
@@ -107,6 +109,7 @@ class Config(RunConfig):
                                                        "--epochs) by leaving out each of the other speakers in turn, "
                                                        "never the one scored (nested), or train --epochs")
     workdir: str | None = flag(None, "where the results and pictures go (default runs/spoken_digits-<time>)")
+    pictures: bool = pictures_flag()
 
     def __post_init__(self):
         super().__post_init__()
@@ -308,8 +311,9 @@ def _run_in(config: Config, extra, recordings, workdir: Path, argv: list[str] | 
     speakers = sorted(set(recordings.speakers.tolist()))
     kinds = list(MODELS) if config.inputs == "both" else [config.inputs]
     print(f"{len(recordings)} recordings of {len(speakers)} speakers ({', '.join(speakers)}) from {config.data_dir}")
-    viz.save(slide_figure(recordings), workdir / "spectrogram_zero.png")
-    results: dict = {"config": dataclasses.asdict(config), "official": {}, "speakers": {}}
+    if config.pictures:
+        viz.save(slide_figure(recordings), workdir / "spectrogram_zero.png")
+    results: dict = {"config": recorded_settings(config), "official": {}, "speakers": {}}
     histories: dict = {}
     kept: dict = {"official": {}, "test_dir": {}, "speakers": {}}  # each model's probabilities, for the ensemble
     official_test = np.isin(recordings.indices, TEST_INDICES)
@@ -335,7 +339,7 @@ def _run_in(config: Config, extra, recordings, workdir: Path, argv: list[str] | 
                 kept["test_dir"][kind] = probabilities(models, extra, kind, config)
                 results.setdefault("test_accuracy", {})[kind] = scored(kept["test_dir"][kind], extra.labels)
                 print(f"--test-dir {config.test_dir}: {results['test_accuracy'][kind]['accuracy']:.4f}")
-            if kind == "spectrogram":
+            if kind == "spectrogram" and config.pictures:
                 viz.save(viz.response_maps(models[0], x[official_test][:2], max_channels=8),
                          workdir / "response_maps.png")
                 matrix = viz.confusion_matrix(y[official_test], kept["official"][kind].argmax(-1), 10)
@@ -350,7 +354,7 @@ def _run_in(config: Config, extra, recordings, workdir: Path, argv: list[str] | 
     write_json(workdir / "metrics.json", histories)
     results["run"] = provenance("spoken_digits.py", argv)
     write_json(workdir / "results.json", results)
-    print(f"\nresults and pictures in {workdir}")
+    print(f"\nresults{' and pictures' if config.pictures else ''} in {workdir}")
     return results
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from common import RunConfig, expect_int, flag, lazy, parse, provenance, run_directory
+from common import RunConfig, expect_int, flag, lazy, parse, pictures_flag, provenance, run_directory
 
 # JAX, flax and cnnjax load when first used: --help and a bad flag answer at once
 jax = lazy("jax")
@@ -56,6 +56,7 @@ class Config(RunConfig):
     epochs: int = flag(30, "passes over the training images")
     seed: int = flag(0, "seed of the data and the initial weights, 0 <= seed < 2**32")
     workdir: str | None = flag(None, "where the pictures and results go (default runs/xo-<time>)")
+    pictures: bool = pictures_flag()
 
     def __post_init__(self):
         super().__post_init__()
@@ -154,15 +155,17 @@ def _run_in(args: Config, workdir: Path, argv: list[str] | None = None) -> dict:
     image = lecture.X_IMAGE if args.image == "x" else lecture.O_IMAGE
     stages = print_walkthrough(image, args.image.upper())
     hand_made = models.xo_net(lecture_features=True, rngs=nnx.Rngs(args.seed))
-    fig = viz.response_maps(hand_made, lecture.batch(image), layers=["conv", "max_pool", "max_pool_1"],
-                            annotate=True, max_channels=3)
-    viz.save(fig, workdir / "lecture_maps.png", dpi=120)
+    if args.pictures:
+        fig = viz.response_maps(hand_made, lecture.batch(image), layers=["conv", "max_pool", "max_pool_1"],
+                                annotate=True, max_channels=3)
+        viz.save(fig, workdir / "lecture_maps.png", dpi=120)
 
     # 2. The trickier cases.
     train_set = synthetic.xo_dataset(args.train_size, "mixed", seed=args.seed, strength="train")
     tests = {case: synthetic.xo_dataset(args.test_size, case, seed=args.seed + 1 + i)
              for i, case in enumerate(synthetic.CASES)}
-    viz.save(case_examples_figure(tests), workdir / "trickier_cases.png")
+    if args.pictures:
+        viz.save(case_examples_figure(tests), workdir / "trickier_cases.png")
 
     # 3. Learn the features from random ones.
     net = models.xo_net(rngs=nnx.Rngs(args.seed))
@@ -174,27 +177,30 @@ def _run_in(args: Config, workdir: Path, argv: list[str] | None = None) -> dict:
     print(f"{'case':12s} {'accuracy':>8s}")
     for case, acc in accuracy.items():
         print(f"{case:12s} {acc:8.3f}")
-    learned = np.asarray(net[0].kernel[...])
-    both = np.concatenate([lecture.features(), learned], axis=-1)
-    titles = [f"lecture: {n}" for n in lecture.FEATURE_NAMES] + [f"learned {i}" for i in range(learned.shape[-1])]
-    viz.save(viz.filters(both, titles=titles, annotate=True, title="The lecture's features and the learned ones"),
-             workdir / "filters.png", dpi=120)
-    viz.save(viz.learning_curves(history.epochs), workdir / "learning_curves.png")
+    if args.pictures:
+        learned = np.asarray(net[0].kernel[...])
+        both = np.concatenate([lecture.features(), learned], axis=-1)
+        titles = [f"lecture: {n}" for n in lecture.FEATURE_NAMES] + [f"learned {i}" for i in range(learned.shape[-1])]
+        viz.save(viz.filters(both, titles=titles, annotate=True, title="The lecture's features and the learned ones"),
+                 workdir / "filters.png", dpi=120)
+        viz.save(viz.learning_curves(history.epochs), workdir / "learning_curves.png")
     (workdir / "metrics.json").write_text(json.dumps(history.epochs, indent=2) + "\n")
 
     # 4. Backpropagation, for the image of the walk-through, into the lecture's features (the
     #    dense layer still as initialised, as at the start of training: the error is not yet 0).
     step = backpropagation(hand_made, image, synthetic.XO_CLASSES.index(args.image))
     print_backpropagation(step, args.image.upper())
-    titles = [f"d loss / d {name}" for name in lecture.FEATURE_NAMES]
-    viz.save(viz.filters(step["d_features"], titles=titles, annotate=True, value="gradient",
-                         title=f"Backpropagation: the error ({step['error'][0]:+.2f} for X) flowing into each feature"),
-             workdir / "backpropagation.png", dpi=120)
+    if args.pictures:
+        titles = [f"d loss / d {name}" for name in lecture.FEATURE_NAMES]
+        viz.save(viz.filters(step["d_features"], titles=titles, annotate=True, value="gradient",
+                             title=f"Backpropagation: the error ({step['error'][0]:+.2f} for X) flowing into each "
+                                   f"feature"),
+                 workdir / "backpropagation.png", dpi=120)
     results = {"accuracy": accuracy, "train_size": args.train_size, "test_size_per_case": args.test_size,
                "epochs": args.epochs, "seconds": sum(e["seconds"] for e in history.epochs),
                "run": provenance("xo.py", argv)}
     (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"figures in {workdir}")
+    print(f"{'pictures and results' if args.pictures else 'results'} in {workdir}")
     return {"stages": stages, **results, "backpropagation": step, "workdir": str(workdir)}
 
 

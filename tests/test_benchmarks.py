@@ -154,9 +154,9 @@ def test_suite_times_each_tier_and_writes_its_record(tmp_path, capsys):
 
 def test_end_to_end_races_whole_processes_in_turns_with_a_new_cache_each_round(tmp_path, monkeypatch, capsys):
     """With stand-in commands that log what they were given and write a results.json: each
-    round's first cnnjax run gets a new cache and its rerun the same one, PyTorch gets the
-    malloc setting, the order flips every round, and the medians' ratios are PyTorch's over
-    cnnjax's."""
+    round's first cnnjax run (with and without pictures) gets a new cache and its rerun the
+    same one, PyTorch gets the malloc setting (and once OMP_WAIT_POLICY=PASSIVE), the order
+    flips every round, and the medians' ratios are PyTorch's over cnnjax's."""
     import json
 
     log = tmp_path / "log.jsonl"
@@ -167,25 +167,36 @@ def test_end_to_end_races_whole_processes_in_turns_with_a_new_cache_each_round(t
         "os.makedirs(workdir, exist_ok=True)\n"
         "json.dump({'test_accuracy': 0.5}, open(os.path.join(workdir, 'results.json'), 'w'))\n"
         f"open({str(log)!r}, 'a').write(json.dumps([sys.argv[1], os.environ['CNNJAX_COMPILE_CACHE'], "
-        "os.environ.get('GLIBC_TUNABLES')]) + '\\n')\n")
+        "os.environ.get('GLIBC_TUNABLES'), os.environ.get('OMP_WAIT_POLICY')]) + '\\n')\n")
     e2e = load("end_to_end")
+    real = e2e.command
     monkeypatch.setattr(e2e, "command", lambda run, workdir: [sys.executable, str(stub), run, "--workdir",
                                                                  str(workdir)])
     path = tmp_path / "e2e.json"
     figures = e2e.main(["--rounds", "2", "--record", str(path)])
     calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [c[0] for c in calls] == [*e2e.RUNS, *e2e.RUNS[2:], *e2e.RUNS[:2]]  # the order flips
-    first, rerun = calls[0][1], calls[1][1]
-    assert first == rerun and calls[6][1] == calls[7][1] != first  # a new cache each round, shared by its rerun
-    assert [c[2] is not None for c in calls] == [False, False, True, True, True, True, False, False]
-    assert calls[2][2] == e2e.MALLOC
+    names = [c[0] for c in calls]
+    assert names == [*e2e.RUNS, *e2e.RUNS[4:], *e2e.RUNS[:4]]  # the order flips
+    cache = {(r, c[0]): c[1] for r, chunk in enumerate((calls[:7], calls[7:])) for c in chunk}
+    for r in (0, 1):  # first run and rerun share a cache, one for each kind, new each round
+        assert cache[r, "cnnjax_first"] == cache[r, "cnnjax_rerun"] != cache[r, "cnnjax_plain_first"]
+        assert cache[r, "cnnjax_plain_first"] == cache[r, "cnnjax_plain_rerun"]
+    assert cache[0, "cnnjax_first"] != cache[1, "cnnjax_first"]
+    assert cache[0, "cnnjax_plain_first"] != cache[1, "cnnjax_plain_first"]
+    for name, _, malloc, omp in calls:
+        assert malloc == (e2e.MALLOC if name.startswith("pytorch") else None)
+        assert omp == ("PASSIVE" if name == "pytorch_passive" else None)
     idle = figures["idle"]
     assert set(idle) == {*e2e.RUNS, "pytorch_over_cnnjax"} and idle["cnnjax_first"]["test_accuracy"] == [0.5, 0.5]
-    ratio = idle["pytorch_first"]["wall_s"]["median"] / idle["cnnjax_first"]["wall_s"]["median"]
-    assert idle["pytorch_over_cnnjax"]["first_run"] == round(ratio, 2)
+    assert set(idle["pytorch_over_cnnjax"]) == {"first_run", "rerun", "plain_first_run", "plain_rerun",
+                                                "passive_plain_rerun"}
+    ratio = idle["pytorch_first"]["wall_s"]["median"] / idle["cnnjax_plain_first"]["wall_s"]["median"]
+    assert idle["pytorch_over_cnnjax"]["plain_first_run"] == round(ratio, 2)
     record = json.loads(path.read_text())
     assert record["idle"] == idle and "loaded" not in record
     _record_is_complete(record, "end_to_end.py")
+    assert "--no-pictures" in real("cnnjax_plain_rerun", tmp_path) and "--no-pictures" not in real("cnnjax_first",
+                                                                                                  tmp_path)
 
 
 @pytest.mark.slow

@@ -106,6 +106,13 @@ def test_mnist_writes_the_run_directory_and_resumes(tiny_idx, tmp_path, capsys):
     assert np.isclose(results["test_accuracy"], metrics[-1]["val_accuracy"], atol=1e-6)  # the test split validates
     assert any((workdir / "checkpoints").iterdir())
 
+    plain = tmp_path / "plain"  # --no-pictures: the same run and results, no PNG file
+    unpictured = mnist.main([*args[:-3], str(plain), "--verbose", "0", "--epochs", "1", "--no-pictures"])
+    assert "pictures" not in json.loads((plain / "config.json").read_text())
+    assert sorted(p.name for p in plain.glob("*.png")) == [] and (plain / "results.json").is_file()
+    assert unpictured["test_accuracy"] == results["test_accuracy"] and unpictured["test_loss"] == results["test_loss"]
+    capsys.readouterr()
+
     (tmp_path / "link").symlink_to(tiny_idx)  # the same data through a symbolic link is the same run
     linked = [str(tmp_path / "link") if a == str(tiny_idx) else a for a in args]
     mnist.main(linked + ["--epochs", "2"])  # the same run directory: resumes after epoch 1
