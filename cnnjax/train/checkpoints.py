@@ -461,11 +461,15 @@ def _quiet_late_writes() -> Callable[[], None]:
 
 def _unretrieved_write_error(record: logging.LogRecord) -> bool:
     """False (drop it) for asyncio's "Task exception was never retrieved" about a write
-    TensorStore could not make (a ``ValueError`` carrying ``os_error_code``): orbax's other
-    write tasks, whose error :meth:`Checkpointer.save`'s ``OSError`` has already reported."""
+    TensorStore could not make (a ``ValueError`` carrying ``os_error_code``, or saying
+    "Error writing" into an unfinished checkpoint's ``.orbax-checkpoint-tmp`` folder, as a
+    refused ``.zarray`` does): orbax's other write tasks, whose error
+    :meth:`Checkpointer.save`'s ``OSError`` has already reported."""
     error = record.exc_info[1] if record.exc_info else None
+    text = str(error)
+    failed_write = "os_error_code=" in text or ("Error writing" in text and ".orbax-checkpoint-tmp" in text)
     return not (str(record.msg).startswith("Task exception was never retrieved") and isinstance(error, ValueError)
-                and "os_error_code=" in str(error))
+                and failed_write)
 
 
 def _is_key(a) -> bool:
