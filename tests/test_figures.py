@@ -27,7 +27,8 @@ MNIST = ["mnist_t10k_8000_functional", "mnist_t10k_8000_sequential"]
 FASHION = ["fashion_mnist_functional", "fashion_mnist_sequential"]
 SPOKEN = ["spoken_digits_default", "spoken_digits_members4"]
 SST2_PHRASES = [f"sentences_sst2_phrases_seed{seed}" for seed in (0, 1, 2)]
-TEXT = ["sentences_mr", "sentences_sst2", *SST2_PHRASES, "references"]
+SST1_PHRASES = [f"sentences_sst1_phrases_seed{seed}" for seed in (0, 1, 2)]
+TEXT = ["sentences_mr", "sentences_sst2", *SST2_PHRASES, *SST1_PHRASES, "references"]
 
 TABLES = {
     ("README.md", "| what | result | page |"): (["result"], {
@@ -63,11 +64,13 @@ TABLES = {
         "MR": ["sentences_mr", "references"],
         "SST-2": ["sentences_sst2", "references"],
         "SST-2, trained on the treebank's phrases": [*SST2_PHRASES, "references"],
+        "SST-1 (five classes), trained on the treebank's phrases": [*SST1_PHRASES, "references"],
     }),
     ("docs/text.md", "| set | cnnjax | Kim (2014) |"): (["cnnjax", "Kim (2014)", "harvardnlp's Torch"], {
         "MR": ["sentences_mr", "references"],
         "SST-2": ["sentences_sst2", "references"],
         **{f"SST-2, phrases, seed {name[-1]}": [name, "references"] for name in SST2_PHRASES},
+        **{f"SST-1, phrases, seed {name[-1]}": [name, "references"] for name in SST1_PHRASES},
     }),
     ("docs/performance.md", "| framework | images/s |"): (["images/s", "s / 60k epoch", "cnnjax / peer"], {
         "cnnjax": ["compare_cpu"],
