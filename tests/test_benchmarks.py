@@ -142,10 +142,14 @@ def test_suite_times_each_tier_and_writes_its_record(tmp_path, capsys):
     import json
 
     path = tmp_path / "suite.json"
-    rows = load("suite").main(["--record", str(path), "--", "tests/test_dense.py", "-n", "0"])
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: a slow test\n")
+    (tmp_path / "test_tiers.py").write_text(
+        "import pytest\n\n\n" + "".join(f"def test_quick_{i}():\n    assert True\n\n\n" for i in range(3))
+        + "@pytest.mark.slow\ndef test_slow():\n    assert True\n")
+    rows = load("suite").main(["--record", str(path), "--", str(tmp_path / "test_tiers.py"), "-n", "0"])
     everything, quick = rows["all"], rows["quick"]
     assert everything["exit_code"] == quick["exit_code"] == 0 and everything["stderr_lines"] == 0
-    assert everything["passed"] == quick["passed"] + quick.get("deselected", 0) > 10
+    assert (everything["passed"], quick["passed"], quick.get("deselected")) == (4, 3, 1)
     assert everything["cpu_s"] > 0 and quick["command"] == "python -m pytest -q -m 'not slow'"
     record = json.loads(path.read_text())
     assert record["tiers"] == rows

@@ -85,8 +85,11 @@ TABLES = {
         ["idle, wall s", "idle, CPU s", "beside one busy process, wall s", "busy, CPU s"], {
             "cnnjax, first run": ["end_to_end"],
             "cnnjax, rerun": ["end_to_end"],
+            "cnnjax `--no-pictures`, first run": ["end_to_end"],
+            "cnnjax `--no-pictures`, rerun": ["end_to_end"],
             "PyTorch eager, first run": ["end_to_end"],
             "PyTorch eager, rerun": ["end_to_end"],
+            "PyTorch eager, `OMP_WAIT_POLICY=PASSIVE`": ["end_to_end"],
             "PyTorch's wall time over cnnjax's": ["end_to_end"],
         }),
     ("docs/performance.md", "| convolution | forward, auto |"): (
