@@ -51,6 +51,7 @@ from common import (
     pictures_flag,
     provenance,
     read_config,
+    recorded_settings,
     run_directory,
     write_json,
 )
@@ -135,8 +136,8 @@ class Config(TrainingConfig):
 
     def record(self) -> dict:
         """What ``config.json`` holds: the settings, and where and with what they ran."""
-        per_process = ("verbose", "pictures", "coordinator", "process_id")  # not settings of the run
-        settings = {k: v for k, v in dataclasses.asdict(self).items() if k not in per_process}
+        per_process = ("verbose", "coordinator", "process_id")  # not settings of the run
+        settings = {k: v for k, v in recorded_settings(self).items() if k not in per_process}
         return {**settings, "optimizer": "rmsprop (rho 0.9, epsilon 1e-7 outside the square root)",
                 "cnnjax": cnnjax.__version__, "jax": jax.__version__, "backend": jax.default_backend(),
                 "devices": jax.device_count()}

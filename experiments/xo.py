@@ -142,6 +142,25 @@ def print_backpropagation(step: dict[str, np.ndarray], name: str) -> None:
         print("\n".join("  ".join(f"{v:7.4f}" for v in row) for row in step["d_features"][:, :, 0, c]))
 
 
+def pictures(workdir: Path, hand_made, image: np.ndarray, tests, net, epochs: list[dict], step: dict) -> None:
+    """The run's pictures: the walk-through's maps, the trickier cases, the lecture's and the
+    learned features, the learning curves and the backpropagation slide."""
+    fig = viz.response_maps(hand_made, lecture.batch(image), layers=["conv", "max_pool", "max_pool_1"],
+                            annotate=True, max_channels=3)
+    viz.save(fig, workdir / "lecture_maps.png", dpi=120)
+    viz.save(case_examples_figure(tests), workdir / "trickier_cases.png")
+    learned = np.asarray(net[0].kernel[...])
+    both = np.concatenate([lecture.features(), learned], axis=-1)
+    titles = [f"lecture: {n}" for n in lecture.FEATURE_NAMES] + [f"learned {i}" for i in range(learned.shape[-1])]
+    viz.save(viz.filters(both, titles=titles, annotate=True, title="The lecture's features and the learned ones"),
+             workdir / "filters.png", dpi=120)
+    viz.save(viz.learning_curves(epochs), workdir / "learning_curves.png")
+    titles = [f"d loss / d {name}" for name in lecture.FEATURE_NAMES]
+    viz.save(viz.filters(step["d_features"], titles=titles, annotate=True, value="gradient",
+                         title=f"Backpropagation: the error ({step['error'][0]:+.2f} for X) flowing into each feature"),
+             workdir / "backpropagation.png", dpi=120)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse(Config, argv, __doc__.splitlines()[0])
     workdir = Path(args.workdir or os.path.join("runs", f"xo-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
@@ -155,17 +174,11 @@ def _run_in(args: Config, workdir: Path, argv: list[str] | None = None) -> dict:
     image = lecture.X_IMAGE if args.image == "x" else lecture.O_IMAGE
     stages = print_walkthrough(image, args.image.upper())
     hand_made = models.xo_net(lecture_features=True, rngs=nnx.Rngs(args.seed))
-    if args.pictures:
-        fig = viz.response_maps(hand_made, lecture.batch(image), layers=["conv", "max_pool", "max_pool_1"],
-                                annotate=True, max_channels=3)
-        viz.save(fig, workdir / "lecture_maps.png", dpi=120)
 
     # 2. The trickier cases.
     train_set = synthetic.xo_dataset(args.train_size, "mixed", seed=args.seed, strength="train")
     tests = {case: synthetic.xo_dataset(args.test_size, case, seed=args.seed + 1 + i)
              for i, case in enumerate(synthetic.CASES)}
-    if args.pictures:
-        viz.save(case_examples_figure(tests), workdir / "trickier_cases.png")
 
     # 3. Learn the features from random ones.
     net = models.xo_net(rngs=nnx.Rngs(args.seed))
@@ -177,13 +190,6 @@ def _run_in(args: Config, workdir: Path, argv: list[str] | None = None) -> dict:
     print(f"{'case':12s} {'accuracy':>8s}")
     for case, acc in accuracy.items():
         print(f"{case:12s} {acc:8.3f}")
-    if args.pictures:
-        learned = np.asarray(net[0].kernel[...])
-        both = np.concatenate([lecture.features(), learned], axis=-1)
-        titles = [f"lecture: {n}" for n in lecture.FEATURE_NAMES] + [f"learned {i}" for i in range(learned.shape[-1])]
-        viz.save(viz.filters(both, titles=titles, annotate=True, title="The lecture's features and the learned ones"),
-                 workdir / "filters.png", dpi=120)
-        viz.save(viz.learning_curves(history.epochs), workdir / "learning_curves.png")
     (workdir / "metrics.json").write_text(json.dumps(history.epochs, indent=2) + "\n")
 
     # 4. Backpropagation, for the image of the walk-through, into the lecture's features (the
@@ -191,11 +197,7 @@ def _run_in(args: Config, workdir: Path, argv: list[str] | None = None) -> dict:
     step = backpropagation(hand_made, image, synthetic.XO_CLASSES.index(args.image))
     print_backpropagation(step, args.image.upper())
     if args.pictures:
-        titles = [f"d loss / d {name}" for name in lecture.FEATURE_NAMES]
-        viz.save(viz.filters(step["d_features"], titles=titles, annotate=True, value="gradient",
-                             title=f"Backpropagation: the error ({step['error'][0]:+.2f} for X) flowing into each "
-                                   f"feature"),
-                 workdir / "backpropagation.png", dpi=120)
+        pictures(workdir, hand_made, image, tests, net, history.epochs, step)
     results = {"accuracy": accuracy, "train_size": args.train_size, "test_size_per_case": args.test_size,
                "epochs": args.epochs, "seconds": sum(e["seconds"] for e in history.epochs),
                "run": provenance("xo.py", argv)}
